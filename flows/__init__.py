@@ -1,0 +1,1 @@
+"""Prefect flows: the DAGs composed from the stage tasks."""

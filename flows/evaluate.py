@@ -1,0 +1,42 @@
+"""The evaluation flow: any model on any JSONL of {question, answer}, or the built-in held-out set."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from selfimprove import config as configlib
+from selfimprove import seeds as seedlib
+from tasks.common import run_stage
+from tasks.report import render_eval
+from tasks.stages import evaluate_model
+from warehouse import lake_root
+
+from .svd import new_run_id
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(model: str = "default", data: str | None = None, scorer: str = "math", lake: str | None = None,
+                  overrides: dict | None = None) -> dict:
+    cfg = configlib.load("quickstart", overrides=overrides)
+    cfg.evaluation.scorer = scorer
+    if data:
+        cfg.evaluation.dataset_name = Path(data).stem
+    conf = cfg.to_dict()
+    lake_dir = str(lake_root(lake))
+    run_id = new_run_id("eval")
+
+    def ingest(lk):
+        if data:
+            rows = seedlib.read_file(Path(data))
+            missing = next((i for i, r in enumerate(rows, 1) if r["answer"] is None), None)
+            if missing:
+                raise seedlib.SeedError(data, missing, "answer", "missing (evaluation needs a reference answer)")
+        else:
+            rows = seedlib.generate(cfg.evaluation.source)
+        items = [{"dataset": cfg.evaluation.dataset_name, "item_id": r["seed_id"], **r} for r in rows]
+        return [lk.write("eval_items", run_id, items)], {}
+
+    items = run_stage(lake_dir, run_id, "seeds", {"data": data, "evaluation": conf["evaluation"]}, [], ingest)
+    m = evaluate_model(lake_dir, run_id, conf, items, model, "model")
+    return {"run_id": run_id, "summary": render_eval(lake_dir, run_id), "manifest": m}

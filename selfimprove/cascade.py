@@ -1,0 +1,90 @@
+"""The verification cascade: format pre-filter, then stages in order with early exit.
+
+Candidates are tried in sampling order. With `first_valid` selection, round r judges
+candidate r of every seed that has no accepted candidate yet, so each stage's model
+calls are batched across seeds while the per-seed early exit stays exact. With
+`all_valid`, every candidate is judged in one round.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .answers import format_problem
+from .backends import Backend
+from .judges import Item, StageConfig, make_items, run_stage
+
+SELECTIONS = ("first_valid", "all_valid")
+
+
+@dataclass
+class CascadeConfig:
+    """Which stages judge candidates, and which accepted candidates become training data."""
+
+    stages: list[StageConfig] = field(default_factory=lambda: [
+        StageConfig("cycle_consistency"), StageConfig("factuality"), StageConfig("correctness")])
+    selection: str = "first_valid"  # first_valid (paper) | all_valid
+    thinking: bool = False  # require a closed </think> block in the format pre-filter
+    seed: int = 0  # judge sampling seed
+
+    def __post_init__(self) -> None:
+        self.stages = [s if isinstance(s, StageConfig) else StageConfig(**s) for s in self.stages]
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}; set `name` on repeated strategies")
+
+
+def run_cascade(backend: Backend, seeds: list[dict], candidates: list[dict], config: CascadeConfig,
+                progress=None) -> tuple[list[dict], list[dict]]:
+    """Return (judgment rows, verdict rows); one verdict per candidate."""
+    seeds_by_id = {s["seed_id"]: s for s in seeds}
+    items = {it.candidate_id: it for it in make_items(candidates, seeds_by_id)}
+    by_seed: dict[str, list[dict]] = {}
+    for c in sorted(candidates, key=lambda c: (c["seed_id"], c["sample_index"])):
+        by_seed.setdefault(c["seed_id"], []).append(c)
+    judgments: list[dict] = []
+    verdicts: dict[str, dict] = {}
+    rounds = max((len(v) for v in by_seed.values()), default=0)
+    if config.selection == "all_valid":
+        schedule = [[c for group in by_seed.values() for c in group]]
+    else:
+        schedule = [None] * rounds
+    done_seeds: set[str] = set()
+    for r, planned in enumerate(schedule):
+        batch = planned if planned is not None else [g[r] for sid, g in by_seed.items() if sid not in done_seeds and r < len(g)]
+        alive: list[Item] = []
+        for c in batch:
+            problem = format_problem(c["text"], c["final_answer"], config.thinking)
+            if problem:
+                verdicts[c["candidate_id"]] = _verdict(c, False, "format", problem)
+            else:
+                alive.append(items[c["candidate_id"]])
+        for stage in config.stages:
+            results = run_stage(backend, alive, stage, seed=config.seed + 7919 * r)
+            survivors = []
+            for it, res in zip(alive, results):
+                for call in res.calls:
+                    judgments.append({"candidate_id": it.candidate_id, "stage": stage.name, "vote_index": call.vote_index,
+                                      "call": call.call, "prompt_hash": call.prompt_hash, "raw_output": call.raw_output,
+                                      "decision": call.decision, "p_yes": call.p_yes, "round": r})
+                if res.passed or not stage.gate:
+                    survivors.append(it)
+                else:
+                    verdicts[it.candidate_id] = _verdict(it, False, stage.name, res.reason)
+            alive = survivors
+        by_id = {c["candidate_id"]: c for c in batch}
+        for it in alive:
+            verdicts[it.candidate_id] = _verdict(it, True, None, "passed: " + ", ".join(s.name for s in config.stages if s.gate) or "no gating stage")
+            done_seeds.add(by_id[it.candidate_id]["seed_id"])
+        if progress:
+            progress(len(batch))
+    for c in candidates:  # first_valid never judges the candidates after an accepted one
+        if c["candidate_id"] not in verdicts:
+            verdicts[c["candidate_id"]] = _verdict(c, False, "not_judged", "an earlier candidate of this seed was accepted (first_valid)")
+    return judgments, [verdicts[c["candidate_id"]] for c in candidates]
+
+
+def _verdict(c, accepted: bool, stage: str | None, reason: str) -> dict:
+    cid = c["candidate_id"] if isinstance(c, dict) else c.candidate_id
+    return {"candidate_id": cid, "accepted": accepted, "rejected_at_stage": stage, "reason": reason}

@@ -1,0 +1,67 @@
+"""The `selfimprove` command: run flows, evaluate models, query the lake."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# offline and quiet by default: nothing here may reach a hub or phone home
+for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                   "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                   "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "TOKENIZERS_PARALLELISM": "false",
+                   "TRANSFORMERS_VERBOSITY": "error"}.items():
+    os.environ.setdefault(key, value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="selfimprove", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a method's flow end to end")
+    run.add_argument("method", choices=["svd"])
+    run.add_argument("--preset", default="quickstart", help="quickstart | full | paper | no_filter | simple")
+    run.add_argument("--config", help="YAML/JSON file overriding the preset")
+    run.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are reused")
+
+    sql = sub.add_parser("sql", help="query the lake with DuckDB")
+    sql.add_argument("query")
+    sql.add_argument("--lake")
+
+    ev = sub.add_parser("eval", help="evaluate a model on a JSONL of {question, answer}")
+    ev.add_argument("--model", default="default", help="'default' or a local checkpoint folder")
+    ev.add_argument("--data", help="JSONL/CSV/Parquet with question and answer (default: built-in held-out set)")
+    ev.add_argument("--scorer", default="math", choices=["math", "task"])
+    ev.add_argument("--lake")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "sql":
+            from warehouse import Lake
+            from warehouse.views import format_table, query
+
+            cols, rows = query(Lake(args.lake), args.query)
+            print(format_table(cols, rows))
+        elif args.command == "run":
+            from flows.svd import svd
+
+            result = svd(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume)
+            print("\n" + result["summary"])
+        elif args.command == "eval":
+            from flows.evaluate import evaluate_flow
+
+            result = evaluate_flow(model=args.model, data=args.data, scorer=args.scorer, lake=args.lake)
+            print("\n" + result["summary"])
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"selfimprove: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if type(e).__module__.startswith("duckdb"):
+            print(f"selfimprove: SQL error: {e}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Judge strategies and how their votes combine.
+
+A stage = one strategy × `votes` independent samples × a voting rule. Strategies:
+- `agreement`: self-consistency share of the candidate's answer (no model call).
+- `cycle_consistency`: call `infer` reconstructs the question from the answer alone,
+  call `compare` checks it against the original; each vote re-runs `infer`.
+- `factuality`, `correctness`, `simple`: one verdict call per vote.
+With `scoring="probability"` the verdict is read as P(Y) after the prefix "[[" (only
+the verdict tokens are considered, so nothing is unparseable); a prompt without
+sampled parts then gives the same answer every time, so it is asked once.
+Judges see only the final-answer part of a candidate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import prompts
+from .agreement import agreement_scores
+from .answers import final_part, parse_verdict
+from .backends import Backend, SamplingParams
+
+STRATEGIES = ("agreement", "cycle_consistency", "factuality", "correctness", "simple")
+RULES = ("unanimous", "majority", "at_least_k")
+VERDICT_PREFIX = "[["
+
+
+@dataclass
+class StageConfig:
+    """One cascade stage."""
+
+    strategy: str  # one of STRATEGIES
+    votes: int = 5  # independent judgments (paper best: 5)
+    rule: str = "unanimous"  # unanimous | majority | at_least_k
+    k: int = 1  # for at_least_k
+    scoring: str = "sample"  # sample: parse a sampled verdict | probability: P(Y) vs threshold
+    threshold: float = 0.5  # probability scoring: min P(Y|Y or N); agreement: min answer share
+    temperature: float = 0.7  # judge sampling temperature
+    max_new_tokens: int = 96  # room for a short rationale before the verdict
+    gate: bool = True  # False records the stage's votes for telemetry but never rejects
+    name: str = ""  # stage name in the lake; defaults to the strategy
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown judge strategy {self.strategy!r}; known: {STRATEGIES}")
+        if self.rule not in RULES:
+            raise ValueError(f"unknown voting rule {self.rule!r}; known: {RULES}")
+        if self.scoring not in ("sample", "probability"):
+            raise ValueError(f"scoring must be 'sample' or 'probability', got {self.scoring!r}")
+        if self.votes < 1:
+            raise ValueError("votes must be >= 1")
+        self.name = self.name or self.strategy
+
+
+@dataclass
+class Item:
+    """A candidate as a judge sees it."""
+
+    candidate_id: str
+    question: str
+    answer: str  # final-answer part only
+    agreement: float = 0.0
+
+
+@dataclass
+class Call:
+    vote_index: int
+    call: str
+    prompt_hash: str
+    raw_output: str
+    decision: str  # Y | N | unparseable, or '' for a call that gives no verdict (cycle infer)
+    p_yes: float | None = None
+
+
+@dataclass
+class StageResult:
+    passed: bool
+    reason: str
+    calls: list[Call] = field(default_factory=list)
+
+
+def combine(decisions: list[str], stage: StageConfig) -> bool:
+    yes = sum(d == "Y" for d in decisions)
+    if stage.rule == "unanimous":
+        return yes == len(decisions)
+    if stage.rule == "majority":
+        return yes * 2 > len(decisions)
+    return yes >= stage.k
+
+
+def _verdicts(backend: Backend, messages: list[list[dict]], stage: StageConfig, n: int, seed: int) -> list[list[tuple[str, str, float | None]]]:
+    """Per prompt, n (raw_output, decision, p_yes) triples."""
+    if stage.scoring == "probability":
+        out = []
+        for probs in backend.choice_probs(messages, VERDICT_PREFIX, ["Y", "N"]):
+            total = probs["Y"] + probs["N"]
+            p_yes = probs["Y"] / total if total > 0 else 0.0
+            raw = f"P(Y)={probs['Y']:.4g} P(N)={probs['N']:.4g}"
+            out.append([(raw, "Y" if p_yes >= stage.threshold else "N", p_yes)] * n)
+        return out
+    params = SamplingParams(temperature=stage.temperature, top_p=1.0, max_new_tokens=stage.max_new_tokens, n=n, seed=seed)
+    return [[(g.text, parse_verdict(g.text), None) for g in gens] for gens in backend.generate(messages, params)]
+
+
+def _msg(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def run_stage(backend: Backend, items: list[Item], stage: StageConfig, seed: int = 0) -> list[StageResult]:
+    """Judge every item with one stage, batching all model calls of the stage together."""
+    if not items:
+        return []
+    if stage.strategy == "agreement":
+        return [_decide([Call(0, "agreement", "", f"share={it.agreement:.3f}",
+                              "Y" if it.agreement >= stage.threshold else "N", it.agreement)], stage)
+                for it in items]
+    if stage.strategy == "cycle_consistency":
+        return _cycle(backend, items, stage, seed)
+    prompt = prompts.load("correctness" if stage.strategy == "simple" else stage.strategy)
+    n = 1 if stage.scoring == "probability" else stage.votes
+    outs = _verdicts(backend, [_msg(prompt.render(question=it.question, answer=it.answer)) for it in items], stage, n, seed)
+    results = []
+    for triples in outs:
+        calls = [Call(v, "verdict", prompt.hash, raw, d, p) for v, (raw, d, p) in enumerate(triples)]
+        results.append(_decide(calls, stage))
+    return results
+
+
+def _cycle(backend: Backend, items: list[Item], stage: StageConfig, seed: int) -> list[StageResult]:
+    infer, compare = prompts.load("cycle_infer"), prompts.load("cycle_compare")
+    params = SamplingParams(temperature=stage.temperature, top_p=1.0, max_new_tokens=stage.max_new_tokens, n=stage.votes, seed=seed)
+    inferred = backend.generate([_msg(infer.render(answer=it.answer)) for it in items], params)
+    flat = [(i, v, g.text.strip()) for i, gens in enumerate(inferred) for v, g in enumerate(gens)]
+    msgs = [_msg(compare.render(question=items[i].question, inferred=q, answer=items[i].answer)) for i, _, q in flat]
+    verdicts = _verdicts(backend, msgs, stage, 1, seed + 1)
+    calls: list[list[Call]] = [[] for _ in items]
+    for (i, v, q), [(raw, d, p)] in zip(flat, verdicts):
+        calls[i] += [Call(v, "infer", infer.hash, q, ""), Call(v, "compare", compare.hash, raw, d, p)]
+    return [_decide(c, stage) for c in calls]
+
+
+def _decide(calls: list[Call], stage: StageConfig) -> StageResult:
+    decisions = [c.decision for c in calls if c.decision]
+    passed = combine(decisions, stage)
+    yes = decisions.count("Y")
+    unparseable = decisions.count("unparseable")
+    reason = f"{stage.name}: {yes}/{len(decisions)} Y ({stage.rule})"
+    if unparseable:
+        reason += f", {unparseable} unparseable"
+    if stage.strategy == "agreement":
+        reason = f"agreement: answer share {calls[0].p_yes:.2f} (threshold {stage.threshold})"
+    return StageResult(passed=passed, reason=reason, calls=calls)
+
+
+def make_items(candidates: list[dict], seeds_by_id: dict[str, dict]) -> list[Item]:
+    """Items for every candidate, with agreement computed over each seed's candidates."""
+    by_seed: dict[str, list[dict]] = {}
+    for c in candidates:
+        by_seed.setdefault(c["seed_id"], []).append(c)
+    share: dict[str, float] = {}
+    for sid, group in by_seed.items():
+        for c, s in zip(group, agreement_scores([c["final_answer"] for c in group], seeds_by_id[sid]["domain"])):
+            share[c["candidate_id"]] = s
+    return [Item(c["candidate_id"], seeds_by_id[c["seed_id"]]["question"], final_part(c["text"]), share[c["candidate_id"]])
+            for c in candidates]

@@ -1,0 +1,50 @@
+"""Candidate sampling: n completions per seed question from the policy model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import prompts
+from .answers import final_answer
+from .backends import Backend, SamplingParams
+
+
+@dataclass
+class SamplingConfig:
+    """Candidate generation. Defaults follow the measured prototype in methods.md."""
+
+    n: int = 8  # candidates per seed (paper best: 8)
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 0
+    max_new_tokens: int = 64
+    prompt: str = "sample_math"  # prompt file that wraps each question
+    answer_format: str = "boxed"  # boxed (paper) | boxed_or_last_number (models that ignore boxing)
+    seed: int = 0
+
+    def params(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                              max_new_tokens=self.max_new_tokens, n=self.n, seed=self.seed)
+
+
+def user_message(question: str, prompt_name: str) -> list[dict]:
+    return [{"role": "user", "content": prompts.load(prompt_name).render(question=question)}]
+
+
+def sample(backend: Backend, seeds: list[dict], config: SamplingConfig, progress=None) -> list[dict]:
+    """One row per candidate, in sampling order within each seed."""
+    messages = [user_message(s["question"], config.prompt) for s in seeds]
+    outputs = backend.generate(messages, config.params(), progress=progress)
+    prompt_hash = prompts.load(config.prompt).hash
+    rows = []
+    for seed, gens in zip(seeds, outputs):
+        for k, g in enumerate(gens):
+            rows.append({
+                "candidate_id": f"{seed['seed_id']}#{k}",
+                "seed_id": seed["seed_id"],
+                "sample_index": k,
+                "text": g.text,
+                "final_answer": final_answer(g.text, seed["domain"], config.answer_format),
+                "n_tokens": g.n_tokens,
+                "prompt_hash": prompt_hash,
+            })
+    return rows

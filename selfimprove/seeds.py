@@ -1,0 +1,131 @@
+"""Seed questions: validated loading from files and offline generation.
+
+A seed is `{seed_id, domain, question, answer?, task?}`. `answer` is ground truth
+for telemetry and evaluation only; SVD never shows it to the model. Bad input
+raises `SeedError` naming the file, row and field, before anything is written.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DOMAINS = ("math", "science", "code")
+
+
+class SeedError(ValueError):
+    def __init__(self, file: str, row: int | None, field: str | None, problem: str) -> None:
+        where = file + (f", row {row}" if row is not None else "") + (f", field '{field}'" if field else "")
+        super().__init__(f"{where}: {problem}")
+        self.file, self.row, self.field = file, row, field
+
+
+@dataclass
+class SeedSource:
+    """Where seeds come from: a file, or reasoning-gym tasks generated offline."""
+
+    path: str | None = None  # JSONL / Parquet / CSV with `question` (+ optional seed_id, domain, answer, task)
+    tasks: list[str] = field(default_factory=lambda: ["basic_arithmetic"])  # reasoning-gym task names
+    size: int = 64  # generated questions (split evenly over tasks)
+    seed: int = 1234  # generator seed; held-out sets use another one
+    difficulty: dict = field(default_factory=lambda: {
+        "basic_arithmetic": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2,
+                             "operators": ["+", "-", "*"], "allow_parentheses": False, "allow_negation": False},
+    })  # per-task reasoning-gym config overrides
+
+
+def load(source: SeedSource) -> list[dict]:
+    return read_file(Path(source.path)) if source.path else generate(source)
+
+
+def generate(source: SeedSource, exclude_questions: set[str] | frozenset = frozenset()) -> list[dict]:
+    """Questions from reasoning-gym, deterministic in (tasks, size, seed); skips `exclude_questions`."""
+    import reasoning_gym
+
+    rows: list[dict] = []
+    per_task = [source.size // len(source.tasks) + (i < source.size % len(source.tasks)) for i in range(len(source.tasks))]
+    for task, want in zip(source.tasks, per_task):
+        options = dict(source.difficulty.get(task, {}))
+        # over-generate so that dropping excluded and repeated questions still leaves `want`
+        data = reasoning_gym.create_dataset(task, size=want * 3 + 16, seed=source.seed, **options)
+        seen = set(exclude_questions)
+        kept = 0
+        for i, item in enumerate(data):
+            if kept == want:
+                break
+            if item["question"] in seen:
+                continue
+            seen.add(item["question"])
+            rows.append({"seed_id": f"{task}-{source.seed}-{i}", "domain": "math", "question": item["question"],
+                         "answer": str(item["answer"]), "task": task})
+            kept += 1
+    return rows
+
+
+def read_file(path: Path) -> list[dict]:
+    name = str(path)
+    if not path.exists():
+        raise SeedError(name, None, None, "file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".json"):
+            raw = []
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    raw.append((n, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise SeedError(name, n, None, f"not valid JSON ({e.msg})") from None
+        elif suffix == ".csv":
+            with open(path, newline="", encoding="utf-8") as f:
+                raw = [(n, dict(r)) for n, r in enumerate(csv.DictReader(f), 2)]  # row 1 is the header
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            raw = [(n, r) for n, r in enumerate(pq.read_table(path).to_pylist(), 1)]
+        else:
+            raise SeedError(name, None, None, f"unsupported file type {suffix!r} (use .jsonl, .csv or .parquet)")
+    except (UnicodeDecodeError, OSError) as e:
+        raise SeedError(name, None, None, f"unreadable ({e})") from None
+    except SeedError:
+        raise
+    except Exception as e:  # pyarrow / csv parse errors
+        raise SeedError(name, None, None, f"unreadable ({type(e).__name__}: {e})") from None
+    return validate(raw, name)
+
+
+def validate(raw: list[tuple[int, object]], name: str) -> list[dict]:
+    if not raw:
+        raise SeedError(name, None, None, "no rows")
+    rows, ids = [], {}
+    for n, r in raw:
+        if not isinstance(r, dict):
+            raise SeedError(name, n, None, f"expected an object, got {type(r).__name__}")
+        q = r.get("question")
+        if q is None:
+            raise SeedError(name, n, "question", "missing")
+        if not isinstance(q, str):
+            raise SeedError(name, n, "question", f"must be a string, got {type(q).__name__}")
+        if not q.strip():
+            raise SeedError(name, n, "question", "empty")
+        sid = r.get("seed_id", r.get("id", f"row-{n}"))
+        if not isinstance(sid, (str, int)) or isinstance(sid, bool):
+            raise SeedError(name, n, "seed_id", f"must be a string or integer, got {type(sid).__name__}")
+        sid = str(sid)
+        if sid in ids:
+            raise SeedError(name, n, "seed_id", f"duplicate id {sid!r} (first at row {ids[sid]})")
+        ids[sid] = n
+        domain = r.get("domain") or "math"
+        if domain not in DOMAINS:
+            raise SeedError(name, n, "domain", f"{domain!r} is not one of {DOMAINS}")
+        answer = r.get("answer")
+        if answer is not None and not isinstance(answer, (str, int, float)):
+            raise SeedError(name, n, "answer", f"must be a string or number, got {type(answer).__name__}")
+        task = r.get("task")
+        if task is not None and not isinstance(task, str):
+            raise SeedError(name, n, "task", f"must be a string, got {type(task).__name__}")
+        rows.append({"seed_id": sid, "domain": domain, "question": q.strip(),
+                     "answer": None if answer is None or answer == "" else str(answer), "task": task})
+    return rows

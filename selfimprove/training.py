@@ -1,0 +1,85 @@
+"""Fine-tuning: TRL `SFTTrainer` on (prompt, completion) pairs, loss on completion tokens only.
+
+Full fine-tuning or LoRA (merged into the base weights before saving, so every later
+stage loads a plain checkpoint). Returns the per-step loss log for the lake.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    """SFT settings. Defaults are the measured CPU quickstart recipe from methods.md."""
+
+    method: str = "full"  # full | lora
+    epochs: float = 2.0
+    learning_rate: float = 2e-5
+    batch_size: int = 8
+    max_length: int = 256  # tokens per example, prompt + completion
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    lr_scheduler: str = "cosine"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    seed: int = 0
+    min_examples: int = 1  # fewer accepted examples than this skips training (reported, not silent)
+
+
+def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig) -> dict:
+    """Train on rows with `prompt` and `completion`; save a checkpoint to `output_dir`."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    if config.method not in ("full", "lora"):
+        raise ValueError(f"training method must be 'full' or 'lora', got {config.method!r}")
+    output_dir = Path(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": e["prompt"]}],
+                               "completion": [{"role": "assistant", "content": e["completion"]}]} for e in examples])
+    args = SFTConfig(
+        output_dir=str(output_dir / "_trainer"), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size, max_length=config.max_length, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of total steps
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, lr_scheduler_type=config.lr_scheduler,
+        logging_steps=1, save_strategy="no", report_to="none", seed=config.seed, completion_only_loss=True,
+        use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(), dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    peft_config = None
+    if config.method == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, task_type="CAUSAL_LM",
+                                 target_modules="all-linear")
+
+    log: list[dict] = []
+
+    class _Log(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                log.append({"step": state.global_step, "loss": float(logs["loss"]),
+                            "learning_rate": float(logs.get("learning_rate", 0.0))})
+
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[_Log()])
+    result = trainer.train()
+    trained = trainer.model
+    if config.method == "lora":
+        trained = trained.merge_and_unload()
+    tmp = output_dir.with_name(output_dir.name + ".partial")
+    trained.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if output_dir.exists():
+        import shutil
+
+        shutil.rmtree(output_dir)
+    tmp.rename(output_dir)
+    return {"path": str(output_dir), "steps": int(result.global_step), "log": log,
+            "final_loss": log[-1]["loss"] if log else float("nan"), "examples": len(examples)}

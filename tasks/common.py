@@ -1,0 +1,74 @@
+"""Plumbing every stage shares: versioning, resume, reading inputs by manifest, writing outputs.
+
+A stage's version is a hash of its name, its config section and its inputs' content
+hashes. If a manifest with that version already exists for the run, the stage is
+done and is skipped; otherwise it runs, writes its tables atomically and writes the
+manifest last.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from selfimprove import __version__
+from selfimprove.backends import BackendConfig, load_backend
+from selfimprove.config import RunConfig, from_dict
+from selfimprove.prompts import all_hashes
+from warehouse import Lake
+
+
+def version_of(stage: str, config_section, inputs: list[dict]) -> str:
+    payload = json.dumps({"stage": stage, "code": __version__, "config": config_section, "prompts": all_hashes(),
+                          "inputs": [f["sha256"] for m in inputs for f in m.get("files", [])]},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def run_stage(lake_dir: str, run_id: str, stage: str, config_section, inputs: list[dict], body) -> dict:
+    """Run `body(lake) -> (files, info)` unless this exact stage version already finished."""
+    lake = Lake(lake_dir)
+    version = version_of(stage, config_section, inputs)
+    done = lake.read_manifest(run_id, stage)
+    if done and done.get("version") == version and all(Path(f["path"]).exists() for f in done["files"]):
+        print(f"[{stage}] already done for run {run_id} (version {version}): reusing")
+        return done
+    start = time.time()
+    files, info = body(lake)
+    manifest = {"run_id": run_id, "stage": stage, "version": version, "files": files,
+                "rows": {f["table"]: f["rows"] for f in files}, "seconds": round(time.time() - start, 2),
+                "inputs": [m["stage"] for m in inputs], **info}
+    lake.write_manifest(run_id, stage, manifest)
+    return manifest
+
+
+def read(manifest: dict, table: str) -> list[dict]:
+    """The rows of one table that a stage's manifest names."""
+    for f in manifest["files"]:
+        if f["table"] == table:
+            return pq.read_table(f["path"]).to_pylist()
+    raise KeyError(f"stage {manifest['stage']!r} wrote no table {table!r}")
+
+
+def config_of(config: dict) -> RunConfig:
+    return from_dict(config)
+
+
+@lru_cache(maxsize=2)
+def _backend(path: str, backend_json: str):
+    return load_backend(path, BackendConfig(**json.loads(backend_json)))
+
+
+def backend_for(model_path: str, backend: BackendConfig):
+    """One loaded model per (checkpoint, backend settings) in this process."""
+    return _backend(str(model_path), json.dumps(backend.__dict__, sort_keys=True))
+
+
+def progress_bar(total: int, desc: str):
+    bar = tqdm(total=total, desc=desc, unit="seq", dynamic_ncols=True)
+    return bar, bar.update

@@ -1,0 +1,92 @@
+"""The end of a run: the paired base-vs-tuned comparison, the printed summary, Prefect artifacts."""
+from __future__ import annotations
+
+from prefect import task
+
+from selfimprove.evaluation import paired_difference
+from warehouse import Lake
+from warehouse.views import EXAMPLE_QUERIES, format_table, query
+
+from .common import config_of, read
+
+
+@task(name="summarize-run")
+def summarize_run(lake_dir: str, run_id: str, config: dict, manifests: dict) -> dict:
+    cfg = config_of(config)
+    lake = Lake(lake_dir)
+    base, tuned = manifests.get("eval-base"), manifests.get("eval-tuned")
+    if base and tuned:
+        delta = paired_difference(read(base, "eval_samples"), read(tuned, "eval_samples"), cfg.evaluation, "tuned")
+        lake.write("eval_metrics", run_id, [delta], part="delta")
+    text = render_summary(lake, run_id, manifests, [st.name for st in cfg.cascade.stages])
+    _artifacts(run_id, text, lake)
+    return {"run_id": run_id, "summary": text}
+
+
+def _q(lake: Lake, sql: str):
+    return query(lake, sql)
+
+
+def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[str]) -> str:
+    r = f"'{run_id}'"
+    out = [f"# selfimprove run {run_id}", ""]
+    (_, [(n_seeds,)]) = _q(lake, f"SELECT count(*) FROM seeds WHERE run_id = {r}")
+    (_, [(n_cand, toks)]) = _q(lake, f"SELECT count(*), coalesce(sum(n_tokens), 0) FROM candidates WHERE run_id = {r}")
+    out.append(f"seeds: {n_seeds}   candidates: {n_cand} ({toks} generated tokens)")
+    cols, rows = _q(lake, "SELECT coalesce(rejected_at_stage, 'ACCEPTED') AS outcome, count(*) AS candidates "
+                          f"FROM verdicts WHERE run_id = {r} GROUP BY 1 ORDER BY 2 DESC")
+    out += ["", "## verdicts (where each candidate stopped)", format_table(cols, rows)]
+    cols, rows = _q(lake, "SELECT stage, count(DISTINCT candidate_id) AS judged, "
+                          "count(*) FILTER (WHERE call <> 'infer') AS votes, "
+                          "round(avg(CASE WHEN decision = 'Y' THEN 1 ELSE 0 END) FILTER (WHERE call <> 'infer'), 3) AS yes_rate, "
+                          "count(*) FILTER (WHERE decision = 'unparseable') AS unparseable "
+                          f"FROM judgments WHERE run_id = {r} GROUP BY stage ORDER BY list_position({stage_order!r}, stage)")
+    out += ["", "## judge stages", format_table(cols, rows)]
+    cols, rows = _q(lake, "SELECT stage, metric, round(value, 3) AS value, n FROM judge_metrics "
+                          f"WHERE run_id = {r} AND metric IN ('accept_rate','precision','recall','auroc','base_precision',"
+                          "'judge_calls','judge_calls_per_accepted','candidate_accuracy') ORDER BY stage, metric")
+    out += ["", "## judge telemetry against ground truth (measurement only; the cascade never reads it)",
+            format_table(cols, rows)]
+    warnings = _chance_warnings(lake, run_id)
+    if warnings:
+        out += [""] + warnings
+    (_, [(n_train,)]) = _q(lake, f"SELECT count(*) FROM train_examples WHERE run_id = {r}")
+    train = manifests.get("train") or {}
+    if train.get("skipped"):
+        out += ["", f"training: skipped ({train['skipped']})"]
+    else:
+        out += ["", f"training: {n_train} examples, {train.get('steps')} steps, final loss {train.get('final_loss', float('nan')):.4f}"]
+    cols, rows = _q(lake, "SELECT model, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci95_low, "
+                          f"round(ci_high, 4) AS ci95_high FROM eval_metrics WHERE run_id = {r} AND metric <> 'no_answer_rate' "
+                          "ORDER BY model, metric")
+    out += ["", "## held-out evaluation", format_table(cols, rows)]
+    out += ["", "## next: ask the lake", *(f"selfimprove sql \"{q.format(run_id=run_id)}\"  # {title}"
+                                          for title, q in EXAMPLE_QUERIES.items())]
+    return "\n".join(out)
+
+
+def _chance_warnings(lake: Lake, run_id: str) -> list[str]:
+    _, rows = _q(lake, "SELECT a.stage, a.value, a.n FROM judge_metrics a "
+                       f"WHERE a.run_id = '{run_id}' AND a.metric = 'auroc' AND a.stage <> 'all'")
+    return [f"WARNING: stage '{stage}' separates right from wrong no better than chance here (AUROC {v:.2f} over {n})"
+            for stage, v, n in rows if v < 0.6]
+
+
+def _artifacts(run_id: str, text: str, lake: Lake) -> None:
+    """Markdown summary and verdict table in the Prefect UI; silent outside a Prefect run."""
+    try:
+        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+        create_markdown_artifact(markdown="```\n" + text + "\n```", key="run-summary",
+                                 description=f"selfimprove run {run_id}")
+        cols, rows = query(lake, "SELECT coalesce(rejected_at_stage, 'ACCEPTED') AS outcome, reason, count(*) AS n "
+                                 f"FROM verdicts WHERE run_id = '{run_id}' GROUP BY 1, 2 ORDER BY n DESC LIMIT 50")
+        create_table_artifact(table=[dict(zip(cols, r)) for r in rows], key="verdicts-by-reason")
+    except Exception as e:  # artifacts are a view; a failure must not fail the run
+        print(f"[summary] Prefect artifacts not created: {e}")
+
+
+def render_eval(lake_dir: str, run_id: str) -> str:
+    cols, rows = query(Lake(lake_dir), "SELECT dataset, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci95_low, "
+                                       f"round(ci_high, 4) AS ci95_high FROM eval_metrics WHERE run_id = '{run_id}'")
+    return f"evaluation run {run_id}\n" + format_table(cols, rows)

@@ -1,0 +1,50 @@
+"""Column names and types of every lake table. Every table starts with run_id."""
+from __future__ import annotations
+
+import pyarrow as pa
+
+S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+
+TABLES: dict[str, pa.Schema] = {
+    "runs": pa.schema([("run_id", S), ("flow", S), ("preset", S), ("started_at", pa.timestamp("us", tz="UTC")),
+                       ("config_json", S), ("model", S), ("library_version", S)]),
+    "seeds": pa.schema([("run_id", S), ("seed_id", S), ("domain", S), ("question", S), ("answer", S), ("task", S)]),
+    "candidates": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("sample_index", I), ("text", S),
+                             ("final_answer", S), ("n_tokens", I), ("prompt_hash", S)]),
+    "judgments": pa.schema([("run_id", S), ("candidate_id", S), ("stage", S), ("vote_index", I), ("call", S),
+                            ("prompt_hash", S), ("raw_output", S), ("decision", S), ("p_yes", F), ("round", I)]),
+    "verdicts": pa.schema([("run_id", S), ("candidate_id", S), ("accepted", B), ("rejected_at_stage", S), ("reason", S)]),
+    # ground truth for telemetry only: the cascade never reads it
+    "candidate_labels": pa.schema([("run_id", S), ("candidate_id", S), ("correct", B)]),
+    "judge_metrics": pa.schema([("run_id", S), ("stage", S), ("metric", S), ("value", F), ("n", I)]),
+    "train_examples": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("prompt", S), ("completion", S)]),
+    "checkpoints": pa.schema([("run_id", S), ("checkpoint_id", S), ("path", S), ("base_model", S), ("examples", I),
+                              ("steps", I), ("final_loss", F), ("method", S)]),
+    "train_log": pa.schema([("run_id", S), ("checkpoint_id", S), ("step", I), ("loss", F), ("learning_rate", F)]),
+    "eval_samples": pa.schema([("run_id", S), ("model", S), ("dataset", S), ("item_id", S), ("sample_index", I),
+                               ("output", S), ("extracted", S), ("correct", B), ("reason", S), ("n_tokens", I)]),
+    "eval_metrics": pa.schema([("run_id", S), ("model", S), ("dataset", S), ("metric", S), ("value", F), ("n", I),
+                               ("ci_low", F), ("ci_high", F)]),
+}
+
+_DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
+
+
+def duck_type(t: pa.DataType) -> str:
+    return "TIMESTAMPTZ" if pa.types.is_timestamp(t) else _DUCK[t]
+
+
+def to_table(name: str, rows: list[dict], run_id: str) -> pa.Table:
+    """Rows → an Arrow table of the named schema; a wrong or missing column names itself."""
+    schema = TABLES[name]
+    cols = {}
+    for f in schema:
+        values = [run_id if f.name == "run_id" else r.get(f.name) for r in rows]
+        try:
+            cols[f.name] = pa.array(values, type=f.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise TypeError(f"table {name!r}, column {f.name!r}: {e}") from None
+    return pa.table(cols, schema=schema)
+
+TABLES["eval_items"] = pa.schema([("run_id", S), ("dataset", S), ("item_id", S), ("domain", S), ("question", S),
+                                  ("answer", S), ("task", S)])

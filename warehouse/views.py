@@ -1,0 +1,64 @@
+"""DuckDB over the lake: one view per table plus `accepted` / `rejected`, and audit queries.
+
+Views are created fresh on an in-memory connection for every reader, so the lake
+has no shared database file and no single writer to contend for.
+"""
+from __future__ import annotations
+
+import duckdb
+
+from .lake import Lake
+from .schemas import TABLES, duck_type
+
+EXAMPLE_QUERIES = {
+    "Why was each candidate rejected, by stage?":
+        "SELECT rejected_at_stage, count(*) AS n FROM verdicts WHERE run_id = '{run_id}' GROUP BY 1 ORDER BY n DESC",
+    "Every judge call behind one accepted candidate":
+        "SELECT j.stage, j.vote_index, j.call, j.decision, j.p_yes, left(j.raw_output, 80) AS raw FROM judgments j "
+        "WHERE j.run_id = '{run_id}' AND j.candidate_id = (SELECT candidate_id FROM accepted WHERE run_id = '{run_id}' LIMIT 1) "
+        "ORDER BY j.stage, j.vote_index",
+    "Base vs fine-tuned held-out accuracy":
+        "SELECT model, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci_low, round(ci_high, 4) AS ci_high "
+        "FROM eval_metrics WHERE run_id = '{run_id}' ORDER BY model, metric",
+}
+
+
+def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    for name, schema in TABLES.items():
+        folder = lake.root / name
+        if any(folder.glob("run=*/*.parquet")):
+            glob = str(folder / "run=*" / "*.parquet").replace("'", "''")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
+        else:
+            cols = ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {f.name}" for f in schema)
+            con.execute(f"CREATE VIEW {name} AS SELECT {cols} WHERE false")
+    con.execute("CREATE VIEW accepted AS SELECT c.*, v.reason FROM verdicts v "
+                "JOIN candidates c USING (run_id, candidate_id) WHERE v.accepted")
+    con.execute("CREATE VIEW rejected AS SELECT c.*, v.rejected_at_stage, v.reason FROM verdicts v "
+                "JOIN candidates c USING (run_id, candidate_id) WHERE NOT v.accepted")
+    return con
+
+
+def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple]]:
+    con = connect(lake)
+    try:
+        cur = con.execute(sql)
+        columns = [d[0] for d in cur.description] if cur.description else []
+        return columns, cur.fetchall()
+    finally:
+        con.close()
+
+
+def format_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:
+    cells = [[_cell(v, max_width) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    out = [line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells]
+    return "\n".join(out) + f"\n({len(rows)} row{'s' if len(rows) != 1 else ''})"
+
+
+def _cell(v, width: int) -> str:
+    s = "NULL" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    s = s.replace("\n", "\\n")
+    return s if len(s) <= width else s[: width - 1] + "…"
