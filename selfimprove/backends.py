@@ -154,7 +154,7 @@ class TransformersBackend(Backend):
         results: list[dict[str, float]] = [{} for _ in texts]
         for idx, enc in self._batches(texts, 1):
             with torch.inference_mode():
-                logits = self.model(**enc).logits[:, -1, :].float()
+                logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :].float()
             logp = torch.log_softmax(logits, dim=-1)[:, choice_ids]
             for row, i in enumerate(idx):
                 results[i] = {c: math.exp(float(v)) for c, v in zip(choices, logp[row])}
