@@ -18,9 +18,9 @@ def new_run_id(flow_name: str) -> str:
 
 @flow(name="svd", log_prints=True)
 def svd(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
-        overrides: dict | None = None, run_id: str | None = None) -> dict:
+        overrides: dict | None = None, run_id: str | None = None, method: str = "svd") -> dict:
     """Self-Verified Distillation. Pass an existing `run_id` to resume it: finished stages are reused."""
-    cfg = configlib.load(preset, config_file, overrides)
+    cfg = configlib.load(preset, config_file, overrides, method)
     conf = cfg.to_dict()
     lake_dir = str(lake_root(lake))
     run_id = run_id or new_run_id("svd")

@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
 
     run = sub.add_parser("run", help="run a method's flow end to end")
     run.add_argument("method", choices=["svd"])
-    run.add_argument("--preset", default="quickstart", help="quickstart | full | paper | no_filter | simple")
+    run.add_argument("--preset", default="quickstart", help="budgets: quickstart | full")
+    run.add_argument("--method", default="svd", help="cascade: svd (the preset's) | paper | simple | no_filter | agreement")
     run.add_argument("--config", help="YAML/JSON file overriding the preset")
     run.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are reused")
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             from flows.svd import svd
 
-            result = svd(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume)
+            result = svd(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume,
+                         method=args.method)
             print("\n" + result["summary"])
         elif args.command == "eval":
             from flows.evaluate import evaluate_flow

@@ -110,15 +110,25 @@ PRESETS: dict[str, dict] = {
         "evaluation": {"source": {"size": 500, "seed": 777, "tasks": ["basic_arithmetic", "simple_equations"]},
                        "max_new_tokens": 128},
     },
-    # the paper's cascade as published: three sampled judges, 5 votes each, unanimous
-    "paper": {"cascade": {"stages": _SVD_JUDGES}},
+}
+
+# Methods swap the cascade and keep the preset's budgets, so baselines run on the same seeds.
+METHODS: dict[str, dict] = {
+    "svd": {},  # the preset's own cascade
+    "paper": {"cascade": {"stages": _SVD_JUDGES}},  # three sampled judges, 5 votes each, unanimous
+    "simple": {"cascade": {"stages": [{"strategy": "simple", "votes": 5}]}},  # one correctness judge
+    "no_filter": {"cascade": {"stages": []}},  # train on each seed's first sample with a final answer
+    "agreement": {"cascade": {"stages": [{"strategy": "agreement", "threshold": 0.5}]}},
 }
 
 
-def load(preset: str = "quickstart", path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
+def load(preset: str = "quickstart", path: str | Path | None = None, overrides: dict | None = None,
+         method: str = "svd") -> RunConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    data = merge({}, PRESETS[preset])
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {sorted(METHODS)}")
+    data = merge(merge({}, PRESETS[preset]), {"method": method, **METHODS[method]})
     if path:
         data = merge(data, read_file(Path(path)))
     if overrides:

@@ -5,13 +5,17 @@ A stage = one strategy × `votes` independent samples × a voting rule. Strategi
 - `cycle_consistency`: call `infer` reconstructs the question from the answer alone,
   call `compare` checks it against the original; each vote re-runs `infer`.
 - `factuality`, `correctness`, `simple`: one verdict call per vote.
-With `scoring="probability"` the verdict is read as P(Y) after the prefix "[[" (only
-the verdict tokens are considered, so nothing is unparseable); a prompt without
-sampled parts then gives the same answer every time, so it is asked once.
+Scoring a verdict:
+- `sample`: the judge writes freely; the verdict is parsed from its text.
+- `probability`: P(Y) among {Y, N} after the prefix "[[" against `threshold`; nothing is
+  unparseable, and a prompt without sampled parts is asked once, whatever `votes` says.
+- `constrained`: the same single forward pass, then each vote draws Y or N from those two
+  probabilities at the judge temperature: independent votes that share one prefill.
 Judges see only the final-answer part of a candidate.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from . import prompts
@@ -21,6 +25,7 @@ from .backends import Backend, SamplingParams
 
 STRATEGIES = ("agreement", "cycle_consistency", "factuality", "correctness", "simple")
 RULES = ("unanimous", "majority", "at_least_k")
+SCORINGS = ("sample", "probability", "constrained")
 VERDICT_PREFIX = "[["
 
 
@@ -32,7 +37,7 @@ class StageConfig:
     votes: int = 5  # independent judgments (paper best: 5)
     rule: str = "unanimous"  # unanimous | majority | at_least_k
     k: int = 1  # for at_least_k
-    scoring: str = "sample"  # sample: parse a sampled verdict | probability: P(Y) vs threshold
+    scoring: str = "sample"  # sample | probability | constrained (see module docstring)
     threshold: float = 0.5  # probability scoring: min P(Y|Y or N); agreement: min answer share
     temperature: float = 0.7  # judge sampling temperature
     max_new_tokens: int = 96  # room for a short rationale before the verdict
@@ -44,8 +49,8 @@ class StageConfig:
             raise ValueError(f"unknown judge strategy {self.strategy!r}; known: {STRATEGIES}")
         if self.rule not in RULES:
             raise ValueError(f"unknown voting rule {self.rule!r}; known: {RULES}")
-        if self.scoring not in ("sample", "probability"):
-            raise ValueError(f"scoring must be 'sample' or 'probability', got {self.scoring!r}")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"scoring must be one of {SCORINGS}, got {self.scoring!r}")
         if self.votes < 1:
             raise ValueError("votes must be >= 1")
         self.name = self.name or self.strategy
@@ -89,16 +94,29 @@ def combine(decisions: list[str], stage: StageConfig) -> bool:
 
 def _verdicts(backend: Backend, messages: list[list[dict]], stage: StageConfig, n: int, seed: int) -> list[list[tuple[str, str, float | None]]]:
     """Per prompt, n (raw_output, decision, p_yes) triples."""
-    if stage.scoring == "probability":
+    if stage.scoring in ("probability", "constrained"):
         out = []
-        for probs in backend.choice_probs(messages, VERDICT_PREFIX, ["Y", "N"]):
+        for i, probs in enumerate(backend.choice_probs(messages, VERDICT_PREFIX, ["Y", "N"])):
             total = probs["Y"] + probs["N"]
             p_yes = probs["Y"] / total if total > 0 else 0.0
             raw = f"P(Y)={probs['Y']:.4g} P(N)={probs['N']:.4g}"
-            out.append([(raw, "Y" if p_yes >= stage.threshold else "N", p_yes)] * n)
+            if stage.scoring == "probability":
+                out.append([(raw, "Y" if p_yes >= stage.threshold else "N", p_yes)] * n)
+            else:
+                rng = random.Random(seed * 1_000_003 + i)
+                p = _tempered(p_yes, stage.temperature)
+                out.append([(raw, "Y" if rng.random() < p else "N", p_yes) for _ in range(n)])
         return out
     params = SamplingParams(temperature=stage.temperature, top_p=1.0, max_new_tokens=stage.max_new_tokens, n=n, seed=seed)
     return [[(g.text, parse_verdict(g.text), None) for g in gens] for gens in backend.generate(messages, params)]
+
+
+def _tempered(p_yes: float, temperature: float) -> float:
+    """P(Y) after sharpening (T<1) or flattening (T>1) the two-way verdict distribution."""
+    if temperature <= 0:
+        return 1.0 if p_yes >= 0.5 else 0.0
+    a, b = p_yes ** (1 / temperature), (1 - p_yes) ** (1 / temperature)
+    return a / (a + b) if a + b > 0 else 0.5
 
 
 def _msg(text: str) -> list[dict]:

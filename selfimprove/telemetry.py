@@ -5,6 +5,8 @@ reads it. One row per (stage, metric) with the number of candidates it is over.
 """
 from __future__ import annotations
 
+import random
+
 from .judges import StageConfig, combine
 from .scorers import score
 
@@ -23,21 +25,58 @@ def label_candidates(seeds: list[dict], candidates: list[dict], answer_format: s
 
 def auroc(scores: list[float], labels: list[bool]) -> float | None:
     """Probability that a random correct item scores above a random wrong one (ties count half)."""
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
+    n_pos = sum(labels)
+    n_neg = len(labels) - n_pos
+    if not n_pos or not n_neg:
         return None
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):  # average ranks over ties
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    rank_sum = sum(r for r, y in zip(ranks, labels) if y)
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _classifier_metrics(passed: list[bool], scores: list[float], labels: list[bool]) -> dict[str, float | None]:
+    tp = sum(p and y for p, y in zip(passed, labels))
+    acc, pos = sum(passed), sum(labels)
+    return {"accept_rate": acc / len(passed), "precision": tp / acc if acc else None,
+            "recall": tp / pos if pos else None, "auroc": auroc(scores, labels)}
+
+
+def with_intervals(passed: list[bool], scores: list[float], labels: list[bool], resamples: int = 200,
+                   seed: int = 0) -> dict[str, tuple[float | None, float | None, float | None]]:
+    """Point estimate and 95 % bootstrap interval (resampling candidates) of each classifier metric."""
+    point = _classifier_metrics(passed, scores, labels)
+    rng = random.Random(seed)
+    n = len(labels)
+    draws: dict[str, list[float]] = {k: [] for k in point}
+    for _ in range(resamples if n else 0):
+        idx = [rng.randrange(n) for _ in range(n)]
+        for k, v in _classifier_metrics([passed[i] for i in idx], [scores[i] for i in idx], [labels[i] for i in idx]).items():
+            if v is not None:
+                draws[k].append(v)
+    out = {}
+    for k, v in point.items():
+        d = sorted(draws[k])
+        out[k] = (v, d[int(0.025 * len(d))] if d else None, d[min(len(d) - 1, int(0.975 * len(d)))] if d else None)
+    return out
 
 
 def stage_metrics(judgments: list[dict], verdicts: list[dict], stages: list[StageConfig],
-                  labels: dict[str, bool]) -> list[dict]:
+                  labels: dict[str, bool], resamples: int = 200) -> list[dict]:
+    """judge_metrics rows; precision, recall, accept rate and AUROC carry 95 % bootstrap intervals."""
     rows: list[dict] = []
 
-    def add(stage, metric, value, n):
+    def add(stage, metric, value, n, lo=None, hi=None):
         if value is not None:
-            rows.append({"stage": stage, "metric": metric, "value": float(value), "n": int(n)})
+            rows.append({"stage": stage, "metric": metric, "value": float(value), "n": int(n), "ci_low": lo, "ci_high": hi})
 
     for stage in stages:
         per_cand: dict[str, list[dict]] = {}
@@ -50,18 +89,19 @@ def stage_metrics(judgments: list[dict], verdicts: list[dict], stages: list[Stag
         passed = {cid: combine([j["decision"] for j in js], stage) for cid, js in per_cand.items()}
         score_of = {cid: _vote_score(js) for cid, js in per_cand.items()}
         add(stage.name, "judged", len(per_cand), len(per_cand))
-        add(stage.name, "accept_rate", sum(passed.values()) / len(passed), len(passed))
+        if len([c for c in per_cand if c in labels]) < len(per_cand):  # else it comes with an interval below
+            add(stage.name, "accept_rate", sum(passed.values()) / len(passed), len(passed))
         add(stage.name, "vote_agreement", sum(len({j["decision"] for j in js}) == 1 for js in per_cand.values()) / len(per_cand), len(per_cand))
         add(stage.name, "unparseable_rate", sum(j["decision"] == "unparseable" for j in votes) / len(votes), len(votes))
         labelled = [cid for cid in per_cand if cid in labels]
         if labelled:
-            tp = sum(passed[c] and labels[c] for c in labelled)
-            acc = sum(passed[c] for c in labelled)
-            pos = sum(labels[c] for c in labelled)
-            add(stage.name, "base_precision", pos / len(labelled), len(labelled))
-            add(stage.name, "precision", tp / acc if acc else None, acc)
-            add(stage.name, "recall", tp / pos if pos else None, pos)
-            add(stage.name, "auroc", auroc([score_of[c] for c in labelled], [labels[c] for c in labelled]), len(labelled))
+            y = [labels[c] for c in labelled]
+            stats = with_intervals([passed[c] for c in labelled], [score_of[c] for c in labelled], y, resamples)
+            counts = {"accept_rate": len(y), "precision": sum(passed[c] for c in labelled), "recall": sum(y),
+                      "auroc": len(y)}
+            add(stage.name, "base_precision", sum(y) / len(y), len(y))
+            for metric, (value, lo, hi) in stats.items():
+                add(stage.name, metric, value, counts[metric], lo, hi)
     accepted = [v["candidate_id"] for v in verdicts if v["accepted"]]
     model_calls = sum(1 for j in judgments if j["call"] != "agreement")
     add("all", "accepted", len(accepted), len(verdicts))

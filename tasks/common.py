@@ -69,6 +69,6 @@ def backend_for(model_path: str, backend: BackendConfig):
     return _backend(str(model_path), json.dumps(backend.__dict__, sort_keys=True))
 
 
-def progress_bar(total: int, desc: str):
-    bar = tqdm(total=total, desc=desc, unit="seq", dynamic_ncols=True)
+def progress_bar(total: int, desc: str, unit: str = "prompt"):
+    bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
     return bar, bar.update

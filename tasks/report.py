@@ -42,9 +42,11 @@ def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[s
                           "count(*) FILTER (WHERE decision = 'unparseable') AS unparseable "
                           f"FROM judgments WHERE run_id = {r} GROUP BY stage ORDER BY list_position({stage_order!r}, stage)")
     out += ["", "## judge stages", format_table(cols, rows)]
-    cols, rows = _q(lake, "SELECT stage, metric, round(value, 3) AS value, n FROM judge_metrics "
-                          f"WHERE run_id = {r} AND metric IN ('accept_rate','precision','recall','auroc','base_precision',"
-                          "'judge_calls','judge_calls_per_accepted','candidate_accuracy') ORDER BY stage, metric")
+    cols, rows = _q(lake, "SELECT stage, metric, round(value, 3) AS value, n, round(ci_low, 3) AS ci95_low, "
+                          f"round(ci_high, 3) AS ci95_high FROM judge_metrics WHERE run_id = {r} AND metric IN "
+                          "('accept_rate','precision','recall','auroc','base_precision','judge_calls',"
+                          "'judge_calls_per_accepted','candidate_accuracy') "
+                          f"ORDER BY list_position({stage_order + ['all']!r}, stage), metric")
     out += ["", "## judge telemetry against ground truth (measurement only; the cascade never reads it)",
             format_table(cols, rows)]
     warnings = _chance_warnings(lake, run_id)

@@ -65,7 +65,7 @@ def judge_candidates(lake_dir: str, run_id: str, config: dict, seeds_manifest: d
     def body(lake):
         seed_rows, cands = read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates")
         backend = backend_for(models.resolve(cfg.judge_model or cfg.model), cfg.backend)
-        bar, tick = progress_bar(len(cands), "judging")
+        bar, tick = progress_bar(len(cands), "judging", "candidate")
         calls_before = backend.counters.generate_calls + backend.counters.scored_prompts
         judgments, verdicts = run_cascade(backend, seed_rows, cands, cfg.cascade, progress=tick)
         bar.close()

@@ -16,7 +16,8 @@ TABLES: dict[str, pa.Schema] = {
     "verdicts": pa.schema([("run_id", S), ("candidate_id", S), ("accepted", B), ("rejected_at_stage", S), ("reason", S)]),
     # ground truth for telemetry only: the cascade never reads it
     "candidate_labels": pa.schema([("run_id", S), ("candidate_id", S), ("correct", B)]),
-    "judge_metrics": pa.schema([("run_id", S), ("stage", S), ("metric", S), ("value", F), ("n", I)]),
+    "judge_metrics": pa.schema([("run_id", S), ("stage", S), ("metric", S), ("value", F), ("n", I),
+                                ("ci_low", F), ("ci_high", F)]),
     "train_examples": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("prompt", S), ("completion", S)]),
     "checkpoints": pa.schema([("run_id", S), ("checkpoint_id", S), ("path", S), ("base_model", S), ("examples", I),
                               ("steps", I), ("final_loss", F), ("method", S)]),
