@@ -23,8 +23,8 @@ def evaluate_flow(model: str = "default", data: str | None = None, scorer: str =
     if data:
         cfg.evaluation.dataset_name = Path(data).stem
     conf = cfg.to_dict()
-    lake_dir = str(lake_root(lake))
     run_id = new_run_id("eval")
+    ctx = {"lake": str(lake_root(lake)), "run_id": run_id}
 
     def ingest(lk):
         if data:
@@ -37,6 +37,6 @@ def evaluate_flow(model: str = "default", data: str | None = None, scorer: str =
         items = [{"dataset": cfg.evaluation.dataset_name, "item_id": r["seed_id"], **r} for r in rows]
         return [lk.write("eval_items", run_id, items)], {}
 
-    items = run_stage(lake_dir, run_id, "seeds", {"data": data, "evaluation": conf["evaluation"]}, [], ingest)
-    m = evaluate_model(lake_dir, run_id, conf, items, model, "model")
-    return {"run_id": run_id, "summary": render_eval(lake_dir, run_id), "manifest": m}
+    items = run_stage(ctx, "seeds", {"data": data, "evaluation": conf["evaluation"]}, [], ingest)
+    m = evaluate_model(ctx, conf, items, model, "model")
+    return {"run_id": run_id, "summary": render_eval(ctx["lake"], run_id), "manifest": m}

@@ -8,7 +8,7 @@ from prefect import flow
 
 from selfimprove import config as configlib
 from tasks.report import summarize_run
-from tasks.stages import evaluate_model, fine_tune, ingest_seeds, judge_candidates, sample_candidates, select_examples
+from tasks.stages import evaluate_model, register_run, fine_tune, ingest_seeds, judge_candidates, sample_candidates, select_examples
 from warehouse import lake_root
 
 
@@ -18,19 +18,24 @@ def new_run_id(flow_name: str) -> str:
 
 @flow(name="svd", log_prints=True)
 def svd(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
-        overrides: dict | None = None, run_id: str | None = None, method: str = "svd") -> dict:
-    """Self-Verified Distillation. Pass an existing `run_id` to resume it: finished stages are reused."""
+        overrides: dict | None = None, run_id: str | None = None, method: str = "svd", reuse: str | None = None) -> dict:
+    """Self-Verified Distillation.
+
+    `run_id` of an earlier run resumes it (finished stages are skipped); `reuse` names another
+    run whose stages are copied wherever their version matches (e.g. the same seeds and
+    candidates judged by another method: zero sampling calls).
+    """
     cfg = configlib.load(preset, config_file, overrides, method)
     conf = cfg.to_dict()
-    lake_dir = str(lake_root(lake))
-    run_id = run_id or new_run_id("svd")
+    ctx = {"lake": str(lake_root(lake)), "run_id": run_id or new_run_id("svd"), "reuse": reuse}
     m: dict[str, dict] = {}
-    m["seeds"] = ingest_seeds(lake_dir, run_id, conf, "svd", preset)
-    m["candidates"] = sample_candidates(lake_dir, run_id, conf, m["seeds"])
-    m["judge"] = judge_candidates(lake_dir, run_id, conf, m["seeds"], m["candidates"])
-    m["select"] = select_examples(lake_dir, run_id, conf, m["seeds"], m["candidates"], m["judge"])
-    m["train"] = fine_tune(lake_dir, run_id, conf, m["select"])
-    m["eval-base"] = evaluate_model(lake_dir, run_id, conf, m["seeds"], cfg.model, "base")
+    register_run(ctx, conf, "svd", preset)
+    m["seeds"] = ingest_seeds(ctx, conf)
+    m["candidates"] = sample_candidates(ctx, conf, m["seeds"])
+    m["judge"] = judge_candidates(ctx, conf, m["seeds"], m["candidates"])
+    m["select"] = select_examples(ctx, conf, m["seeds"], m["candidates"], m["judge"])
+    m["train"] = fine_tune(ctx, conf, m["select"])
+    m["eval-base"] = evaluate_model(ctx, conf, m["seeds"], cfg.model, "base")
     if m["train"].get("checkpoint"):
-        m["eval-tuned"] = evaluate_model(lake_dir, run_id, conf, m["seeds"], m["train"]["checkpoint"], "tuned")
-    return summarize_run(lake_dir, run_id, conf, m)
+        m["eval-tuned"] = evaluate_model(ctx, conf, m["seeds"], m["train"]["checkpoint"], "tuned")
+    return summarize_run(ctx, conf, m)

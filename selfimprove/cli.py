@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--method", default="svd", help="cascade: svd (the preset's) | paper | simple | no_filter | agreement")
     run.add_argument("--config", help="YAML/JSON file overriding the preset")
     run.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
-    run.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are reused")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
+    run.add_argument("--reuse", metavar="RUN_ID", help="copy that run's stages wherever their version matches")
 
     sql = sub.add_parser("sql", help="query the lake with DuckDB")
     sql.add_argument("query")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             from flows.svd import svd
 
             result = svd(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume,
-                         method=args.method)
+                         method=args.method, reuse=args.reuse)
             print("\n" + result["summary"])
         elif args.command == "eval":
             from flows.evaluate import evaluate_flow

@@ -128,12 +128,13 @@ def load(preset: str = "quickstart", path: str | Path | None = None, overrides: 
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {sorted(METHODS)}")
-    data = merge(merge({}, PRESETS[preset]), {"method": method, **METHODS[method]})
+    data = merge({}, PRESETS[preset])
     if path:
         data = merge(data, read_file(Path(path)))
     if overrides:
         data = merge(data, overrides)
-    return from_dict(data)
+    # an explicitly chosen method's cascade wins over the preset's and the file's
+    return from_dict(merge(data, {"method": method, **METHODS[method]}))
 
 
 def read_file(path: Path) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 DEFAULT_MODEL = "default"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+IDENTITY_FILE = "selfimprove_identity.json"
 
 
 def cache_dir() -> Path:
@@ -70,15 +71,26 @@ def resolve(model: str) -> Path:
 
 
 def model_identity(path: Path) -> str:
-    """A short hash identifying the weights and config of a checkpoint folder."""
+    """A short hash of a checkpoint folder's weights and configs, cached beside them by size and mtime."""
+    files = sorted(p for p in Path(path).iterdir() if p.suffix in {".json", ".safetensors"} and p.name != IDENTITY_FILE)
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    cache = Path(path) / IDENTITY_FILE
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached.get("stamp") == stamp:
+            return cached["identity"]
     h = hashlib.sha256()
-    for name in sorted(p.name for p in path.iterdir() if p.suffix in {".json", ".safetensors"}):
-        p = path / name
-        h.update(name.encode())
-        h.update(str(p.stat().st_size).encode())
-        if p.suffix == ".json":
-            h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+    for p in files:
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    identity = h.hexdigest()[:16]
+    try:
+        cache.write_text(json.dumps({"stamp": stamp, "identity": identity}))
+    except OSError:
+        pass  # a read-only checkpoint folder just gets hashed again next time
+    return identity
 
 
 def _file_hash(path: Path, limit: int = 1 << 20) -> str:

@@ -30,14 +30,26 @@ def version_of(stage: str, config_section, inputs: list[dict]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def run_stage(lake_dir: str, run_id: str, stage: str, config_section, inputs: list[dict], body) -> dict:
-    """Run `body(lake) -> (files, info)` unless this exact stage version already finished."""
-    lake = Lake(lake_dir)
+def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body) -> dict:
+    """Run `body(lake) -> (files, info)` unless this exact stage version is already available.
+
+    `ctx` holds `lake`, `run_id` and optionally `reuse` (another run's id): a finished stage
+    of this run is skipped (resume); a stage of the `reuse` run with the same version is
+    copied into this run without recomputing it.
+    """
+    lake, run_id = Lake(ctx["lake"]), ctx["run_id"]
     version = version_of(stage, config_section, inputs)
     done = lake.read_manifest(run_id, stage)
-    if done and done.get("version") == version and all(Path(f["path"]).exists() for f in done["files"]):
-        print(f"[{stage}] already done for run {run_id} (version {version}): reusing")
+    if _complete(done, version):
+        print(f"[{stage}] already done in run {run_id} (version {version}): skipped")
         return done
+    source = ctx.get("reuse") and lake.read_manifest(ctx["reuse"], stage)
+    if _complete(source, version):
+        print(f"[{stage}] same version in run {ctx['reuse']}: copied, not recomputed")
+        manifest = {**source, "run_id": run_id, "reused_from": ctx["reuse"],
+                    "files": [lake.copy_to_run(f, run_id) for f in source["files"]]}
+        lake.write_manifest(run_id, stage, manifest)
+        return manifest
     start = time.time()
     files, info = body(lake)
     manifest = {"run_id": run_id, "stage": stage, "version": version, "files": files,
@@ -45,6 +57,10 @@ def run_stage(lake_dir: str, run_id: str, stage: str, config_section, inputs: li
                 "inputs": [m["stage"] for m in inputs], **info}
     lake.write_manifest(run_id, stage, manifest)
     return manifest
+
+
+def _complete(manifest: dict | None, version: str) -> bool:
+    return bool(manifest) and manifest.get("version") == version and all(Path(f["path"]).exists() for f in manifest["files"])
 
 
 def read(manifest: dict, table: str) -> list[dict]:

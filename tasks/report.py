@@ -11,9 +11,9 @@ from .common import config_of, read
 
 
 @task(name="summarize-run")
-def summarize_run(lake_dir: str, run_id: str, config: dict, manifests: dict) -> dict:
+def summarize_run(ctx: dict, config: dict, manifests: dict) -> dict:
     cfg = config_of(config)
-    lake = Lake(lake_dir)
+    lake, run_id = Lake(ctx["lake"]), ctx["run_id"]
     base, tuned = manifests.get("eval-base"), manifests.get("eval-tuned")
     if base and tuned:
         delta = paired_difference(read(base, "eval_samples"), read(tuned, "eval_samples"), cfg.evaluation, "tuned")

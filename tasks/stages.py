@@ -16,6 +16,8 @@ from selfimprove.selection import select
 from selfimprove.telemetry import label_candidates, stage_metrics
 from selfimprove.training import train
 
+from warehouse import Lake
+
 from .common import backend_for, config_of, progress_bar, read, run_stage
 
 
@@ -23,8 +25,21 @@ def _cfg(config: dict, *keys):
     return {k: config[k] for k in keys}
 
 
+def _model_id(model: str | None) -> str | None:
+    """Stage versions name models by their weights, not by the name they were given."""
+    return None if model is None else models.model_identity(models.resolve(model))
+
+
+@task(name="register-run")
+def register_run(ctx: dict, config: dict, flow_name: str, preset: str) -> dict:
+    """The run's row: which flow, preset, model and full resolved config."""
+    run = {"flow": flow_name, "preset": preset, "started_at": datetime.now(timezone.utc),
+           "config_json": json.dumps(config, sort_keys=True), "model": config["model"], "library_version": __version__}
+    return Lake(ctx["lake"]).write("runs", ctx["run_id"], [run])
+
+
 @task(name="ingest-seeds")
-def ingest_seeds(lake_dir: str, run_id: str, config: dict, flow_name: str, preset: str) -> dict:
+def ingest_seeds(ctx: dict, config: dict) -> dict:
     """Validate and store the training seeds and the held-out items (disjoint questions)."""
     cfg = config_of(config)
 
@@ -33,17 +48,14 @@ def ingest_seeds(lake_dir: str, run_id: str, config: dict, flow_name: str, prese
         heldout = seedlib.generate(cfg.evaluation.source, exclude_questions={r["question"] for r in train_rows})
         overlap = {r["question"] for r in train_rows} & {r["question"] for r in heldout}
         assert not overlap, f"held-out set shares {len(overlap)} questions with the seeds"
-        run = {"flow": flow_name, "preset": preset, "started_at": datetime.now(timezone.utc),
-               "config_json": json.dumps(config, sort_keys=True), "model": cfg.model, "library_version": __version__}
         items = [{"dataset": cfg.evaluation.dataset_name, "item_id": r["seed_id"], **r} for r in heldout]
-        return [lake.write("runs", run_id, [run]), lake.write("seeds", run_id, train_rows),
-                lake.write("eval_items", run_id, items)], {}
+        return [lake.write("seeds", ctx["run_id"], train_rows), lake.write("eval_items", ctx["run_id"], items)], {}
 
-    return run_stage(lake_dir, run_id, "seeds", _cfg(config, "seeds", "evaluation"), [], body)
+    return run_stage(ctx, "seeds", _cfg(config, "seeds", "evaluation"), [], body)
 
 
 @task(name="sample-candidates")
-def sample_candidates(lake_dir: str, run_id: str, config: dict, seeds_manifest: dict) -> dict:
+def sample_candidates(ctx: dict, config: dict, seeds_manifest: dict) -> dict:
     cfg = config_of(config)
 
     def body(lake):
@@ -53,13 +65,14 @@ def sample_candidates(lake_dir: str, run_id: str, config: dict, seeds_manifest: 
         before = backend.counters.generated_tokens
         rows = sample(backend, seed_rows, cfg.sampling, progress=tick)
         bar.close()
-        return [lake.write("candidates", run_id, rows)], {"generated_tokens": backend.counters.generated_tokens - before}
+        return [lake.write("candidates", ctx["run_id"], rows)], {"generated_tokens": backend.counters.generated_tokens - before}
 
-    return run_stage(lake_dir, run_id, "candidates", _cfg(config, "model", "sampling"), [seeds_manifest], body)
+    return run_stage(ctx, "candidates", {"model": _model_id(cfg.model), "sampling": config["sampling"]},
+                     [seeds_manifest], body)
 
 
 @task(name="judge-candidates")
-def judge_candidates(lake_dir: str, run_id: str, config: dict, seeds_manifest: dict, candidates_manifest: dict) -> dict:
+def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict) -> dict:
     cfg = config_of(config)
 
     def body(lake):
@@ -71,32 +84,32 @@ def judge_candidates(lake_dir: str, run_id: str, config: dict, seeds_manifest: d
         bar.close()
         labels = label_candidates(seed_rows, cands, cfg.sampling.answer_format)
         telemetry = stage_metrics(judgments, verdicts, cfg.cascade.stages, labels)
-        files = [lake.write("judgments", run_id, judgments), lake.write("verdicts", run_id, verdicts),
-                 lake.write("candidate_labels", run_id, [{"candidate_id": k, "correct": v} for k, v in labels.items()]),
-                 lake.write("judge_metrics", run_id, telemetry)]
+        files = [lake.write("judgments", ctx["run_id"], judgments), lake.write("verdicts", ctx["run_id"], verdicts),
+                 lake.write("candidate_labels", ctx["run_id"], [{"candidate_id": k, "correct": v} for k, v in labels.items()]),
+                 lake.write("judge_metrics", ctx["run_id"], telemetry)]
         calls = backend.counters.generate_calls + backend.counters.scored_prompts - calls_before
         return files, {"backend_prompts": calls}
 
-    return run_stage(lake_dir, run_id, "judge", _cfg(config, "judge_model", "cascade", "sampling"),
+    return run_stage(ctx, "judge", {"judge": _model_id(cfg.judge_model or cfg.model), **_cfg(config, "cascade", "sampling")},
                      [seeds_manifest, candidates_manifest], body)
 
 
 @task(name="select-examples")
-def select_examples(lake_dir: str, run_id: str, config: dict, seeds_manifest: dict, candidates_manifest: dict,
+def select_examples(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict,
                     judge_manifest: dict) -> dict:
     cfg = config_of(config)
 
     def body(lake):
         rows = select(read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates"),
                       read(judge_manifest, "verdicts"), cfg.cascade.selection, cfg.sampling.prompt)
-        return [lake.write("train_examples", run_id, rows)], {}
+        return [lake.write("train_examples", ctx["run_id"], rows)], {}
 
-    return run_stage(lake_dir, run_id, "select", {"selection": cfg.cascade.selection, "prompt": cfg.sampling.prompt},
+    return run_stage(ctx, "select", {"selection": cfg.cascade.selection, "prompt": cfg.sampling.prompt},
                      [candidates_manifest, judge_manifest], body)
 
 
 @task(name="fine-tune")
-def fine_tune(lake_dir: str, run_id: str, config: dict, train_manifest: dict) -> dict:
+def fine_tune(ctx: dict, config: dict, train_manifest: dict) -> dict:
     cfg = config_of(config)
 
     def body(lake):
@@ -105,21 +118,22 @@ def fine_tune(lake_dir: str, run_id: str, config: dict, train_manifest: dict) ->
             print(f"[fine-tune] {len(examples)} accepted examples < min_examples={cfg.training.min_examples}: skipped")
             return [], {"skipped": f"{len(examples)} training examples (< {cfg.training.min_examples})", "checkpoint": None}
         base = models.resolve(cfg.model)
-        checkpoint_id = f"{run_id}-{cfg.training.method}"
+        checkpoint_id = f"{ctx['run_id']}-{cfg.training.method}"
         out = lake.root / "checkpoints_store" / checkpoint_id
         result = train(base, examples, out, cfg.training)
         row = {"checkpoint_id": checkpoint_id, "path": result["path"], "base_model": str(base),
                "examples": result["examples"], "steps": result["steps"], "final_loss": result["final_loss"],
                "method": cfg.training.method}
         log = [{"checkpoint_id": checkpoint_id, **r} for r in result["log"]]
-        return [lake.write("checkpoints", run_id, [row]), lake.write("train_log", run_id, log)], \
+        return [lake.write("checkpoints", ctx["run_id"], [row]), lake.write("train_log", ctx["run_id"], log)], \
             {"checkpoint": result["path"], "final_loss": result["final_loss"], "steps": result["steps"]}
 
-    return run_stage(lake_dir, run_id, "train", _cfg(config, "model", "training"), [train_manifest], body)
+    return run_stage(ctx, "train", {"model": _model_id(cfg.model), "training": config["training"]},
+                     [train_manifest], body)
 
 
 @task(name="evaluate-model")
-def evaluate_model(lake_dir: str, run_id: str, config: dict, items_manifest: dict, model: str, label: str) -> dict:
+def evaluate_model(ctx: dict, config: dict, items_manifest: dict, model: str, label: str) -> dict:
     """Score `model` ('default' or a checkpoint path) on the run's held-out items, stored under `label`."""
     cfg = config_of(config)
 
@@ -129,11 +143,10 @@ def evaluate_model(lake_dir: str, run_id: str, config: dict, items_manifest: dic
         bar, tick = progress_bar(len(items), f"eval {label}")
         rows = evaluate(backend, items, cfg.evaluation, label, progress=tick)
         bar.close()
-        return [lake.write("eval_samples", run_id, rows, part=label),
-                lake.write("eval_metrics", run_id, metrics(rows, cfg.evaluation), part=label)], {"model": model}
+        return [lake.write("eval_samples", ctx["run_id"], rows, part=label),
+                lake.write("eval_metrics", ctx["run_id"], metrics(rows, cfg.evaluation), part=label)], {"model": model}
 
-    model_id = model if model == "default" else models.model_identity(Path(model))
-    return run_stage(lake_dir, run_id, f"eval-{label}", {"evaluation": config["evaluation"], "model": model_id},
+    return run_stage(ctx, f"eval-{label}", {"evaluation": config["evaluation"], "model": _model_id(model)},
                      [items_manifest], body)
 
 

@@ -45,3 +45,29 @@ def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
     assert "held-out evaluation" in result["summary"]
     assert "selfimprove sql" in result["summary"]
     assert accepted > 0, "the tiny-model run should accept some candidates (agreement threshold 0, judges advisory)"
+
+
+def test_other_method_reuses_candidates_with_zero_sampling_calls(tiny_model, lake, prefect_harness):
+    from flows.svd import svd
+    from selfimprove import config as configlib
+    from tasks.common import backend_for
+
+    overrides = tiny_overrides(tiny_model)
+    first = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)["run_id"]
+    policy = backend_for(str(tiny_model), configlib.load("quickstart", overrides=overrides).backend)
+    calls_before = policy.counters.generate_calls
+    second = svd(preset="quickstart", lake=str(lake.root), overrides=overrides, method="no_filter", reuse=first)["run_id"]
+    assert policy.counters.generate_calls == calls_before  # no sampling, no judging, base eval copied
+    manifest = lake.read_manifest(second, "candidates")
+    assert manifest["reused_from"] == first
+    q = lambda sql: query(lake, sql)[1]  # noqa: E731
+    same = q(f"SELECT count(*) FROM candidates a JOIN candidates b USING (candidate_id, text) "
+             f"WHERE a.run_id = '{first}' AND b.run_id = '{second}'")
+    assert same == [(24,)]
+    # the method is recorded, and no_filter made no judge calls
+    (cfg,), = q(f"SELECT config_json FROM runs WHERE run_id = '{second}'")
+    assert '"method": "no_filter"' in cfg
+    assert q(f"SELECT count(*) FROM judgments WHERE run_id = '{second}'") == [(0,)]
+    # resuming a finished run recomputes nothing
+    svd(preset="quickstart", lake=str(lake.root), overrides=overrides, method="no_filter", run_id=second)
+    assert policy.counters.generate_calls == calls_before

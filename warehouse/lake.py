@@ -15,6 +15,7 @@ import os
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schemas import TABLES, to_table
@@ -34,12 +35,14 @@ def _atomic_write_bytes(target: Path, data: bytes) -> None:
     os.replace(tmp, target)
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+def content_hash(table: pa.Table) -> str:
+    """Hash of a table's rows, run_id left out: the same data in two runs hashes the same."""
+    if "run_id" in table.column_names:
+        table = table.drop_columns(["run_id"])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:16]
 
 
 class Lake:
@@ -59,11 +62,12 @@ class Lake:
         tmp = target.parent / f".tmp-{uuid.uuid4().hex}.partial"
         pq.write_table(arrow, tmp)
         os.replace(tmp, target)
-        return {"table": table, "path": str(target), "rows": arrow.num_rows, "sha256": file_hash(target)}
+        return {"table": table, "path": str(target), "rows": arrow.num_rows, "sha256": content_hash(arrow)}
 
-    def read(self, table: str, run_id: str, part: str = "data") -> list[dict]:
-        path = self.table_dir(table, run_id) / f"{part}.parquet"
-        return pq.read_table(path).to_pylist()
+    def copy_to_run(self, entry: dict, run_id: str) -> dict:
+        """Copy one written file (a manifest's entry) into another run; returns the new entry."""
+        rows = pq.read_table(entry["path"]).drop_columns(["run_id"]).to_pylist()
+        return self.write(entry["table"], run_id, rows, part=Path(entry["path"]).stem)
 
     # manifests: a stage is done when its manifest exists
     def manifest_path(self, run_id: str, stage: str) -> Path:
