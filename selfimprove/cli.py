@@ -36,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--scorer", default="math", choices=["math", "task"])
     ev.add_argument("--lake")
 
+    cal = sub.add_parser("calibrate", help="measure which verifiers carry signal for a model; recommend a cascade")
+    cal.add_argument("--model", default="default")
+    cal.add_argument("--preset", default="quickstart")
+    cal.add_argument("--seeds", type=int, default=48, help="generated seed questions to calibrate on")
+    cal.add_argument("--reuse", metavar="RUN_ID", help="reuse that run's seeds and candidates if they match")
+    cal.add_argument("--lake")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "sql":
@@ -49,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
 
             result = svd(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume,
                          method=args.method, reuse=args.reuse)
+            print("\n" + result["summary"])
+        elif args.command == "calibrate":
+            from flows.calibrate import calibrate
+
+            result = calibrate(model=args.model, preset=args.preset, seeds_size=args.seeds, lake=args.lake,
+                               reuse=args.reuse)
             print("\n" + result["summary"])
         elif args.command == "eval":
             from flows.evaluate import evaluate_flow

@@ -11,11 +11,12 @@ Scoring a verdict:
   unparseable, and a prompt without sampled parts is asked once, whatever `votes` says.
 - `constrained`: the same single forward pass, then each vote draws Y or N from those two
   probabilities at the judge temperature: independent votes that share one prefill.
-Judges see only the final-answer part of a candidate.
+Judges see only the final-answer part of a candidate, neutralised (see `neutralize`).
 """
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 
 from . import prompts
@@ -27,6 +28,7 @@ STRATEGIES = ("agreement", "cycle_consistency", "factuality", "correctness", "si
 RULES = ("unanimous", "majority", "at_least_k")
 SCORINGS = ("sample", "probability", "constrained")
 VERDICT_PREFIX = "[["
+_VERDICT_TOKEN = re.compile(r"\[+\s*(Y|N|YES|NO)\s*\]+", re.IGNORECASE)
 
 
 @dataclass
@@ -169,6 +171,19 @@ def _decide(calls: list[Call], stage: StageConfig) -> StageResult:
     return StageResult(passed=passed, reason=reason, calls=calls)
 
 
+def neutralize(text: str) -> str:
+    """Candidate text as judges see it: no verdict brackets, no delimiter markers.
+
+    A candidate cannot close the quote it sits in, nor plant a `[[Y]]` that a judge
+    echoing its input would hand to the verdict parser.
+    """
+    text = _VERDICT_TOKEN.sub("(verdict removed)", text)
+    for token, safe in (("[[", "[ ["), ("]]", "] ]"), ("<<<", "< < <"), (">>>", "> > >")):
+        while token in text:
+            text = text.replace(token, safe)
+    return text
+
+
 def make_items(candidates: list[dict], seeds_by_id: dict[str, dict]) -> list[Item]:
     """Items for every candidate, with agreement computed over each seed's candidates."""
     by_seed: dict[str, list[dict]] = {}
@@ -178,5 +193,5 @@ def make_items(candidates: list[dict], seeds_by_id: dict[str, dict]) -> list[Ite
     for sid, group in by_seed.items():
         for c, s in zip(group, agreement_scores([c["final_answer"] for c in group], seeds_by_id[sid]["domain"])):
             share[c["candidate_id"]] = s
-    return [Item(c["candidate_id"], seeds_by_id[c["seed_id"]]["question"], final_part(c["text"]), share[c["candidate_id"]])
-            for c in candidates]
+    return [Item(c["candidate_id"], neutralize(seeds_by_id[c["seed_id"]]["question"]), neutralize(final_part(c["text"])),
+                 share[c["candidate_id"]]) for c in candidates]

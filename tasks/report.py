@@ -92,3 +92,15 @@ def render_eval(lake_dir: str, run_id: str) -> str:
     cols, rows = query(Lake(lake_dir), "SELECT dataset, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci95_low, "
                                        f"round(ci_high, 4) AS ci95_high FROM eval_metrics WHERE run_id = '{run_id}'")
     return f"evaluation run {run_id}\n" + format_table(cols, rows)
+
+
+def render_calibration(lake_dir: str, run_id: str, rec: dict) -> str:
+    from flows.calibrate import recommended_yaml
+
+    cols, rows = query(Lake(lake_dir), "SELECT stage, metric, round(value, 3) AS value, n, round(ci_low, 3) AS ci95_low, "
+                                       "round(ci_high, 3) AS ci95_high FROM judge_metrics "
+                                       f"WHERE run_id = '{run_id}' AND metric IN ('accept_rate','precision','recall',"
+                                       "'auroc','base_precision','unparseable_rate') ORDER BY stage, metric")
+    return "\n".join([f"# calibration run {run_id}", format_table(cols, rows), "", "## verifiers", *rec["notes"], "",
+                      "## recommended cascade (use with --config FILE)",
+                      recommended_yaml(rec["stages"]) if rec["stages"] else "(no verifier carries signal: use no_filter)"])

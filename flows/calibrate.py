@@ -1,0 +1,50 @@
+"""The calibration flow: run every verifier on seeds with ground truth and recommend a cascade."""
+from __future__ import annotations
+
+import json
+
+from prefect import flow, task
+
+from selfimprove import config as configlib
+from selfimprove.calibration import calibration_stages, recommend
+from tasks.common import config_of, read
+from tasks.stages import ingest_seeds, judge_candidates, register_run, sample_candidates
+from warehouse import lake_root
+
+from .svd import new_run_id
+
+
+@task(name="recommend-cascade")
+def recommend_cascade(config: dict, judge_manifest: dict, seeds_manifest: dict) -> dict:
+    cfg = config_of(config)
+    labels = {r["candidate_id"]: r["correct"] for r in read(judge_manifest, "candidate_labels")}
+    if not labels:
+        raise ValueError("calibration needs seeds with ground-truth answers (generated seeds have them)")
+    stages, notes = recommend(read(judge_manifest, "judge_metrics"), read(judge_manifest, "judgments"), labels,
+                              cfg.cascade.stages)
+    return {"stages": stages, "notes": notes}
+
+
+@flow(name="calibrate", log_prints=True)
+def calibrate(model: str = "default", preset: str = "quickstart", seeds_size: int = 48, lake: str | None = None,
+              overrides: dict | None = None, reuse: str | None = None) -> dict:
+    base = configlib.load(preset, overrides={"model": model, "seeds": {"size": seeds_size}, **(overrides or {})})
+    agreement = next((s.threshold for s in base.cascade.stages if s.strategy == "agreement"), 0.5)
+    base.cascade.stages = calibration_stages(agreement)
+    base.cascade.selection = "all_valid"
+    base.method = "calibrate"
+    conf = base.to_dict()
+    ctx = {"lake": str(lake_root(lake)), "run_id": new_run_id("calibrate"), "reuse": reuse}
+    register_run(ctx, conf, "calibrate", preset)
+    seeds = ingest_seeds(ctx, conf)
+    candidates = sample_candidates(ctx, conf, seeds)
+    judged = judge_candidates(ctx, conf, seeds, candidates)
+    rec = recommend_cascade(conf, judged, seeds)
+    from tasks.report import render_calibration
+
+    text = render_calibration(ctx["lake"], ctx["run_id"], rec)
+    return {"run_id": ctx["run_id"], "summary": text, "recommended": rec["stages"]}
+
+
+def recommended_yaml(stages: list[dict]) -> str:
+    return "cascade:\n  stages:\n" + "".join(f"    - {json.dumps(s)}\n" for s in stages)
