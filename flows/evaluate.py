@@ -28,10 +28,7 @@ def evaluate_flow(model: str = "default", data: str | None = None, scorer: str =
 
     def ingest(lk):
         if data:
-            rows = seedlib.read_file(Path(data))
-            missing = next((i for i, r in enumerate(rows, 1) if r["answer"] is None), None)
-            if missing:
-                raise seedlib.SeedError(data, missing, "answer", "missing (evaluation needs a reference answer)")
+            rows = seedlib.read_eval_file(Path(data))
         else:
             rows = seedlib.generate(cfg.evaluation.source)
         items = [{"dataset": cfg.evaluation.dataset_name, "item_id": r["seed_id"], **r} for r in rows]

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             print("\n" + result["summary"])
         elif args.command == "eval":
             from flows.evaluate import evaluate_flow
+            from selfimprove.seeds import read_eval_file
+
+            if args.data:
+                read_eval_file(args.data)  # bad input fails here, before any flow run exists
 
             result = evaluate_flow(model=args.model, data=args.data, scorer=args.scorer, lake=args.lake)
             print("\n" + result["summary"])
@@ -72,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selfimprove: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        if type(e).__module__.startswith("duckdb"):
+        import duckdb
+
+        if isinstance(e, duckdb.Error):
             print(f"selfimprove: SQL error: {e}", file=sys.stderr)
             return 2
         raise

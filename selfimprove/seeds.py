@@ -96,6 +96,15 @@ def read_file(path: Path) -> list[dict]:
     return validate(raw, name)
 
 
+def read_eval_file(path: Path) -> list[dict]:
+    """Like `read_file`, and every row must carry a reference answer."""
+    rows = read_file(Path(path))
+    missing = next((i for i, r in enumerate(rows, 1) if r["answer"] is None), None)
+    if missing:
+        raise SeedError(str(path), missing, "answer", "missing (evaluation needs a reference answer)")
+    return rows
+
+
 def validate(raw: list[tuple[int, object]], name: str) -> list[dict]:
     if not raw:
         raise SeedError(name, None, None, "no rows")

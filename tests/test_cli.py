@@ -1,0 +1,39 @@
+import json
+
+from selfimprove.cli import main
+
+
+def test_sql_answers_from_the_lake(lake, capsys):
+    lake.write("judgments", "r1", [{"candidate_id": "a", "stage": s, "vote_index": 0, "call": "verdict", "decision": "Y"}
+                                   for s in ("factuality", "factuality", "correctness")])
+    assert main(["sql", "SELECT stage, count(*) AS n FROM judgments GROUP BY stage ORDER BY stage", "--lake", str(lake.root)]) == 0
+    out = capsys.readouterr().out
+    assert "correctness  1" in out and "factuality   2" in out and "(2 rows)" in out
+
+
+def test_sql_error_is_reported_not_raised(lake, capsys):
+    assert main(["sql", "SELECT nope FROM judgments", "--lake", str(lake.root)]) == 2
+    assert "SQL error" in capsys.readouterr().err
+
+
+def test_eval_bad_data_names_file_row_field(tmp_path, lake, capsys):
+    data = tmp_path / "items.jsonl"
+    data.write_text(json.dumps({"question": "1+1", "answer": "2"}) + "\n" + json.dumps({"question": "2+2"}) + "\n")
+    assert main(["eval", "--model", "default", "--data", str(data), "--lake", str(lake.root)]) == 2
+    err = capsys.readouterr().err
+    assert str(data) in err and "row 2" in err and "'answer'" in err
+    assert not list(lake.root.glob("eval_*/*/*.parquet"))
+
+
+def test_eval_any_model_on_a_jsonl(tmp_path, lake, tiny_model, prefect_harness):
+    from flows.evaluate import evaluate_flow
+    from warehouse.views import query
+
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{i}+1", "answer": str(i + 1)}) + "\n" for i in range(5)))
+    result = evaluate_flow(model=str(tiny_model), data=str(data), lake=str(lake.root),
+                           overrides={"backend": {"dtype": "float32"}, "evaluation": {"max_new_tokens": 8}})
+    assert "pass@1" in result["summary"]
+    assert query(lake, "SELECT count(*), count(DISTINCT item_id), min(dataset) FROM eval_samples")[1] == [(5, 5, "items")]
+    (value,), = query(lake, "SELECT value FROM eval_metrics WHERE metric = 'pass@1'")[1]
+    assert 0.0 <= value <= 1.0
