@@ -5,7 +5,10 @@ for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATAS
                    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180", "TRANSFORMERS_VERBOSITY": "error"}.items():
     os.environ.setdefault(key, value)
 
-import prefect  # noqa: E402,F401  (its log handlers must bind the real stderr, not a test's captured one)
+from prefect.logging.configuration import setup_logging  # noqa: E402
+
+setup_logging()  # Prefect's console handler must bind the real stderr, not one test's captured stream
+
 import pytest  # noqa: E402
 
 from tests.tiny_model import build_tiny_model  # noqa: E402
