@@ -25,7 +25,7 @@ def recommend_cascade(config: dict, judge_manifest: dict, seeds_manifest: dict) 
     return {"stages": stages, "notes": notes}
 
 
-@flow(name="calibrate", log_prints=True)
+@flow(name="calibrate")
 def calibrate(model: str = "default", preset: str = "quickstart", seeds_size: int = 48, lake: str | None = None,
               overrides: dict | None = None, reuse: str | None = None) -> dict:
     base = configlib.load(preset, overrides={"model": model, "seeds": {"size": seeds_size}, **(overrides or {})})

@@ -15,7 +15,7 @@ from warehouse import lake_root
 from .svd import new_run_id
 
 
-@flow(name="evaluate", log_prints=True)
+@flow(name="evaluate")
 def evaluate_flow(model: str = "default", data: str | None = None, scorer: str = "math", lake: str | None = None,
                   overrides: dict | None = None) -> dict:
     cfg = configlib.load("quickstart", overrides=overrides)

@@ -16,7 +16,7 @@ def new_run_id(flow_name: str) -> str:
     return f"{flow_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
-@flow(name="svd", log_prints=True)
+@flow(name="svd")
 def svd(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
         overrides: dict | None = None, run_id: str | None = None, method: str = "svd", reuse: str | None = None) -> dict:
     """Self-Verified Distillation.

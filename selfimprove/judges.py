@@ -4,7 +4,9 @@ A stage = one strategy × `votes` independent samples × a voting rule. Strategi
 - `agreement`: self-consistency share of the candidate's answer (no model call).
 - `cycle_consistency`: call `infer` reconstructs the question from the answer alone,
   call `compare` checks it against the original; each vote re-runs `infer`.
-- `factuality`, `correctness`, `simple`: one verdict call per vote.
+- `factuality`, `correctness`, `relevance`, `simple`: one verdict call per vote.
+With `reconsider`, every verdict is followed by a second turn asking the judge to check
+again ("think twice"); the second verdict is the vote.
 Scoring a verdict:
 - `sample`: the judge writes freely; the verdict is parsed from its text.
 - `probability`: P(Y) among {Y, N} after the prefix "[[" against `threshold`; nothing is
@@ -24,7 +26,7 @@ from .agreement import agreement_scores
 from .answers import final_part, parse_verdict
 from .backends import Backend, SamplingParams
 
-STRATEGIES = ("agreement", "cycle_consistency", "factuality", "correctness", "simple")
+STRATEGIES = ("agreement", "cycle_consistency", "factuality", "correctness", "relevance", "simple")
 RULES = ("unanimous", "majority", "at_least_k")
 SCORINGS = ("sample", "probability", "constrained")
 VERDICT_PREFIX = "[["
@@ -44,6 +46,7 @@ class StageConfig:
     temperature: float = 0.7  # judge sampling temperature
     max_new_tokens: int = 96  # room for a short rationale before the verdict
     gate: bool = True  # False records the stage's votes for telemetry but never rejects
+    reconsider: bool = False  # ask each verdict a second time in a follow-up turn; the second one counts
     name: str = ""  # stage name in the lake; defaults to the strategy
 
     def __post_init__(self) -> None:
@@ -137,12 +140,32 @@ def run_stage(backend: Backend, items: list[Item], stage: StageConfig, seed: int
         return _cycle(backend, items, stage, seed)
     prompt = prompts.load("correctness" if stage.strategy == "simple" else stage.strategy)
     n = 1 if stage.scoring == "probability" else stage.votes
-    outs = _verdicts(backend, [_msg(prompt.render(question=it.question, answer=it.answer)) for it in items], stage, n, seed)
-    results = []
-    for triples in outs:
-        calls = [Call(v, "verdict", prompt.hash, raw, d, p) for v, (raw, d, p) in enumerate(triples)]
-        results.append(_decide(calls, stage))
-    return results
+    msgs = [_msg(prompt.render(question=it.question, answer=it.answer)) for it in items]
+    outs = _verdicts(backend, msgs, stage, n, seed)
+    calls = [[Call(v, "verdict", prompt.hash, raw, d, p) for v, (raw, d, p) in enumerate(triples)] for triples in outs]
+    if stage.reconsider:
+        calls = _reconsider(backend, msgs, calls, stage, seed)
+    return [_decide(c, stage) for c in calls]
+
+
+def _reconsider(backend: Backend, msgs: list[list[dict]], calls: list[list[Call]], stage: StageConfig,
+                seed: int) -> list[list[Call]]:
+    """Each vote's verdict turn is followed by a 'check again' turn; the first verdict is kept as a
+    record (decision '' so it does not vote) and the second decides."""
+    again = prompts.load("reconsider")
+    follow = [m + [{"role": "assistant", "content": c.raw_output if stage.scoring == "sample" else f"[[{c.decision}]]"},
+                   {"role": "user", "content": again.text}]
+              for m, cs in zip(msgs, calls) for c in cs]
+    outs = iter(_verdicts(backend, follow, stage, 1, seed + 2))
+    result = []
+    for cs in calls:
+        merged = []
+        for c in cs:
+            [(raw, d, p)] = next(outs)
+            merged += [Call(c.vote_index, c.call, c.prompt_hash, c.raw_output, "", c.p_yes),
+                       Call(c.vote_index, "reconsider", again.hash, raw, d, p)]
+        result.append(merged)
+    return result
 
 
 def _cycle(backend: Backend, items: list[Item], stage: StageConfig, seed: int) -> list[StageResult]:

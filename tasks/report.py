@@ -68,10 +68,11 @@ def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[s
 
 
 def _chance_warnings(lake: Lake, run_id: str) -> list[str]:
-    _, rows = _q(lake, "SELECT a.stage, a.value, a.n FROM judge_metrics a "
-                       f"WHERE a.run_id = '{run_id}' AND a.metric = 'auroc' AND a.stage <> 'all'")
-    return [f"WARNING: stage '{stage}' separates right from wrong no better than chance here (AUROC {v:.2f} over {n})"
-            for stage, v, n in rows if v < 0.6]
+    _, rows = _q(lake, "SELECT stage, value, n, ci_low, ci_high FROM judge_metrics "
+                       f"WHERE run_id = '{run_id}' AND metric = 'auroc' AND stage <> 'all'")
+    return [f"WARNING: stage '{stage}' is indistinguishable from chance on this run (AUROC {v:.2f}, 95% CI "
+            f"[{lo:.2f}, {hi:.2f}] over {n} labelled candidates): run `selfimprove calibrate` before trusting it"
+            for stage, v, n, lo, hi in rows if lo is None or lo <= 0.5]
 
 
 def _artifacts(run_id: str, text: str, lake: Lake) -> None:

@@ -81,3 +81,22 @@ def test_stage_config_validation():
         StageConfig("vibes")
     with pytest.raises(ValueError, match="unique"):
         CascadeConfig(stages=[StageConfig("correctness"), StageConfig("correctness")])
+
+
+def test_reconsider_adds_one_turn_per_vote_and_only_it_votes(backend):
+    stage = StageConfig("relevance", votes=2, reconsider=True, max_new_tokens=6)
+    judgments, _ = run_cascade(backend, SEEDS, candidates(), CascadeConfig(stages=[stage], selection="all_valid"))
+    mine = [j for j in judgments if j["candidate_id"] == "s0#0"]
+    assert Counter(j["call"] for j in mine) == {"verdict": 2, "reconsider": 2}
+    assert all(j["decision"] == "" for j in mine if j["call"] == "verdict")
+    assert all(j["decision"] in ("Y", "N", "unparseable") for j in mine if j["call"] == "reconsider")
+
+
+def test_constrained_votes_are_independent_draws(backend):
+    stage = StageConfig("correctness", votes=4, scoring="constrained", temperature=1.0)
+    judgments, _ = run_cascade(backend, SEEDS, candidates(), CascadeConfig(stages=[stage], selection="all_valid"))
+    per = Counter(j["candidate_id"] for j in judgments)
+    assert set(per.values()) == {4}
+    assert all(j["decision"] in ("Y", "N") and j["p_yes"] is not None for j in judgments)
+    # the tiny model's P(Y) sits near one half, so 4 independent draws over 8 candidates disagree somewhere
+    assert len({j["decision"] for j in judgments}) == 2
