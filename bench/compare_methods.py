@@ -26,8 +26,9 @@ def main() -> None:
     ap.add_argument("--preset", default="quickstart")
     ap.add_argument("--methods", nargs="+", default=["svd", "no_filter", "agreement"])
     ap.add_argument("--config", help="extra YAML/JSON applied to every run")
+    ap.add_argument("--reuse", help="an earlier run whose seeds and candidates every method reuses")
     args = ap.parse_args()
-    runs, first = {}, None
+    runs, first = {}, args.reuse
     for method in args.methods:
         start = time.time()
         result = svd(preset=args.preset, config_file=args.config, lake=args.lake, method=method, reuse=first)

@@ -27,8 +27,10 @@ def recommend_cascade(config: dict, judge_manifest: dict, seeds_manifest: dict) 
 
 @flow(name="calibrate")
 def calibrate(model: str = "default", preset: str = "quickstart", seeds_size: int = 48, lake: str | None = None,
-              overrides: dict | None = None, reuse: str | None = None) -> dict:
-    base = configlib.load(preset, overrides={"model": model, "seeds": {"size": seeds_size}, **(overrides or {})})
+              overrides: dict | None = None, reuse: str | None = None, seed: int = 4321) -> dict:
+    """Calibrate on generated seeds of their own generator seed (4321), apart from the training seeds."""
+    base = configlib.load(preset, overrides=configlib.merge(
+        {"model": model, "seeds": {"size": seeds_size, "seed": seed}}, overrides or {}))
     agreement = next((s.threshold for s in base.cascade.stages if s.strategy == "agreement"), 0.5)
     base.cascade.stages = calibration_stages(agreement)
     base.cascade.selection = "all_valid"

@@ -116,6 +116,13 @@ def _verdicts(backend: Backend, messages: list[list[dict]], stage: StageConfig, 
     return [[(g.text, parse_verdict(g.text), None) for g in gens] for gens in backend.generate(messages, params)]
 
 
+def prompts_used(stage: StageConfig) -> tuple[str, ...]:
+    """The prompt files a stage reads: part of its version."""
+    names = {"agreement": (), "cycle_consistency": ("cycle_infer", "cycle_compare"), "simple": ("correctness",)}
+    used = names.get(stage.strategy, (stage.strategy,))
+    return used + (("reconsider",) if stage.reconsider and used else ())
+
+
 def _tempered(p_yes: float, temperature: float) -> float:
     """P(Y) after sharpening (T<1) or flattening (T>1) the two-way verdict distribution."""
     if temperature <= 0:

@@ -19,18 +19,21 @@ from tqdm.auto import tqdm
 from selfimprove import __version__
 from selfimprove.backends import BackendConfig, load_backend
 from selfimprove.config import RunConfig, from_dict
-from selfimprove.prompts import all_hashes
+from selfimprove.prompts import load as load_prompt
 from warehouse import Lake
 
 
-def version_of(stage: str, config_section, inputs: list[dict]) -> str:
-    payload = json.dumps({"stage": stage, "code": __version__, "config": config_section, "prompts": all_hashes(),
+def version_of(stage: str, config_section, inputs: list[dict], prompt_names: tuple[str, ...] = ()) -> str:
+    """Hash of what determines a stage's output: code version, config, the prompts it uses, its inputs."""
+    payload = json.dumps({"stage": stage, "code": __version__, "config": config_section,
+                          "prompts": {name: load_prompt(name).hash for name in sorted(prompt_names)},
                           "inputs": [f["sha256"] for m in inputs for f in m.get("files", [])]},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body) -> dict:
+def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body,
+              prompt_names: tuple[str, ...] = ()) -> dict:
     """Run `body(lake) -> (files, info)` unless this exact stage version is already available.
 
     `ctx` holds `lake`, `run_id` and optionally `reuse` (another run's id): a finished stage
@@ -38,7 +41,7 @@ def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body) -
     copied into this run without recomputing it.
     """
     lake, run_id = Lake(ctx["lake"]), ctx["run_id"]
-    version = version_of(stage, config_section, inputs)
+    version = version_of(stage, config_section, inputs, prompt_names)
     done = lake.read_manifest(run_id, stage)
     if _complete(done, version):
         print(f"[{stage}] already done in run {run_id} (version {version}): skipped")

@@ -10,6 +10,7 @@ from prefect import task
 
 from selfimprove import __version__, models, seeds as seedlib
 from selfimprove.cascade import run_cascade
+from selfimprove.judges import prompts_used
 from selfimprove.evaluation import evaluate, metrics
 from selfimprove.sampling import sample
 from selfimprove.selection import select
@@ -68,7 +69,7 @@ def sample_candidates(ctx: dict, config: dict, seeds_manifest: dict) -> dict:
         return [lake.write("candidates", ctx["run_id"], rows)], {"generated_tokens": backend.counters.generated_tokens - before}
 
     return run_stage(ctx, "candidates", {"model": _model_id(cfg.model), "sampling": config["sampling"]},
-                     [seeds_manifest], body)
+                     [seeds_manifest], body, (cfg.sampling.prompt,))
 
 
 @task(name="judge-candidates")
@@ -90,8 +91,9 @@ def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_m
         calls = backend.counters.generate_calls + backend.counters.scored_prompts - calls_before
         return files, {"backend_prompts": calls}
 
+    used = tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
     return run_stage(ctx, "judge", {"judge": _model_id(cfg.judge_model or cfg.model), **_cfg(config, "cascade", "sampling")},
-                     [seeds_manifest, candidates_manifest], body)
+                     [seeds_manifest, candidates_manifest], body, used)
 
 
 @task(name="select-examples")
@@ -105,7 +107,7 @@ def select_examples(ctx: dict, config: dict, seeds_manifest: dict, candidates_ma
         return [lake.write("train_examples", ctx["run_id"], rows)], {}
 
     return run_stage(ctx, "select", {"selection": cfg.cascade.selection, "prompt": cfg.sampling.prompt},
-                     [candidates_manifest, judge_manifest], body)
+                     [candidates_manifest, judge_manifest], body, (cfg.sampling.prompt,))
 
 
 @task(name="fine-tune")
@@ -147,7 +149,7 @@ def evaluate_model(ctx: dict, config: dict, items_manifest: dict, model: str, la
                 lake.write("eval_metrics", ctx["run_id"], metrics(rows, cfg.evaluation), part=label)], {"model": model}
 
     return run_stage(ctx, f"eval-{label}", {"evaluation": config["evaluation"], "model": _model_id(model)},
-                     [items_manifest], body)
+                     [items_manifest], body, (cfg.evaluation.prompt,))
 
 
 def as_dict(obj) -> dict:
