@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 # offline and quiet by default: nothing here may reach a hub or phone home
 for key, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -53,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table(cols, rows))
         elif args.command == "run":
             from flows.svd import svd
+            from selfimprove import config as configlib
+            from selfimprove.seeds import read_file
+
+            cfg = configlib.load(args.preset, args.config, method=args.method)  # bad config fails here, named
+            if cfg.seeds.path:
+                read_file(Path(cfg.seeds.path))  # bad seeds fail here, before any flow run exists
 
             result = svd(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume,
                          method=args.method, reuse=args.reuse)

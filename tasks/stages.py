@@ -1,7 +1,7 @@
 """The SVD stages as Prefect tasks. Each reads inputs by manifest, calls the library, writes Parquet."""
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -10,13 +10,12 @@ from prefect import task
 
 from selfimprove import __version__, models, seeds as seedlib
 from selfimprove.cascade import run_cascade
-from selfimprove.judges import prompts_used
 from selfimprove.evaluation import evaluate, metrics
+from selfimprove.judges import prompts_used
 from selfimprove.sampling import sample
 from selfimprove.selection import select
 from selfimprove.telemetry import label_candidates, stage_metrics
 from selfimprove.training import train
-
 from warehouse import Lake
 
 from .common import backend_for, config_of, progress_bar, read, run_stage
@@ -48,11 +47,16 @@ def ingest_seeds(ctx: dict, config: dict) -> dict:
         train_rows = seedlib.load(cfg.seeds)
         heldout = seedlib.generate(cfg.evaluation.source, exclude_questions={r["question"] for r in train_rows})
         overlap = {r["question"] for r in train_rows} & {r["question"] for r in heldout}
-        assert not overlap, f"held-out set shares {len(overlap)} questions with the seeds"
+        if overlap:  # generation excludes seed questions, so this is a bug, never bad input
+            raise RuntimeError(f"held-out set shares {len(overlap)} questions with the seeds")
         items = [{"dataset": cfg.evaluation.dataset_name, "item_id": r["seed_id"], **r} for r in heldout]
         return [lake.write("seeds", ctx["run_id"], train_rows), lake.write("eval_items", ctx["run_id"], items)], {}
 
-    return run_stage(ctx, "seeds", _cfg(config, "seeds", "evaluation"), [], body)
+    section = _cfg(config, "seeds", "evaluation")
+    if cfg.seeds.path:  # a changed seed file is a new version even under the same name
+        section["seed_file_sha256"] = hashlib.sha256(Path(cfg.seeds.path).read_bytes()).hexdigest() \
+            if Path(cfg.seeds.path).exists() else "missing"
+    return run_stage(ctx, "seeds", section, [], body)
 
 
 @task(name="sample-candidates")
@@ -151,6 +155,3 @@ def evaluate_model(ctx: dict, config: dict, items_manifest: dict, model: str, la
     return run_stage(ctx, f"eval-{label}", {"evaluation": config["evaluation"], "model": _model_id(model)},
                      [items_manifest], body, (cfg.evaluation.prompt,))
 
-
-def as_dict(obj) -> dict:
-    return dataclasses.asdict(obj)

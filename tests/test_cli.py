@@ -37,3 +37,27 @@ def test_eval_any_model_on_a_jsonl(tmp_path, lake, tiny_model, prefect_harness):
     assert query(lake, "SELECT count(*), count(DISTINCT item_id), min(dataset) FROM eval_samples")[1] == [(5, 5, "items")]
     (value,), = query(lake, "SELECT value FROM eval_metrics WHERE metric = 'pass@1'")[1]
     assert 0.0 <= value <= 1.0
+
+
+def test_run_with_bad_seed_file_fails_before_writing(tmp_path, lake, capsys):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(json.dumps({"question": "fine"}) + "\n" + json.dumps({"question": ""}) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"seeds: {{path: {seeds}}}\n")
+    assert main(["run", "svd", "--config", str(cfg), "--lake", str(lake.root)]) == 2
+    err = capsys.readouterr().err
+    assert f"{seeds}, row 2, field 'question': empty" in err
+    assert not lake.root.exists() or not list(lake.root.rglob("*.parquet"))
+
+
+def test_flow_with_bad_seed_file_writes_nothing(tmp_path, lake, tiny_model, prefect_harness):
+    import pytest
+
+    from flows.svd import svd
+    from selfimprove.seeds import SeedError
+
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("question,seed_id\nfine,1\nalso fine,1\n")
+    with pytest.raises(SeedError, match="row 3, field 'seed_id': duplicate"):
+        svd(lake=str(lake.root), overrides={"model": str(tiny_model), "seeds": {"path": str(seeds)}})
+    assert not list(lake.root.glob("seeds/*/*.parquet")) and not list(lake.root.glob("_manifests/*/seeds.json"))
