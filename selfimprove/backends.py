@@ -22,7 +22,7 @@ class SamplingParams:
 
     temperature: float = 0.8
     top_p: float = 0.95
-    top_k: int = 0  # 0 disables top-k truncation
+    top_k: int = 50  # 0 disables top-k truncation; 50 is transformers' own default
     max_new_tokens: int = 64
     n: int = 1  # completions per prompt
     seed: int = 0
@@ -122,7 +122,7 @@ class TransformersBackend(Backend):
             kwargs = dict(max_new_tokens=params.max_new_tokens, do_sample=not greedy,
                           num_return_sequences=n)
             if not greedy:
-                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k or None)
+                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
             with torch.inference_mode():
                 out = self.model.generate(**enc, **kwargs)
             new = out[:, enc["input_ids"].shape[1]:]

@@ -15,7 +15,7 @@ class SamplingConfig:
     n: int = 8  # candidates per seed (paper best: 8)
     temperature: float = 0.8
     top_p: float = 0.95
-    top_k: int = 0
+    top_k: int = 50  # 0 disables; 50 (transformers' default) is what the measured quickstart used
     max_new_tokens: int = 64
     prompt: str = "sample_math"  # prompt file that wraps each question
     answer_format: str = "boxed"  # boxed (paper) | boxed_or_last_number (models that ignore boxing)
