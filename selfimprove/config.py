@@ -81,9 +81,10 @@ def from_dict(data: dict) -> RunConfig:
     return _build(RunConfig, data, "run")
 
 
-# The quickstart gates on self-consistency agreement and runs the paper's three judges as
-# probability judges with their votes recorded: on the 135M default model the judges were
-# measured to carry no signal (see README), so they inform telemetry rather than filter.
+# The quickstart gates on self-consistency agreement, the cascade `selfimprove calibrate`
+# recommends for the 135M default model (README has the measurement), and runs the paper's
+# three judges as advisory probability judges: their votes land in the lake and the telemetry
+# without rejecting anything.
 _SVD_JUDGES = [
     {"strategy": "cycle_consistency", "votes": 5},
     {"strategy": "factuality", "votes": 5},

@@ -40,7 +40,7 @@ def test_recommend_keeps_signal_and_drops_chance():
     assert by[("correctness", "auroc")]["ci_low"] < 0.5 < by[("correctness", "auroc")]["ci_high"]
     chosen, notes = recommend(metrics, judgments, labels, stages)
     assert [c["strategy"] for c in chosen] == ["agreement"]
-    assert any("correctness" in n and "chance" in n for n in notes)
+    assert any(n.startswith("correctness") and "left out" in n for n in notes)
 
 
 def test_calibration_stages_are_all_advisory():
@@ -63,3 +63,23 @@ def test_calibrate_flow_on_tiny_model(tiny_model, lake, prefect_harness):
     assert dict(per_stage) == {s.name: judged for s in calibration_stages()}
     assert query(lake, f"SELECT count(*) FROM judge_metrics WHERE run_id = '{run}' AND metric = 'base_precision'")[1] == [(5,)]
     assert "recommended cascade" in result["summary"]
+
+
+def test_a_judge_redundant_after_agreement_is_left_out():
+    """The judge alone tracks correctness (it says Y to every agreeing candidate), but among the
+    candidates that agreement keeps it adds nothing: it is not recommended."""
+    judgments, labels = [], {}
+    for i in range(90):
+        cid, correct, agrees = f"c{i}", i % 3 == 0, i % 3 == 0 or i % 9 == 1
+        labels[cid] = correct
+        judgments.append({"candidate_id": cid, "stage": "agreement", "call": "agreement", "p_yes": 0.75 if agrees else 0.25,
+                          "decision": "Y" if agrees else "N", "vote_index": 0})
+        p = 0.9 if agrees else 0.1
+        judgments.append({"candidate_id": cid, "stage": "correctness", "call": "verdict", "p_yes": p,
+                          "decision": "Y" if p > 0.5 else "N", "vote_index": 0})
+    stages = [StageConfig("agreement", threshold=0.5, gate=False), StageConfig("correctness", scoring="probability", gate=False)]
+    metrics = stage_metrics(judgments, [], stages, labels)
+    assert {m["stage"]: m["ci_low"] for m in metrics if m["metric"] == "auroc"}["correctness"] > 0.5
+    chosen, notes = recommend(metrics, judgments, labels, stages)
+    assert [c["strategy"] for c in chosen] == ["agreement"]
+    assert any(n.startswith("correctness") and "left out" in n for n in notes)
