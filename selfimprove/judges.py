@@ -179,7 +179,7 @@ def _cycle(backend: Backend, items: list[Item], stage: StageConfig, seed: int) -
     infer, compare = prompts.load("cycle_infer"), prompts.load("cycle_compare")
     params = SamplingParams(temperature=stage.temperature, top_p=1.0, max_new_tokens=stage.max_new_tokens, n=stage.votes, seed=seed)
     inferred = backend.generate([_msg(infer.render(answer=it.answer)) for it in items], params)
-    flat = [(i, v, g.text.strip()) for i, gens in enumerate(inferred) for v, g in enumerate(gens)]
+    flat = [(i, v, neutralize(g.text.strip())) for i, gens in enumerate(inferred) for v, g in enumerate(gens)]
     msgs = [_msg(compare.render(question=items[i].question, inferred=q, answer=items[i].answer)) for i, _, q in flat]
     verdicts = _verdicts(backend, msgs, stage, 1, seed + 1)
     calls: list[list[Call]] = [[] for _ in items]
