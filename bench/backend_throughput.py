@@ -32,6 +32,8 @@ def main() -> None:
     backend = TransformersBackend(models.resolve(args.model), BackendConfig(dtype=args.dtype, batch_size=args.batch_size))
     messages = [user_message(s["question"], "sample_math") for s in generate(SeedSource(size=args.prompts))]
     params = SamplingParams(n=args.n, max_new_tokens=64, seed=0)
+    backend.generate(messages[:1], SamplingParams(n=1, max_new_tokens=4))  # warm-up, not timed
+    backend.counters.generated_tokens = 0
 
     start = time.time()
     backend.generate(messages, params)
