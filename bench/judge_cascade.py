@@ -30,7 +30,7 @@ def stages(votes: int, gate: bool) -> list[StageConfig]:
             StageConfig("correctness", scoring="probability", gate=gate)]
 
 
-def passes(judgments: list[dict], names: list[str], cfg_stages: list[StageConfig]) -> set[str]:
+def passes(judgments: list[dict], cfg_stages: list[StageConfig]) -> set[str]:
     from selfimprove.judges import combine
 
     by: dict[tuple[str, str], list[str]] = {}
@@ -64,7 +64,7 @@ def main() -> None:
         judgments, verdicts = run_cascade(backend, seeds, candidates, cfg)
         calls = backend.counters.generate_calls + backend.counters.scored_prompts - before
         accepted = {v["candidate_id"] for v in verdicts if v["accepted"]} if gate else \
-            passes(judgments, [s.name for s in cfg.stages], stages(args.votes, True))
+            passes(judgments, stages(args.votes, True))
         results[label] = (calls, time.time() - start, accepted)
         print(f"{label:10s}: {calls:5d} model calls, {time.time() - start:6.1f} s, {len(accepted)} accepted")
     (c1, t1, a1), (c2, t2, a2) = results["early_exit"], results["all_stages"]

@@ -10,7 +10,7 @@ threshold that maximises TPR − FPR on those candidates.
 from __future__ import annotations
 
 from .judges import StageConfig
-from .telemetry import _vote_score, with_intervals
+from .telemetry import vote_score, with_intervals
 
 SIGNAL_FLOOR = 0.5  # AUROC lower bound above which a verifier is said to carry signal
 MIN_PER_CLASS = 5  # right and wrong survivors each needed before an AUROC interval means anything
@@ -62,7 +62,7 @@ def recommend(metrics: list[dict], judgments: list[dict], labels: dict[str, bool
         m = overall[stage.name]
         head = f"{stage.name}: AUROC {m['value']:.2f} [{_f(m.get('ci_low'))}, {_f(m.get('ci_high'))}] over all"
         ids = sorted(c for c in per.get(stage.name, {}) if c in survivors)
-        scores = [_vote_score(per[stage.name][c]) for c in ids]
+        scores = [vote_score(per[stage.name][c]) for c in ids]
         y = [labels[c] for c in ids]
         right, wrong = sum(y), len(y) - sum(y)
         if min(right, wrong) < MIN_PER_CLASS:

@@ -87,7 +87,7 @@ def stage_metrics(judgments: list[dict], verdicts: list[dict], stages: list[Stag
             continue
         votes = [j for js in per_cand.values() for j in js]
         passed = {cid: combine([j["decision"] for j in js], stage) for cid, js in per_cand.items()}
-        score_of = {cid: _vote_score(js) for cid, js in per_cand.items()}
+        score_of = {cid: vote_score(js) for cid, js in per_cand.items()}
         add(stage.name, "judged", len(per_cand), len(per_cand))
         if len([c for c in per_cand if c in labels]) < len(per_cand):  # else it comes with an interval below
             add(stage.name, "accept_rate", sum(passed.values()) / len(passed), len(passed))
@@ -115,7 +115,7 @@ def stage_metrics(judgments: list[dict], verdicts: list[dict], stages: list[Stag
     return rows
 
 
-def _vote_score(js: list[dict]) -> float:
+def vote_score(js: list[dict]) -> float:
     """A candidate's continuous stage score: mean P(Y) where read, else the share of Y votes."""
     ps = [j["p_yes"] for j in js if j.get("p_yes") is not None]
     if ps:

@@ -23,26 +23,22 @@ def summarize_run(ctx: dict, config: dict, manifests: dict) -> dict:
     return {"run_id": run_id, "summary": text}
 
 
-def _q(lake: Lake, sql: str):
-    return query(lake, sql)
-
-
 def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[str]) -> str:
     r = f"'{run_id}'"
     out = [f"# selfimprove run {run_id}", ""]
-    (_, [(n_seeds,)]) = _q(lake, f"SELECT count(*) FROM seeds WHERE run_id = {r}")
-    (_, [(n_cand, toks)]) = _q(lake, f"SELECT count(*), coalesce(sum(n_tokens), 0) FROM candidates WHERE run_id = {r}")
+    (_, [(n_seeds,)]) = query(lake, f"SELECT count(*) FROM seeds WHERE run_id = {r}")
+    (_, [(n_cand, toks)]) = query(lake, f"SELECT count(*), coalesce(sum(n_tokens), 0) FROM candidates WHERE run_id = {r}")
     out.append(f"seeds: {n_seeds}   candidates: {n_cand} ({toks} generated tokens)")
-    cols, rows = _q(lake, "SELECT coalesce(rejected_at_stage, 'ACCEPTED') AS outcome, count(*) AS candidates "
+    cols, rows = query(lake, "SELECT coalesce(rejected_at_stage, 'ACCEPTED') AS outcome, count(*) AS candidates "
                           f"FROM verdicts WHERE run_id = {r} GROUP BY 1 ORDER BY 2 DESC")
     out += ["", "## verdicts (where each candidate stopped)", format_table(cols, rows)]
-    cols, rows = _q(lake, "SELECT stage, count(DISTINCT candidate_id) AS judged, "
+    cols, rows = query(lake, "SELECT stage, count(DISTINCT candidate_id) AS judged, "
                           "count(*) FILTER (WHERE call <> 'infer') AS votes, "
                           "round(avg(CASE WHEN decision = 'Y' THEN 1 ELSE 0 END) FILTER (WHERE call <> 'infer'), 3) AS yes_rate, "
                           "count(*) FILTER (WHERE decision = 'unparseable') AS unparseable "
                           f"FROM judgments WHERE run_id = {r} GROUP BY stage ORDER BY list_position({stage_order!r}, stage)")
     out += ["", "## judge stages", format_table(cols, rows)]
-    cols, rows = _q(lake, "SELECT stage, metric, round(value, 3) AS value, n, round(ci_low, 3) AS ci95_low, "
+    cols, rows = query(lake, "SELECT stage, metric, round(value, 3) AS value, n, round(ci_low, 3) AS ci95_low, "
                           f"round(ci_high, 3) AS ci95_high FROM judge_metrics WHERE run_id = {r} AND metric IN "
                           "('accept_rate','precision','recall','auroc','base_precision','judge_calls',"
                           "'judge_calls_per_accepted','candidate_accuracy') "
@@ -52,13 +48,13 @@ def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[s
     warnings = _chance_warnings(lake, run_id)
     if warnings:
         out += [""] + warnings
-    (_, [(n_train,)]) = _q(lake, f"SELECT count(*) FROM train_examples WHERE run_id = {r}")
+    (_, [(n_train,)]) = query(lake, f"SELECT count(*) FROM train_examples WHERE run_id = {r}")
     train = manifests.get("train") or {}
     if train.get("skipped"):
         out += ["", f"training: skipped ({train['skipped']})"]
     else:
         out += ["", f"training: {n_train} examples, {train.get('steps')} steps, final loss {train.get('final_loss', float('nan')):.4f}"]
-    cols, rows = _q(lake, "SELECT model, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci95_low, "
+    cols, rows = query(lake, "SELECT model, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci95_low, "
                           f"round(ci_high, 4) AS ci95_high FROM eval_metrics WHERE run_id = {r} AND metric <> 'no_answer_rate' "
                           "ORDER BY model, metric")
     out += ["", "## held-out evaluation", format_table(cols, rows)]
@@ -68,7 +64,7 @@ def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[s
 
 
 def _chance_warnings(lake: Lake, run_id: str) -> list[str]:
-    _, rows = _q(lake, "SELECT stage, value, n, ci_low, ci_high FROM judge_metrics "
+    _, rows = query(lake, "SELECT stage, value, n, ci_low, ci_high FROM judge_metrics "
                        f"WHERE run_id = '{run_id}' AND metric = 'auroc' AND stage <> 'all'")
     return [f"WARNING: stage '{stage}' is indistinguishable from chance on this run (AUROC {v:.2f}, 95% CI "
             f"[{lo:.2f}, {hi:.2f}] over {n} labelled candidates): run `selfimprove calibrate` before trusting it"
