@@ -1,13 +1,12 @@
 """The calibration flow: run every verifier on seeds with ground truth and recommend a cascade."""
 from __future__ import annotations
 
-import json
-
 from prefect import flow, task
 
 from selfimprove import config as configlib
 from selfimprove.calibration import calibration_stages, recommend
 from tasks.common import config_of, read
+from tasks.report import render_calibration
 from tasks.stages import ingest_seeds, judge_candidates, register_run, sample_candidates
 from warehouse import lake_root
 
@@ -15,7 +14,7 @@ from .svd import new_run_id
 
 
 @task(name="recommend-cascade")
-def recommend_cascade(config: dict, judge_manifest: dict, seeds_manifest: dict) -> dict:
+def recommend_cascade(config: dict, judge_manifest: dict) -> dict:
     cfg = config_of(config)
     labels = {r["candidate_id"]: r["correct"] for r in read(judge_manifest, "candidate_labels")}
     if not labels:
@@ -41,12 +40,6 @@ def calibrate(model: str = "default", preset: str = "quickstart", seeds_size: in
     seeds = ingest_seeds(ctx, conf)
     candidates = sample_candidates(ctx, conf, seeds)
     judged = judge_candidates(ctx, conf, seeds, candidates)
-    rec = recommend_cascade(conf, judged, seeds)
-    from tasks.report import render_calibration
-
+    rec = recommend_cascade(conf, judged)
     text = render_calibration(ctx["lake"], ctx["run_id"], rec)
     return {"run_id": ctx["run_id"], "summary": text, "recommended": rec["stages"]}
-
-
-def recommended_yaml(stages: list[dict]) -> str:
-    return "cascade:\n  stages:\n" + "".join(f"    - {json.dumps(s)}\n" for s in stages)

@@ -8,7 +8,8 @@ from prefect import flow
 
 from selfimprove import config as configlib
 from tasks.report import summarize_run
-from tasks.stages import evaluate_model, register_run, fine_tune, ingest_seeds, judge_candidates, sample_candidates, select_examples
+from tasks.stages import (evaluate_model, fine_tune, ingest_seeds, judge_candidates, register_run, sample_candidates,
+                          select_examples)
 from warehouse import lake_root
 
 

@@ -9,6 +9,8 @@ threshold that maximises TPR − FPR on those candidates.
 """
 from __future__ import annotations
 
+import json
+
 from .judges import StageConfig
 from .telemetry import vote_score, with_intervals
 
@@ -86,6 +88,11 @@ def recommend(metrics: list[dict], judgments: list[dict], labels: dict[str, bool
         survivors = {c for c, sc in zip(ids, scores) if sc >= threshold}
         notes.append(f"{head}; {where} → kept (threshold {threshold})")
     return chosen, notes
+
+
+def recommended_yaml(stages: list[dict]) -> str:
+    """The cascade as a config snippet for `--config FILE`."""
+    return "cascade:\n  stages:\n" + "".join(f"    - {json.dumps(s)}\n" for s in stages)
 
 
 def _f(v) -> str:

@@ -88,12 +88,12 @@ def stage_metrics(judgments: list[dict], verdicts: list[dict], stages: list[Stag
         votes = [j for js in per_cand.values() for j in js]
         passed = {cid: combine([j["decision"] for j in js], stage) for cid, js in per_cand.items()}
         score_of = {cid: vote_score(js) for cid, js in per_cand.items()}
+        labelled = [cid for cid in per_cand if cid in labels]
         add(stage.name, "judged", len(per_cand), len(per_cand))
-        if len([c for c in per_cand if c in labels]) < len(per_cand):  # else it comes with an interval below
+        if len(labelled) < len(per_cand):  # else it comes with an interval below
             add(stage.name, "accept_rate", sum(passed.values()) / len(passed), len(passed))
         add(stage.name, "vote_agreement", sum(len({j["decision"] for j in js}) == 1 for js in per_cand.values()) / len(per_cand), len(per_cand))
         add(stage.name, "unparseable_rate", sum(j["decision"] == "unparseable" for j in votes) / len(votes), len(votes))
-        labelled = [cid for cid in per_cand if cid in labels]
         if labelled:
             y = [labels[c] for c in labelled]
             stats = with_intervals([passed[c] for c in labelled], [score_of[c] for c in labelled], y, resamples)

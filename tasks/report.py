@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from selfimprove.calibration import recommended_yaml
 from selfimprove.evaluation import paired_difference
 from warehouse import Lake
 from warehouse.views import EXAMPLE_QUERIES, format_table, query
@@ -33,8 +34,8 @@ def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[s
                           f"FROM verdicts WHERE run_id = {r} GROUP BY 1 ORDER BY 2 DESC")
     out += ["", "## verdicts (where each candidate stopped)", format_table(cols, rows)]
     cols, rows = query(lake, "SELECT stage, count(DISTINCT candidate_id) AS judged, "
-                          "count(*) FILTER (WHERE call <> 'infer') AS votes, "
-                          "round(avg(CASE WHEN decision = 'Y' THEN 1 ELSE 0 END) FILTER (WHERE call <> 'infer'), 3) AS yes_rate, "
+                          "count(*) FILTER (WHERE decision <> '') AS votes, "
+                          "round(avg(CASE WHEN decision = 'Y' THEN 1 ELSE 0 END) FILTER (WHERE decision <> ''), 3) AS yes_rate, "
                           "count(*) FILTER (WHERE decision = 'unparseable') AS unparseable "
                           f"FROM judgments WHERE run_id = {r} GROUP BY stage ORDER BY list_position({stage_order!r}, stage)")
     out += ["", "## judge stages", format_table(cols, rows)]
@@ -92,8 +93,6 @@ def render_eval(lake_dir: str, run_id: str) -> str:
 
 
 def render_calibration(lake_dir: str, run_id: str, rec: dict) -> str:
-    from flows.calibrate import recommended_yaml
-
     cols, rows = query(Lake(lake_dir), "SELECT stage, metric, round(value, 3) AS value, n, round(ci_low, 3) AS ci95_low, "
                                        "round(ci_high, 3) AS ci95_high FROM judge_metrics "
                                        f"WHERE run_id = '{run_id}' AND metric IN ('accept_rate','precision','recall',"
