@@ -1,4 +1,4 @@
-"""The SVD flow: seeds → candidates → self-judging → selection → fine-tuning → held-out evaluation."""
+"""The SVD flow: seeds → candidates → self-judging → selection → contamination guard → fine-tuning → held-out evaluation."""
 from __future__ import annotations
 
 import uuid
@@ -8,8 +8,8 @@ from prefect import flow
 
 from selfimprove import config as configlib
 from tasks.report import summarize_run
-from tasks.stages import (evaluate_model, fine_tune, ingest_seeds, judge_candidates, register_run, sample_candidates,
-                          select_examples)
+from tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination, ingest_seeds,
+                          judge_candidates, register_run, sample_candidates, select_examples)
 from warehouse import lake_root
 
 
@@ -35,8 +35,12 @@ def svd(preset: str = "quickstart", config_file: str | None = None, lake: str | 
     m["candidates"] = sample_candidates(ctx, conf, m["seeds"])
     m["judge"] = judge_candidates(ctx, conf, m["seeds"], m["candidates"])
     m["select"] = select_examples(ctx, conf, m["seeds"], m["candidates"], m["judge"])
+    if cfg.contamination.enabled:
+        m["contamination"] = guard_contamination(ctx, conf, m["seeds"], m["select"])
     m["train"] = fine_tune(ctx, conf, m["select"])
     m["eval-base"] = evaluate_model(ctx, conf, m["seeds"], cfg.model, "base")
     if m["train"].get("checkpoint"):
         m["eval-tuned"] = evaluate_model(ctx, conf, m["seeds"], m["train"]["checkpoint"], "tuned")
+    if cfg.uq_ttc.enabled:
+        m["eval-uq_ttc"] = evaluate_uq_ttc(ctx, conf, m["seeds"], cfg.model)
     return summarize_run(ctx, conf, m)

@@ -26,15 +26,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
     run.add_argument("--reuse", metavar="RUN_ID", help="copy that run's stages wherever their version matches")
+    run.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
+    run.add_argument("--allow-contamination", action="store_true",
+                     help="train even if training text overlaps a held-out set (recorded in the run)")
 
     sql = sub.add_parser("sql", help="query the lake with DuckDB")
     sql.add_argument("query")
     sql.add_argument("--lake")
 
-    ev = sub.add_parser("eval", help="evaluate a model on a JSONL of {question, answer}")
+    ev = sub.add_parser("eval", help="evaluate a model on a held-out set, or rescore a stored evaluation")
     ev.add_argument("--model", default="default", help="'default' or a local checkpoint folder")
-    ev.add_argument("--data", help="JSONL/CSV/Parquet with question and answer (default: built-in held-out set)")
-    ev.add_argument("--scorer", default="math", choices=["math", "task"])
+    ev.add_argument("--data", help="JSONL/CSV/Parquet of items for --scorer (math/task/choice: question, answer; "
+                                   "choice: + choices; code: question or prompt, tests, entry_point)")
+    ev.add_argument("--scorer", choices=["math", "choice", "task", "code"], help="how --data is scored (default math)")
+    ev.add_argument("--dataset", choices=["arithmetic", "syllogism", "humaneval"], help="a built-in held-out set (default arithmetic)")
+    ev.add_argument("--method", default="greedy", choices=["greedy", "uq_ttc"],
+                    help="uq_ttc: sample n, judge with the preset's cascade, answer with the first accepted")
+    ev.add_argument("--rescore", metavar="RUN_ID", help="reapply the scorers to that run's stored outputs; no generation")
     ev.add_argument("--lake")
 
     cal = sub.add_parser("calibrate", help="measure which verifiers carry signal for a model; recommend a cascade")
@@ -61,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.seeds.path:
                 read_file(Path(cfg.seeds.path))  # bad seeds fail here, before any flow run exists
 
+            overrides = {}
+            if args.uq_ttc:
+                overrides["uq_ttc"] = {"enabled": True}
+            if args.allow_contamination:
+                overrides["contamination"] = {"allow": True}
             result = svd(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume,
-                         method=args.method, reuse=args.reuse)
+                         method=args.method, reuse=args.reuse, overrides=overrides or None)
             print("\n" + result["summary"])
         elif args.command == "calibrate":
             from flows.calibrate import calibrate
@@ -71,13 +84,16 @@ def main(argv: list[str] | None = None) -> int:
                                reuse=args.reuse)
             print("\n" + result["summary"])
         elif args.command == "eval":
-            from flows.evaluate import evaluate_flow
-            from selfimprove.seeds import read_eval_file
+            from flows.evaluate import evaluate_flow, rescore_flow
+            from selfimprove.datasets import read_user_file
 
-            if args.data:
-                read_eval_file(args.data)  # bad input fails here, before any flow run exists
-
-            result = evaluate_flow(model=args.model, data=args.data, scorer=args.scorer, lake=args.lake)
+            if args.rescore:
+                result = rescore_flow(source_run=args.rescore, lake=args.lake)
+            else:
+                if args.data:
+                    read_user_file(args.data, args.scorer or "math")  # bad input fails here, before any flow run exists
+                result = evaluate_flow(model=args.model, data=args.data, scorer=args.scorer, dataset=args.dataset,
+                                       method=args.method, lake=args.lake)
             print("\n" + result["summary"])
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"selfimprove: error: {e}", file=sys.stderr)

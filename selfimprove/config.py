@@ -12,11 +12,14 @@ from pathlib import Path
 
 from .backends import BackendConfig
 from .cascade import CascadeConfig
+from .contamination import ContaminationConfig
 from .evaluation import EvalConfig
 from .judges import StageConfig
+from .sandbox import SandboxConfig
 from .sampling import SamplingConfig
 from .seeds import SeedSource
 from .training import TrainConfig
+from .uq_ttc import UQTTCConfig
 
 
 @dataclass
@@ -31,6 +34,8 @@ class RunConfig:
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
     training: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    uq_ttc: UQTTCConfig = field(default_factory=UQTTCConfig)  # test-time baseline on the held-out set (off by default)
+    contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # guard before training
     backend: BackendConfig = field(default_factory=BackendConfig)
 
     def to_dict(self) -> dict:
@@ -62,8 +67,10 @@ def _build(cls, data: dict, where: str):
 
 
 _NESTED = {RunConfig: {"seeds": SeedSource, "sampling": SamplingConfig, "cascade": CascadeConfig,
-                       "training": TrainConfig, "evaluation": EvalConfig, "backend": BackendConfig},
-           EvalConfig: {"source": SeedSource}}
+                       "training": TrainConfig, "evaluation": EvalConfig, "backend": BackendConfig,
+                       "uq_ttc": UQTTCConfig, "contamination": ContaminationConfig},
+           EvalConfig: {"source": SeedSource, "sandbox": SandboxConfig},
+           UQTTCConfig: {"sampling": SamplingConfig}}
 
 
 def _nested_type(cls, key):

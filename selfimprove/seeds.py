@@ -64,6 +64,11 @@ def generate(source: SeedSource, exclude_questions: set[str] | frozenset = froze
 
 
 def read_file(path: Path) -> list[dict]:
+    return validate(read_raw(Path(path)), str(path))
+
+
+def read_raw(path: Path) -> list[tuple[int, object]]:
+    """(row number, record) pairs of a JSONL/CSV/Parquet file, before validation."""
     name = str(path)
     if not path.exists():
         raise SeedError(name, None, None, "file not found")
@@ -93,16 +98,7 @@ def read_file(path: Path) -> list[dict]:
         raise
     except Exception as e:  # pyarrow / csv parse errors
         raise SeedError(name, None, None, f"unreadable ({type(e).__name__}: {e})") from None
-    return validate(raw, name)
-
-
-def read_eval_file(path: Path) -> list[dict]:
-    """Like `read_file`, and every row must carry a reference answer."""
-    rows = read_file(Path(path))
-    missing = next((i for i, r in enumerate(rows, 1) if r["answer"] is None), None)
-    if missing:
-        raise SeedError(str(path), missing, "answer", "missing (evaluation needs a reference answer)")
-    return rows
+    return raw
 
 
 def validate(raw: list[tuple[int, object]], name: str) -> list[dict]:

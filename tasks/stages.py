@@ -10,12 +10,15 @@ from prefect import task
 
 from selfimprove import __version__, models, seeds as seedlib
 from selfimprove.cascade import run_cascade
-from selfimprove.evaluation import evaluate, metrics
+from selfimprove.contamination import ContaminationError, describe, find_overlaps
+from selfimprove.datasets import builtin
+from selfimprove.evaluation import EvalConfig, evaluate, load_items, metrics
 from selfimprove.judges import prompts_used
 from selfimprove.sampling import sample
 from selfimprove.selection import select
 from selfimprove.telemetry import label_candidates, stage_metrics
 from selfimprove.training import train
+from selfimprove.uq_ttc import answer_with_cascade
 from warehouse import Lake
 
 from .common import backend_for, config_of, progress_bar, read, run_stage
@@ -38,24 +41,38 @@ def register_run(ctx: dict, config: dict, flow_name: str, preset: str) -> dict:
     return Lake(ctx["lake"]).write("runs", ctx["run_id"], [run])
 
 
+def _ingest_section(config: dict) -> dict:
+    cfg = config_of(config)
+    section = _cfg(config, "seeds", "evaluation")
+    for key, path in (("seed_file_sha256", cfg.seeds.path), ("eval_file_sha256", cfg.evaluation.dataset)):
+        if path and Path(path).is_file():  # a changed file is a new version even under the same name
+            section[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return section
+
+
 @task(name="ingest-seeds")
 def ingest_seeds(ctx: dict, config: dict) -> dict:
-    """Validate and store the training seeds and the held-out items (disjoint questions)."""
+    """Validate and store the training seeds and the held-out items (built-in sets skip the seeds' questions)."""
     cfg = config_of(config)
 
     def body(lake):
         train_rows = seedlib.load(cfg.seeds)
-        heldout = seedlib.generate(cfg.evaluation.source, exclude_questions={r["question"] for r in train_rows})
-        overlap = {r["question"] for r in train_rows} & {r["question"] for r in heldout}
-        if overlap:  # generation excludes seed questions, so this is a bug, never bad input
-            raise RuntimeError(f"held-out set shares {len(overlap)} questions with the seeds")
-        items = [{"dataset": cfg.evaluation.dataset_name, "item_id": r["seed_id"], **r} for r in heldout]
+        items = load_items(cfg.evaluation, exclude_questions={r["question"] for r in train_rows})
         return [lake.write("seeds", ctx["run_id"], train_rows), lake.write("eval_items", ctx["run_id"], items)], {}
 
-    section = _cfg(config, "seeds", "evaluation")
-    if cfg.seeds.path:  # a changed seed file is a new version even under the same name
-        section["seed_file_sha256"] = hashlib.sha256(Path(cfg.seeds.path).read_bytes()).hexdigest() \
-            if Path(cfg.seeds.path).exists() else "missing"
+    return run_stage(ctx, "seeds", _ingest_section(config), [], body)
+
+
+@task(name="ingest-heldout")
+def ingest_heldout(ctx: dict, config: dict) -> dict:
+    """Validate and store the held-out items alone (evaluation runs without training seeds)."""
+    cfg = config_of(config)
+
+    def body(lake):
+        return [lake.write("eval_items", ctx["run_id"], load_items(cfg.evaluation))], {}
+
+    section = _ingest_section(config)
+    section.pop("seeds")
     return run_stage(ctx, "seeds", section, [], body)
 
 
@@ -138,20 +155,73 @@ def fine_tune(ctx: dict, config: dict, train_manifest: dict) -> dict:
                      [train_manifest], body)
 
 
-@task(name="evaluate-model")
-def evaluate_model(ctx: dict, config: dict, items_manifest: dict, model: str, label: str) -> dict:
-    """Score `model` ('default' or a checkpoint path) on the run's held-out items, stored under `label`."""
+@task(name="guard-contamination")
+def guard_contamination(ctx: dict, config: dict, seeds_manifest: dict, train_manifest: dict) -> dict:
+    """Stop before training if training text contains a registered held-out item (unless allowed)."""
+    cfg = config_of(config)
+    guard = cfg.contamination
+
+    def body(lake):
+        questions = {r["seed_id"]: r["question"] for r in read(seeds_manifest, "seeds")}
+        examples = read(train_manifest, "train_examples")
+        train_texts = [(e["candidate_id"], questions.get(e["seed_id"], "")) for e in examples] + \
+                      [(e["candidate_id"], e["completion"]) for e in examples]
+        heldout = read(seeds_manifest, "eval_items")
+        for name in guard.builtin:  # the run's own set is already in, excluding the seed questions
+            if name != cfg.evaluation.dataset:
+                heldout += builtin(name, EvalConfig().source)
+        flagged = find_overlaps(train_texts, heldout, guard)
+        action = "allowed" if guard.allow else "stopped"
+        files = [lake.write("contamination", ctx["run_id"], [{**f, "action": action} for f in flagged])]
+        if flagged and not guard.allow:
+            raise ContaminationError(
+                f"contamination guard: {len(flagged)} held-out item(s) appear in the training data of run "
+                f"{ctx['run_id']}:\n{describe(flagged)}\nRemove them from the seeds, or rerun with "
+                "--allow-contamination (recorded in the run's config and the contamination table).")
+        if flagged:
+            print(f"[contamination] {len(flagged)} overlapping held-out items ALLOWED by override:\n{describe(flagged)}")
+        return files, {"flagged": len(flagged), "action": action if flagged else "clean"}
+
+    return run_stage(ctx, "contamination", {"contamination": config["contamination"], "evaluation": config["evaluation"]},
+                     [seeds_manifest, train_manifest], body)
+
+
+def _eval_stage(ctx: dict, config: dict, items_manifest: dict, model: str, label: str, stage: str, section: dict,
+                produce, prompt_names: tuple[str, ...]) -> dict:
+    """An evaluation stage: `produce(backend, items, tick)` → eval_samples rows for `label`; metrics follow."""
     cfg = config_of(config)
 
     def body(lake):
-        items = [{"seed_id": r["item_id"], **r} for r in read(items_manifest, "eval_items")]
+        items = read(items_manifest, "eval_items")
         backend = backend_for(models.resolve(model), cfg.backend)
         bar, tick = progress_bar(len(items), f"eval {label}")
-        rows = evaluate(backend, items, cfg.evaluation, label, progress=tick)
+        rows = produce(backend, items, tick)
         bar.close()
         return [lake.write("eval_samples", ctx["run_id"], rows, part=label),
                 lake.write("eval_metrics", ctx["run_id"], metrics(rows, cfg.evaluation), part=label)], {"model": model}
 
-    return run_stage(ctx, f"eval-{label}", {"evaluation": config["evaluation"], "model": _model_id(model)},
-                     [items_manifest], body, (cfg.evaluation.prompt,))
+    return run_stage(ctx, stage, {**section, "evaluation": config["evaluation"], "model": _model_id(model)},
+                     [items_manifest], body, prompt_names)
 
+
+_EVAL_PROMPTS = ("sample_math", "sample_choice", "sample_code")
+
+
+@task(name="evaluate-model")
+def evaluate_model(ctx: dict, config: dict, items_manifest: dict, model: str, label: str) -> dict:
+    """Score `model` ('default' or a checkpoint path) on the run's held-out items, stored under `label`."""
+    cfg = config_of(config)
+    return _eval_stage(ctx, config, items_manifest, model, label, f"eval-{label}", {},
+                       lambda backend, items, tick: evaluate(backend, items, cfg.evaluation, label, progress=tick),
+                       _EVAL_PROMPTS)
+
+
+@task(name="evaluate-uq-ttc")
+def evaluate_uq_ttc(ctx: dict, config: dict, items_manifest: dict, model: str, label: str = "base+uq_ttc") -> dict:
+    """The test-time baseline: n samples per held-out item, judged by the run's cascade, first accepted answers."""
+    cfg = config_of(config)
+    used = _EVAL_PROMPTS + tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
+    return _eval_stage(ctx, config, items_manifest, model, label, "eval-uq_ttc", _cfg(config, "uq_ttc", "cascade"),
+                       lambda backend, items, tick: answer_with_cascade(backend, items, cfg.uq_ttc, cfg.cascade,
+                                                                        cfg.evaluation, label, progress=tick),
+                       used)

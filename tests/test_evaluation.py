@@ -1,15 +1,58 @@
-from selfimprove.evaluation import EvalConfig, bootstrap_ci, metrics, paired_difference
-from selfimprove.scorers import math_equal, score
+import math
+import threading
+import time
+
+import pytest
+
+from selfimprove.evaluation import EvalConfig, bootstrap_ci, metrics, pass_at_k, paired_difference, per_item_accuracy
+from selfimprove.scorers import ChoiceScorer, MathScorer, Scorer, math_equal, score
 
 
-def rows(model, correct):
-    return [{"model": model, "item_id": f"i{k}", "correct": c, "reason": "ok" if c else "wrong"} for k, c in enumerate(correct)]
+def rows(model, correct, samples_per_item=1):
+    return [{"model": model, "dataset": "d", "item_id": f"i{k // samples_per_item}", "correct": c,
+             "reason": "ok" if c else ("wrong" if c is False else "error:timeout"), "calls": 1, "n_tokens": 10}
+            for k, c in enumerate(correct)]
 
 
-def test_pass_at_1_with_interval():
-    m = {r["metric"]: r for r in metrics(rows("base", [True, False] * 50), EvalConfig(bootstrap=500))}
+def by_metric(ms):
+    return {r["metric"]: r for r in ms}
+
+
+def test_pass_at_1_with_interval_and_cost():
+    m = by_metric(metrics(rows("base", [True, False] * 50), EvalConfig(bootstrap=500)))
     assert m["pass@1"]["value"] == 0.5 and m["pass@1"]["n"] == 100
     assert 0.35 < m["pass@1"]["ci_low"] < 0.5 < m["pass@1"]["ci_high"] < 0.65
+    assert m["calls_per_item"]["value"] == 1 and m["tokens_per_item"]["value"] == 10
+
+
+def test_unbiased_pass_at_k_matches_the_combinatorial_formula():
+    for n, c, k in [(10, 3, 1), (10, 3, 5), (8, 0, 4), (8, 8, 2), (20, 1, 10)]:
+        expected = 1 - (math.comb(n - c, k) / math.comb(n, k))
+        assert abs(pass_at_k(n, c, k) - expected) < 1e-12
+    assert pass_at_k(5, 3, 1) == pytest.approx(0.6)
+
+
+def test_avg_at_k_and_pass_at_k_from_several_samples():
+    # item 0: 1 of 4 right, item 1: 4 of 4, item 2: 0 of 4
+    correct = [True, False, False, False] + [True] * 4 + [False] * 4
+    cfg = EvalConfig(samples=4, temperature=0.8, pass_k=[1, 2, 4], bootstrap=200)
+    m = by_metric(metrics(rows("m", correct, 4), cfg))
+    assert m["pass@1"]["value"] == pytest.approx((0.25 + 1 + 0) / 3)
+    assert m["pass@2"]["value"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert m["pass@4"]["value"] == pytest.approx((1 + 1 + 0) / 3)
+    assert m["calls_per_item"]["value"] == 4
+
+
+def test_scorer_errors_are_excluded_not_counted_wrong():
+    r = rows("m", [True, None, False, None])  # items i0..i3; i1 and i3 could not be scored
+    assert per_item_accuracy(r) == {"i0": 1.0, "i2": 0.0}
+    m = by_metric(metrics(r, EvalConfig(bootstrap=100)))
+    assert m["pass@1"]["value"] == 0.5 and m["pass@1"]["n"] == 2 and m["error_rate"]["value"] == 0.5
+
+
+def test_greedy_cannot_have_several_samples():
+    with pytest.raises(ValueError, match="temperature"):
+        EvalConfig(samples=4)
 
 
 def test_paired_difference_counts_items_that_moved():
@@ -23,20 +66,47 @@ def test_bootstrap_degenerate():
     assert bootstrap_ci([1.0] * 10, 100) == (1.0, 1.0)
 
 
-def test_scorers():
+def test_math_and_task_scorers():
     assert score(r"so \boxed{950}", "950").correct
     assert score("50 * 19 = 950.", "950", answer_format="boxed_or_last_number").correct
-    assert not score("50 * 19 = 950.", "950", answer_format="boxed").correct
-    assert score("nothing", "1", answer_format="boxed").reason == "no_answer"
+    assert score("50 * 19 = 950.", "950", answer_format="boxed").reason == "no_answer"
+    assert score(r"\boxed{951}", "950").reason == "wrong"
     assert score(r"\boxed{-33}", "-33", scorer="task", task="basic_arithmetic").correct
+    assert score(r"\boxed{-33}", "-33", scorer="task", task=None).correct is None  # no task: an error, not wrong
     assert math_equal("0.5", r"\frac{1}{2}") and not math_equal("2", "3")
 
 
 def test_math_verify_works_off_the_main_thread():
-    import threading
-
     out = []
     t = threading.Thread(target=lambda: out.append(score(r"\boxed{\frac{6}{4}}", "1.5").correct))
     t.start()
     t.join()
     assert out == [True]
+
+
+def test_a_slow_check_is_an_error_with_a_time_bound():
+    class Slow(Scorer):
+        def check(self, extracted, item):
+            time.sleep(5)
+            return True
+
+    start = time.monotonic()
+    s = Slow(timeout_s=0.2).score(r"\boxed{1}", {"answer": "1"})
+    assert s.correct is None and s.reason == "error:timeout" and time.monotonic() - start < 2
+    assert MathScorer(timeout_s=5).score(r"\boxed{2}", {"answer": "2"}).correct
+
+
+@pytest.mark.parametrize("output,expected", [
+    ("The answer is (B).", "B"), ("Answer: C", "C"), ("B", "B"), ("I think it is Paris.", "B"),
+    ("Not Lyon... Answer: A", "A"), (r"\boxed{B}", "B"), ("A cube is round", None), ("no idea", None),
+])
+def test_choice_scorer_reads_letters_and_option_text(output, expected):
+    item = {"choices": ["Lyon", "Paris", "Nice"], "answer": "B"}
+    s = ChoiceScorer().score(output, item)
+    assert s.extracted == expected
+    assert s.correct is (expected == "B") or (expected is None and s.reason == "no_answer")
+
+
+def test_choice_gold_given_as_option_text():
+    assert ChoiceScorer().score("Answer: A", {"choices": ["Yes", "No"], "answer": "Yes"}).correct
+    assert not ChoiceScorer().score("No, it does not follow.", {"choices": ["Yes", "No"], "answer": "Yes"}).correct

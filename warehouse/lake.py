@@ -69,6 +69,11 @@ class Lake:
         rows = pq.read_table(entry["path"]).drop_columns(["run_id"]).to_pylist()
         return self.write(entry["table"], run_id, rows, part=Path(entry["path"]).stem)
 
+    def read(self, table: str, run_id: str) -> dict[str, list[dict]]:
+        """Every part of one table for one run: {part name: rows}."""
+        folder = self.table_dir(table, run_id)
+        return {p.stem: pq.read_table(p).to_pylist() for p in sorted(folder.glob("*.parquet"))} if folder.exists() else {}
+
     # manifests: a stage is done when its manifest exists
     def manifest_path(self, run_id: str, stage: str) -> Path:
         return self.root / "_manifests" / run_id / f"{stage}.json"

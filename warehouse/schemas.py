@@ -4,6 +4,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+LS = pa.list_(pa.string())
 
 TABLES: dict[str, pa.Schema] = {
     "runs": pa.schema([("run_id", S), ("flow", S), ("preset", S), ("started_at", pa.timestamp("us", tz="UTC")),
@@ -22,16 +23,25 @@ TABLES: dict[str, pa.Schema] = {
     "checkpoints": pa.schema([("run_id", S), ("checkpoint_id", S), ("path", S), ("base_model", S), ("examples", I),
                               ("steps", I), ("final_loss", F), ("method", S)]),
     "train_log": pa.schema([("run_id", S), ("checkpoint_id", S), ("step", I), ("loss", F), ("learning_rate", F)]),
+    # correct is NULL when the scorer could not decide (reason error:...); calls and n_tokens are test-time cost
     "eval_samples": pa.schema([("run_id", S), ("model", S), ("dataset", S), ("item_id", S), ("sample_index", I),
-                               ("output", S), ("extracted", S), ("correct", B), ("reason", S), ("n_tokens", I)]),
+                               ("method", S), ("output", S), ("extracted", S), ("correct", B), ("reason", S),
+                               ("n_tokens", I), ("calls", I)]),
     "eval_metrics": pa.schema([("run_id", S), ("model", S), ("dataset", S), ("metric", S), ("value", F), ("n", I),
                                ("ci_low", F), ("ci_high", F)]),
+    "eval_items": pa.schema([("run_id", S), ("dataset", S), ("item_id", S), ("domain", S), ("question", S),
+                             ("answer", S), ("task", S), ("scorer", S), ("choices", LS), ("tests", S), ("entry_point", S)]),
+    # held-out items found in training text by the contamination guard; action: stopped | allowed
+    "contamination": pa.schema([("run_id", S), ("dataset", S), ("item_id", S), ("train_id", S), ("kind", S),
+                                ("overlap", F), ("question", S), ("action", S)]),
 }
 
 _DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
 
 
 def duck_type(t: pa.DataType) -> str:
+    if pa.types.is_list(t):
+        return duck_type(t.value_type) + "[]"
     return "TIMESTAMPTZ" if pa.types.is_timestamp(t) else _DUCK[t]
 
 
@@ -46,6 +56,3 @@ def to_table(name: str, rows: list[dict], run_id: str) -> pa.Table:
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise TypeError(f"table {name!r}, column {f.name!r}: {e}") from None
     return pa.table(cols, schema=schema)
-
-TABLES["eval_items"] = pa.schema([("run_id", S), ("dataset", S), ("item_id", S), ("domain", S), ("question", S),
-                                  ("answer", S), ("task", S)])

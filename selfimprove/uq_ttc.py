@@ -1,0 +1,88 @@
+"""UQ-TTC, the SVD paper's test-time baseline: verify at answer time instead of training.
+
+Per question: sample n candidates, run the judge cascade (the run's own, with first_valid
+early exit) and answer with the first accepted candidate. When no candidate passes, the
+answer falls back to `fallback`:
+- `first_answer` (default): the first candidate that has a final answer, else the first;
+- `majority`: the candidate whose final answer most candidates share (self-consistency).
+
+Cost per question is recorded on its row: `calls` = n sampled sequences + the judge's
+model calls for that question's candidates (agreement needs none), `n_tokens` = sampled
+tokens + tokens the judges generated. SVD itself answers with one call.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .backends import Backend
+from .cascade import CascadeConfig, run_cascade
+from .evaluation import EvalConfig, message, sample_rows
+from .sampling import SamplingConfig
+
+FALLBACKS = ("first_answer", "majority")
+
+
+@dataclass
+class UQTTCConfig:
+    """The test-time baseline; off unless enabled (it costs n samples plus judging per question)."""
+
+    enabled: bool = False
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(answer_format="boxed_or_last_number"))  # n and T of test-time samples
+    fallback: str = "first_answer"  # first_answer | majority (see module docstring)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sampling, dict):
+            self.sampling = SamplingConfig(**self.sampling)
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"uq_ttc.fallback must be one of {FALLBACKS}, got {self.fallback!r}")
+
+
+def _choose(cands: list[dict], accepted: set[str], fallback: str) -> tuple[dict, str]:
+    for c in cands:
+        if c["candidate_id"] in accepted:
+            return c, "accepted"
+    with_answer = [c for c in cands if c["final_answer"] is not None]
+    if fallback == "majority" and with_answer:
+        top, _ = Counter(c["final_answer"] for c in with_answer).most_common(1)[0]
+        return next(c for c in with_answer if c["final_answer"] == top), "fallback_majority"
+    return (with_answer or cands)[0], "fallback_first_answer"
+
+
+def answer_with_cascade(backend: Backend, items: list[dict], config: UQTTCConfig, cascade: CascadeConfig,
+                        eval_config: EvalConfig, model_name: str, progress=None) -> list[dict]:
+    """One eval_samples row per item, method 'uq_ttc:<accepted|fallback_…>', with its calls and tokens."""
+    from .answers import final_answer
+
+    seeds = [{"seed_id": it["item_id"], "domain": it["domain"], "question": it["question"]} for it in items]
+    gens = backend.generate([message(it, eval_config.prompt) for it in items], config.sampling.params(), progress=progress)
+    candidates = [{"candidate_id": f"{it['item_id']}#{k}", "seed_id": it["item_id"], "sample_index": k, "text": g.text,
+                   "final_answer": final_answer(g.text, it["domain"], config.sampling.answer_format), "n_tokens": g.n_tokens}
+                  for it, gs in zip(items, gens) for k, g in enumerate(gs)]
+    cascade = CascadeConfig(stages=cascade.stages, selection="first_valid", thinking=cascade.thinking, seed=cascade.seed)
+    judgments, verdicts = run_cascade(backend, seeds, candidates, cascade)
+    accepted = {v["candidate_id"] for v in verdicts if v["accepted"]}
+    sampled_scoring = {s.name for s in cascade.stages if s.scoring == "sample"}
+    calls: Counter = Counter()
+    tokens: Counter = Counter()
+    item_of = {c["candidate_id"]: c["seed_id"] for c in candidates}
+    for j in judgments:
+        if j["call"] == "agreement":
+            continue
+        calls[item_of[j["candidate_id"]]] += 1
+        if j["call"] == "infer" or j["stage"] in sampled_scoring:  # probability calls generate no tokens
+            tokens[item_of[j["candidate_id"]]] += len(backend.tokenizer(j["raw_output"], add_special_tokens=False).input_ids)
+    by_item: dict[str, list[dict]] = {}
+    for c in candidates:
+        by_item.setdefault(c["seed_id"], []).append(c)
+    outputs, methods = [], []
+    for it in items:
+        cands = by_item[it["item_id"]]
+        chosen, how = _choose(cands, accepted, config.fallback)
+        outputs.append([(chosen["text"], sum(c["n_tokens"] for c in cands) + tokens[it["item_id"]],
+                         len(cands) + calls[it["item_id"]])])
+        methods.append(how)
+    rows = sample_rows(items, outputs, eval_config, model_name, "uq_ttc")
+    for r, how in zip(rows, methods):
+        r["method"] = f"uq_ttc:{how}"
+    return rows

@@ -1,0 +1,155 @@
+"""The hostile-program battery: every attack contained and reported; the evaluator keeps going."""
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from selfimprove.sandbox import SandboxConfig, SandboxError, launcher, run_program
+from selfimprove.scorers import CodeScorer
+
+CFG = SandboxConfig(timeout_s=3, memory_mb=512)
+PROJECT_FILE = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+ITEM = {"question": 'def add(a, b):\n    """Return a + b."""\n', "entry_point": "add",
+        "tests": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"}
+
+
+def fenced(code):
+    return f"Here you go:\n```python\n{code}\n```\n"
+
+
+def test_a_launcher_is_found_and_says_what_it_isolates():
+    isolation, argv, _ = launcher(CFG)
+    assert "rlimits+audit" in isolation and "-I" in argv
+
+
+def test_infinite_loop_is_killed_at_the_time_limit():
+    r = run_program("while True:\n    pass\n", CFG)
+    assert r.status == "timeout" and r.seconds < CFG.timeout_s + 3
+
+
+def test_sleeping_forever_is_killed_by_the_wall_clock():
+    r = run_program("import time\ntime.sleep(60)\n", CFG)
+    assert r.status == "timeout" and r.seconds < CFG.timeout_s + 3
+
+
+def test_fork_bomb_is_refused():
+    r = run_program("import os\nwhile True:\n    os.fork()\n", CFG)
+    assert r.status == "blocked" and "fork" in r.detail
+
+
+def test_subprocesses_are_refused():
+    r = run_program("import subprocess\nsubprocess.run(['true'])\n", CFG)
+    assert r.status == "blocked"
+
+
+def test_memory_balloon_is_stopped():
+    r = run_program("x = []\nwhile True:\n    x.append(bytearray(64 << 20))\n", CFG)
+    assert r.status == "memory"
+
+
+def test_writing_outside_its_dir_is_refused(tmp_path):
+    target = Path("/tmp") / f"selfimprove-escape-{uuid.uuid4().hex}"
+    r = run_program(f"open({str(target)!r}, 'w').write('pwned')\n", CFG)
+    assert r.status == "blocked" and not target.exists()
+    inside = run_program("open('scratch.txt', 'w').write('ok')\nprint(open('scratch.txt').read())\n", CFG)
+    assert inside.status == "passed" and inside.stdout.strip() == "ok"
+
+
+def test_reading_the_projects_files_is_refused():
+    secret = PROJECT_FILE.read_text()[:40]
+    r = run_program(f"print(open({str(PROJECT_FILE)!r}).read())\n", CFG)
+    assert r.status == "blocked" and secret not in r.stdout
+    listing = run_program(f"import os\nprint(os.listdir({str(PROJECT_FILE.parent)!r}))\n", CFG)
+    assert listing.status == "blocked" and "pyproject" not in listing.stdout
+
+
+def test_opening_a_socket_is_refused():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(4)
+    port = server.getsockname()[1]
+    got = []
+    t = threading.Thread(target=lambda: got.append(_accept(server)))
+    t.start()
+    r = run_program(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'hi')\n", CFG)
+    t.join()
+    server.close()
+    assert r.status == "blocked" and got == [None]
+
+
+def _accept(server):
+    try:
+        conn, _ = server.accept()
+        conn.close()
+        return "connected"
+    except OSError:
+        return None
+
+
+def test_killing_its_parent_is_refused():
+    r = run_program("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n", CFG)
+    assert r.status == "blocked"
+    r = run_program("import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGTERM)\n", CFG)
+    assert r.status == "blocked"
+    assert os.getpid()  # we are still here
+
+
+def test_native_code_is_refused():
+    r = run_program("import ctypes\nctypes.CDLL(None).kill(1, 9)\n", CFG)
+    assert r.status == "blocked"
+
+
+def test_exiting_early_or_flooding_output_is_not_a_pass():
+    assert run_program("import sys\nsys.exit(0)\nassert False\n", CFG).status == "failed"
+    assert run_program("import os\nos._exit(0)\n", CFG).status == "crashed"
+    flood = run_program("while True:\n    print('x' * 100000)\n", SandboxConfig(timeout_s=5, file_size_mb=1))
+    assert flood.status == "output_limit"
+
+
+def test_a_program_that_swallows_a_refusal_still_does_not_pass():
+    r = run_program(f"try:\n    open({str(PROJECT_FILE)!r}).read()\nexcept Exception:\n    pass\n", CFG)
+    assert r.status == "blocked"
+
+
+def test_environment_is_scrubbed():
+    os.environ["SELFIMPROVE_TEST_SECRET"] = "hunter2"
+    try:
+        r = run_program("import os\nprint(sorted(os.environ))\nprint(os.getcwd())\n", CFG)
+    finally:
+        del os.environ["SELFIMPROVE_TEST_SECRET"]
+    assert r.status == "passed" and "SELFIMPROVE_TEST_SECRET" not in r.stdout and "si-box-" in r.stdout
+
+
+def test_code_scorer_runs_the_whole_battery_and_keeps_scoring():
+    hostile = ["while True:\n    pass", "import os\nwhile True:\n    os.fork()",
+               "x = []\nwhile True:\n    x.append(bytearray(64 << 20))", f"open({str(PROJECT_FILE)!r}).read()",
+               "import socket\nsocket.create_connection(('127.0.0.1', 9))",
+               "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"]
+    outputs = [fenced(f"def add(a, b):\n    {h.replace(chr(10), chr(10) + '    ')}") for h in hostile]
+    outputs += [fenced("def add(a, b):\n    return a + b"), fenced("def add(a, b):\n    return a - b"),
+                "    return a + b\n",  # a bare body completing the prompt: unfenced, no def -> no answer
+                "no code at all"]
+    scores = CodeScorer(sandbox=CFG).score_many(outputs, [ITEM] * len(outputs))
+    reasons = [s.reason.split(":")[0] for s in scores]
+    assert reasons[:6] == ["timeout", "blocked", "memory", "blocked", "blocked", "blocked"]
+    assert [s.correct for s in scores[:6]] == [False] * 6
+    assert scores[6].correct is True and scores[7].correct is False and reasons[7] == "failed"
+    assert scores[8].reason == "no_answer" and scores[9].reason == "no_answer"
+
+
+def test_an_unfenced_completion_of_the_prompt_is_run_with_the_prompt():
+    s = CodeScorer(sandbox=CFG).score("def add(a, b):\n    return a + b\n", ITEM)
+    assert s.correct is True
+
+
+def test_a_sandbox_that_cannot_start_is_an_error_not_a_wrong_answer():
+    broken = SandboxConfig(timeout_s=3, python="/nonexistent/python3")
+    with pytest.raises(SandboxError):
+        run_program("print(1)", broken)
+    s = CodeScorer(sandbox=broken).score(fenced("def add(a, b):\n    return a + b"), ITEM)
+    assert s.correct is None and s.reason.startswith("error:sandbox")
