@@ -69,8 +69,7 @@ def _build(cls, data: dict, where: str):
 _NESTED = {RunConfig: {"seeds": SeedSource, "sampling": SamplingConfig, "cascade": CascadeConfig,
                        "training": TrainConfig, "evaluation": EvalConfig, "backend": BackendConfig,
                        "uq_ttc": UQTTCConfig, "contamination": ContaminationConfig},
-           EvalConfig: {"source": SeedSource, "sandbox": SandboxConfig},
-           UQTTCConfig: {"sampling": SamplingConfig}}
+           EvalConfig: {"source": SeedSource, "sandbox": SandboxConfig}}
 
 
 def _nested_type(cls, key):

@@ -58,8 +58,8 @@ def read_user_file(path: str | Path, scorer: str) -> list[dict]:
     name = str(path)
     raw = read_raw(Path(path))
     if scorer == "code":  # HumanEval's own field names are accepted as they are
-        raw = [(n, {"question": r.get("prompt"), "seed_id": r.get("task_id"), **r} if isinstance(r, dict) else r)
-               for n, r in raw]
+        alias = {"prompt": "question", "task_id": "seed_id"}
+        raw = [(n, {**{alias[k]: v for k, v in r.items() if k in alias}, **r} if isinstance(r, dict) else r) for n, r in raw]
     rows = validate(raw, name)
     label = Path(path).stem
     items = []

@@ -13,8 +13,9 @@ tokens + tokens the judges generated. SVD itself answers with one call.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
+from .answers import final_answer
 from .backends import Backend
 from .cascade import CascadeConfig, run_cascade
 from .evaluation import EvalConfig, message, sample_rows
@@ -28,12 +29,10 @@ class UQTTCConfig:
     """The test-time baseline; off unless enabled (it costs n samples plus judging per question)."""
 
     enabled: bool = False
-    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(answer_format="boxed_or_last_number"))  # n and T of test-time samples
+    n: int | None = None  # samples per question; None = the run's sampling.n (samples are drawn as training's are)
     fallback: str = "first_answer"  # first_answer | majority (see module docstring)
 
     def __post_init__(self) -> None:
-        if isinstance(self.sampling, dict):
-            self.sampling = SamplingConfig(**self.sampling)
         if self.fallback not in FALLBACKS:
             raise ValueError(f"uq_ttc.fallback must be one of {FALLBACKS}, got {self.fallback!r}")
 
@@ -49,15 +48,15 @@ def _choose(cands: list[dict], accepted: set[str], fallback: str) -> tuple[dict,
     return (with_answer or cands)[0], "fallback_first_answer"
 
 
-def answer_with_cascade(backend: Backend, items: list[dict], config: UQTTCConfig, cascade: CascadeConfig,
-                        eval_config: EvalConfig, model_name: str, progress=None) -> list[dict]:
+def answer_with_cascade(backend: Backend, items: list[dict], config: UQTTCConfig, sampling: SamplingConfig,
+                        cascade: CascadeConfig, eval_config: EvalConfig, model_name: str, progress=None) -> list[dict]:
     """One eval_samples row per item, method 'uq_ttc:<accepted|fallback_…>', with its calls and tokens."""
-    from .answers import final_answer
+    sampling = replace(sampling, n=config.n or sampling.n)
 
     seeds = [{"seed_id": it["item_id"], "domain": it["domain"], "question": it["question"]} for it in items]
-    gens = backend.generate([message(it, eval_config.prompt) for it in items], config.sampling.params(), progress=progress)
+    gens = backend.generate([message(it, eval_config.prompt) for it in items], sampling.params(), progress=progress)
     candidates = [{"candidate_id": f"{it['item_id']}#{k}", "seed_id": it["item_id"], "sample_index": k, "text": g.text,
-                   "final_answer": final_answer(g.text, it["domain"], config.sampling.answer_format), "n_tokens": g.n_tokens}
+                   "final_answer": final_answer(g.text, it["domain"], sampling.answer_format), "n_tokens": g.n_tokens}
                   for it, gs in zip(items, gens) for k, g in enumerate(gs)]
     cascade = CascadeConfig(stages=cascade.stages, selection="first_valid", thinking=cascade.thinking, seed=cascade.seed)
     judgments, verdicts = run_cascade(backend, seeds, candidates, cascade)

@@ -23,17 +23,20 @@ from selfimprove.prompts import load as load_prompt
 from warehouse import Lake
 
 
-def version_of(stage: str, config_section, inputs: list[dict], prompt_names: tuple[str, ...] = ()) -> str:
-    """Hash of what determines a stage's output: code version, config, the prompts it uses, its inputs."""
+def version_of(stage: str, config_section, inputs: list[dict], prompt_names: tuple[str, ...] = (),
+               reads: tuple[str, ...] | None = None) -> str:
+    """Hash of what determines a stage's output: code version, config, the prompts it uses, and the
+    content of the input tables it reads (`reads`; None = every file of its input manifests)."""
     payload = json.dumps({"stage": stage, "code": __version__, "config": config_section,
                           "prompts": {name: load_prompt(name).hash for name in sorted(prompt_names)},
-                          "inputs": [f["sha256"] for m in inputs for f in m.get("files", [])]},
+                          "inputs": [f["sha256"] for m in inputs for f in m.get("files", [])
+                                     if reads is None or f["table"] in reads]},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body,
-              prompt_names: tuple[str, ...] = ()) -> dict:
+              prompt_names: tuple[str, ...] = (), reads: tuple[str, ...] | None = None) -> dict:
     """Run `body(lake) -> (files, info)` unless this exact stage version is already available.
 
     `ctx` holds `lake`, `run_id` and optionally `reuse` (another run's id): a finished stage
@@ -41,7 +44,7 @@ def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body,
     copied into this run without recomputing it.
     """
     lake, run_id = Lake(ctx["lake"]), ctx["run_id"]
-    version = version_of(stage, config_section, inputs, prompt_names)
+    version = version_of(stage, config_section, inputs, prompt_names, reads)
     done = lake.read_manifest(run_id, stage)
     if _complete(done, version):
         print(f"[{stage}] already done in run {run_id} (version {version}): skipped")

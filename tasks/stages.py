@@ -90,7 +90,7 @@ def sample_candidates(ctx: dict, config: dict, seeds_manifest: dict) -> dict:
         return [lake.write("candidates", ctx["run_id"], rows)], {"generated_tokens": backend.counters.generated_tokens - before}
 
     return run_stage(ctx, "candidates", {"model": _model_id(cfg.model), "sampling": config["sampling"]},
-                     [seeds_manifest], body, (cfg.sampling.prompt,))
+                     [seeds_manifest], body, (cfg.sampling.prompt,), reads=("seeds",))
 
 
 @task(name="judge-candidates")
@@ -114,7 +114,7 @@ def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_m
 
     used = tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
     return run_stage(ctx, "judge", {"judge": _model_id(cfg.judge_model or cfg.model), **_cfg(config, "cascade", "sampling")},
-                     [seeds_manifest, candidates_manifest], body, used)
+                     [seeds_manifest, candidates_manifest], body, used, reads=("seeds", "candidates"))
 
 
 @task(name="select-examples")
@@ -128,7 +128,8 @@ def select_examples(ctx: dict, config: dict, seeds_manifest: dict, candidates_ma
         return [lake.write("train_examples", ctx["run_id"], rows)], {}
 
     return run_stage(ctx, "select", {"selection": cfg.cascade.selection, "prompt": cfg.sampling.prompt},
-                     [candidates_manifest, judge_manifest], body, (cfg.sampling.prompt,))
+                     [seeds_manifest, candidates_manifest, judge_manifest], body, (cfg.sampling.prompt,),
+                     reads=("seeds", "candidates", "verdicts"))
 
 
 @task(name="fine-tune")
@@ -152,7 +153,7 @@ def fine_tune(ctx: dict, config: dict, train_manifest: dict) -> dict:
             {"checkpoint": result["path"], "final_loss": result["final_loss"], "steps": result["steps"]}
 
     return run_stage(ctx, "train", {"model": _model_id(cfg.model), "training": config["training"]},
-                     [train_manifest], body)
+                     [train_manifest], body, reads=("train_examples",))
 
 
 @task(name="guard-contamination")
@@ -183,7 +184,7 @@ def guard_contamination(ctx: dict, config: dict, seeds_manifest: dict, train_man
         return files, {"flagged": len(flagged), "action": action if flagged else "clean"}
 
     return run_stage(ctx, "contamination", {"contamination": config["contamination"], "evaluation": config["evaluation"]},
-                     [seeds_manifest, train_manifest], body)
+                     [seeds_manifest, train_manifest], body, reads=("seeds", "eval_items", "train_examples"))
 
 
 def _eval_stage(ctx: dict, config: dict, items_manifest: dict, model: str, label: str, stage: str, section: dict,
@@ -201,7 +202,7 @@ def _eval_stage(ctx: dict, config: dict, items_manifest: dict, model: str, label
                 lake.write("eval_metrics", ctx["run_id"], metrics(rows, cfg.evaluation), part=label)], {"model": model}
 
     return run_stage(ctx, stage, {**section, "evaluation": config["evaluation"], "model": _model_id(model)},
-                     [items_manifest], body, prompt_names)
+                     [items_manifest], body, prompt_names, reads=("eval_items",))
 
 
 _EVAL_PROMPTS = ("sample_math", "sample_choice", "sample_code")
@@ -221,7 +222,7 @@ def evaluate_uq_ttc(ctx: dict, config: dict, items_manifest: dict, model: str, l
     """The test-time baseline: n samples per held-out item, judged by the run's cascade, first accepted answers."""
     cfg = config_of(config)
     used = _EVAL_PROMPTS + tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
-    return _eval_stage(ctx, config, items_manifest, model, label, "eval-uq_ttc", _cfg(config, "uq_ttc", "cascade"),
-                       lambda backend, items, tick: answer_with_cascade(backend, items, cfg.uq_ttc, cfg.cascade,
+    return _eval_stage(ctx, config, items_manifest, model, label, "eval-uq_ttc", _cfg(config, "uq_ttc", "sampling", "cascade"),
+                       lambda backend, items, tick: answer_with_cascade(backend, items, cfg.uq_ttc, cfg.sampling, cfg.cascade,
                                                                         cfg.evaluation, label, progress=tick),
                        used)

@@ -61,3 +61,38 @@ def test_flow_with_bad_seed_file_writes_nothing(tmp_path, lake, tiny_model, pref
     with pytest.raises(SeedError, match="row 3, field 'seed_id': duplicate"):
         svd(lake=str(lake.root), overrides={"model": str(tiny_model), "seeds": {"path": str(seeds)}})
     assert not list(lake.root.glob("seeds/*/*.parquet")) and not list(lake.root.glob("_manifests/*/seeds.json"))
+
+
+def test_rescore_reapplies_scorers_without_generating(lake, prefect_harness, capsys):
+    from warehouse.views import query
+
+    items = [{"dataset": "d", "item_id": f"i{k}", "domain": "math", "question": f"{k}+1", "answer": str(k + 1), "scorer": "math"}
+             for k in range(4)]
+    # stored verdicts from a (pretend) broken scorer: everything marked wrong
+    samples = [{"model": "base", "dataset": "d", "item_id": f"i{k}", "sample_index": 0, "method": "greedy",
+                "output": rf"so \boxed{{{k + 1 if k < 3 else 99}}}", "correct": False, "reason": "wrong", "calls": 1}
+               for k in range(4)]
+    lake.write("eval_items", "old", items)
+    lake.write("eval_samples", "old", samples, part="base")
+    assert main(["eval", "--rescore", "old", "--lake", str(lake.root)]) == 0
+    out = capsys.readouterr().out
+    assert "3 sample verdicts changed" in out
+    (new,), = query(lake, "SELECT DISTINCT run_id FROM eval_samples WHERE run_id <> 'old'")[1]
+    assert query(lake, f"SELECT value FROM eval_metrics WHERE run_id = '{new}' AND metric = 'pass@1'")[1] == [(0.75,)]
+    assert query(lake, "SELECT count(*) FROM eval_samples WHERE run_id = 'old' AND correct")[1] == [(0,)]  # original kept
+    assert main(["eval", "--rescore", "nope", "--lake", str(lake.root)]) == 2
+
+
+def test_eval_code_file_runs_in_the_sandbox(tmp_path, lake, tiny_model, prefect_harness):
+    from flows.evaluate import evaluate_flow
+    from warehouse.views import query
+
+    data = tmp_path / "code.jsonl"
+    data.write_text(json.dumps({"task_id": "t0", "prompt": "def one():\n", "entry_point": "one",
+                                "test": "def check(f):\n    assert f() == 1\n"}) + "\n")
+    evaluate_flow(model=str(tiny_model), data=str(data), scorer="code", lake=str(lake.root),
+                  overrides={"backend": {"dtype": "float32"}, "evaluation": {"max_new_tokens": 8}})
+    (scorer, entry), = query(lake, "SELECT scorer, entry_point FROM eval_items")[1]
+    assert (scorer, entry) == ("code", "one")
+    (correct, reason), = query(lake, "SELECT correct, reason FROM eval_samples")[1]
+    assert correct is False and reason  # random weights write no working code; the reason says why

@@ -19,7 +19,8 @@ def tiny_overrides(model_path, gate_judges=False, votes=2):
 def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
     from flows.svd import svd
 
-    result = svd(preset="quickstart", lake=str(lake.root), overrides=tiny_overrides(tiny_model))
+    overrides = {**tiny_overrides(tiny_model), "uq_ttc": {"enabled": True, "n": 3}}
+    result = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)
     run = result["run_id"]
     q = lambda sql: query(lake, sql.replace("RUN", f"'{run}'"))[1]  # noqa: E731
 
@@ -42,6 +43,13 @@ def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
         assert q("SELECT count(*) FROM eval_samples WHERE run_id = RUN AND model = 'tuned'") == [(8,)]
         assert q("SELECT count(*) FROM eval_metrics WHERE run_id = RUN AND metric = 'pass@1_delta_vs_base'") == [(1,)]
         assert q("SELECT count(*) > 0 FROM train_log WHERE run_id = RUN") == [(True,)]
+    # the contamination guard ran before training and found nothing
+    assert lake.read_manifest(run, "contamination")["action"] == "clean"
+    # UQ-TTC: one answer per item, costing its 3 samples plus the judges' calls; greedy costs one call
+    assert q("SELECT count(*), min(calls) >= 3, min(method) LIKE 'uq_ttc:%' FROM eval_samples "
+             "WHERE run_id = RUN AND model = 'base+uq_ttc'") == [(8, True, True)]
+    cost = dict(q("SELECT model, value FROM eval_metrics WHERE run_id = RUN AND metric = 'calls_per_item'"))
+    assert cost["base"] == 1 and cost["base+uq_ttc"] > 3
     assert "held-out evaluation" in result["summary"]
     assert "selfimprove sql" in result["summary"]
     assert accepted > 0, "the tiny-model run should accept some candidates (agreement threshold 0, judges advisory)"
