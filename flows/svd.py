@@ -19,16 +19,19 @@ def new_run_id(flow_name: str) -> str:
 
 @flow(name="svd")
 def svd(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
-        overrides: dict | None = None, run_id: str | None = None, method: str = "svd", reuse: str | None = None) -> dict:
+        overrides: dict | None = None, run_id: str | None = None, method: str = "svd", reuse: str | None = None,
+        from_stage: str | None = None, cache: bool = True) -> dict:
     """Self-Verified Distillation.
 
-    `run_id` of an earlier run resumes it (finished stages are skipped); `reuse` names another
-    run whose stages are copied wherever their version matches (e.g. the same seeds and
-    candidates judged by another method: zero sampling calls).
+    `run_id` of an earlier run resumes it (finished stages are skipped). Any stage whose
+    version (config, prompts, model, input content) matches an earlier run's is copied from it
+    unless `cache` is off; `reuse` names the run to prefer. `from_stage` (with `reuse`) keeps
+    that run's earlier stages as they are and recomputes this stage and everything after it.
     """
     cfg = configlib.load(preset, config_file, overrides, method)
     conf = cfg.to_dict()
-    ctx = {"lake": str(lake_root(lake)), "run_id": run_id or new_run_id("svd"), "reuse": reuse}
+    ctx = {"lake": str(lake_root(lake)), "run_id": run_id or new_run_id("svd"), "reuse": reuse,
+           "from_stage": from_stage, "cache": cache}
     m: dict[str, dict] = {}
     register_run(ctx, conf, "svd", preset)
     m["seeds"] = ingest_seeds(ctx, conf)

@@ -55,6 +55,9 @@ def run_cascade(backend: Backend, seeds: list[dict], candidates: list[dict], con
         batch = planned if planned is not None else [g[r] for sid, g in by_seed.items() if sid not in done_seeds and r < len(g)]
         alive: list[Item] = []
         for c in batch:
+            if c.get("error"):  # the backend failed to sample it: an error row, never judged
+                verdicts[c["candidate_id"]] = _verdict(c, False, "error", c["error"])
+                continue
             problem = format_problem(c["text"], c["final_answer"], config.thinking)
             if problem:
                 verdicts[c["candidate_id"]] = _verdict(c, False, "format", problem)

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
     run.add_argument("--reuse", metavar="RUN_ID", help="copy that run's stages wherever their version matches")
+    run.add_argument("--from-stage", choices=["candidates", "judge", "select", "contamination", "train", "eval-base"],
+                     help="with --reuse: keep that run's earlier stages, recompute this one and the rest")
+    run.add_argument("--no-cache", action="store_true", help="recompute stages even if an earlier run has the same version")
     run.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
     run.add_argument("--allow-contamination", action="store_true",
                      help="train even if training text overlaps a held-out set (recorded in the run)")
@@ -45,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--rescore", metavar="RUN_ID", help="reapply the scorers to that run's stored outputs; no generation")
     ev.add_argument("--lake")
 
+    rep = sub.add_parser("report", help="write a self-contained HTML report (and PNG figures) for one run")
+    rep.add_argument("run_id")
+    rep.add_argument("--out", help="folder for report.html and the figures (default <lake>/reports/RUN_ID)")
+    rep.add_argument("--lake")
+
     cal = sub.add_parser("calibrate", help="measure which verifiers carry signal for a model; recommend a cascade")
     cal.add_argument("--model", default="default")
     cal.add_argument("--preset", default="quickstart")
@@ -60,11 +68,20 @@ def main(argv: list[str] | None = None) -> int:
 
             cols, rows = query(Lake(args.lake), args.query)
             print(format_table(cols, rows))
+        elif args.command == "report":
+            from warehouse import Lake
+            from warehouse.report import write_report
+
+            lake = Lake(args.lake)
+            path = write_report(lake, args.run_id, Path(args.out) if args.out else lake.root / "reports" / args.run_id)
+            print(f"report: {path}")
         elif args.command == "run":
             from flows.svd import svd
             from selfimprove import config as configlib
             from selfimprove.seeds import read_file
 
+            if args.from_stage and not args.reuse:
+                raise ValueError("--from-stage needs --reuse RUN_ID (the run whose earlier stages are kept)")
             cfg = configlib.load(args.preset, args.config, method=args.method)  # bad config fails here, named
             if cfg.seeds.path:
                 read_file(Path(cfg.seeds.path))  # bad seeds fail here, before any flow run exists
@@ -75,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.allow_contamination:
                 overrides["contamination"] = {"allow": True}
             result = svd(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume,
-                         method=args.method, reuse=args.reuse, overrides=overrides or None)
+                         method=args.method, reuse=args.reuse, overrides=overrides or None,
+                         from_stage=args.from_stage, cache=not args.no_cache)
             print("\n" + result["summary"])
         elif args.command == "calibrate":
             from flows.calibrate import calibrate

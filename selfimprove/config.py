@@ -37,6 +37,8 @@ class RunConfig:
     uq_ttc: UQTTCConfig = field(default_factory=UQTTCConfig)  # test-time baseline on the held-out set (off by default)
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # guard before training
     backend: BackendConfig = field(default_factory=BackendConfig)
+    shard_seeds: int = 32  # seeds per checkpointed shard of sampling and judging (a crash loses at most one)
+    max_error_rate: float = 0.05  # a stage whose share of error rows (backend failures) exceeds this fails
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -21,6 +21,7 @@ from selfimprove.backends import BackendConfig, load_backend
 from selfimprove.config import RunConfig, from_dict
 from selfimprove.prompts import load as load_prompt
 from warehouse import Lake
+from warehouse.shards import ShardStore
 
 
 def version_of(stage: str, config_section, inputs: list[dict], prompt_names: tuple[str, ...] = (),
@@ -35,13 +36,25 @@ def version_of(stage: str, config_section, inputs: list[dict], prompt_names: tup
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+# the order of an SVD run's stages; `from_stage` recomputes a stage and everything after it
+STAGES = ("seeds", "candidates", "judge", "select", "contamination", "train", "eval-base", "eval-tuned", "eval-uq_ttc")
+
+
 def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body,
               prompt_names: tuple[str, ...] = (), reads: tuple[str, ...] | None = None) -> dict:
-    """Run `body(lake) -> (files, info)` unless this exact stage version is already available.
+    """Run `body(lake, shards) -> (files, info)` unless this exact stage version is already available.
 
-    `ctx` holds `lake`, `run_id` and optionally `reuse` (another run's id): a finished stage
-    of this run is skipped (resume); a stage of the `reuse` run with the same version is
-    copied into this run without recomputing it.
+    `shards` (a ShardStore) checkpoints long stages: after a crash, the same version resumes
+    from its finished shards.
+
+    `ctx` holds `lake` and `run_id`, and optionally:
+    - `reuse`: another run's id; its stage is copied here when the versions match;
+    - `cache` (default True): any earlier run's stage of the same version is copied here, so a
+      rerun with one changed judge setting recomputes judging and what follows, not sampling;
+    - `from_stage`: stages before it are copied from `reuse` as they are (pinned), it and
+      the stages after it are recomputed.
+    A finished stage of this run itself is always skipped (resume). Copies bring the rows into
+    this run, so every run is complete on its own in SQL.
     """
     lake, run_id = Lake(ctx["lake"]), ctx["run_id"]
     version = version_of(stage, config_section, inputs, prompt_names, reads)
@@ -49,20 +62,118 @@ def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body,
     if _complete(done, version):
         print(f"[{stage}] already done in run {run_id} (version {version}): skipped")
         return done
-    source = ctx.get("reuse") and lake.read_manifest(ctx["reuse"], stage)
-    if _complete(source, version):
-        print(f"[{stage}] same version in run {ctx['reuse']}: copied, not recomputed")
-        manifest = {**source, "run_id": run_id, "reused_from": ctx["reuse"],
-                    "files": [lake.copy_to_run(f, run_id) for f in source["files"]]}
+    source_run, forced = _source(ctx, lake, stage, version)
+    if source_run:
+        source = lake.read_manifest(source_run, stage)
+        how = "pinned by from_stage" if forced else "same version"
+        print(f"[{stage}] {how} in run {source_run}: copied, not recomputed")
+        copier = Lake(lake.root, {"run_id": run_id, "stage": stage, "version": source.get("version"),
+                                  "copied_from": source_run, "libraries": library_versions()})
+        manifest = {**source, "run_id": run_id, "reused_from": source_run,
+                    "files": [copier.copy_to_run(f, run_id) for f in source["files"]]}
         lake.write_manifest(run_id, stage, manifest)
         return manifest
     start = time.time()
-    files, info = body(lake)
-    manifest = {"run_id": run_id, "stage": stage, "version": version, "files": files,
-                "rows": {f["table"]: f["rows"] for f in files}, "seconds": round(time.time() - start, 2),
-                "inputs": [m["stage"] for m in inputs], **info}
+    shards = ShardStore(lake.root, run_id, stage, version)
+    provenance = {"run_id": run_id, "stage": stage, "version": version, "libraries": library_versions(),
+                  "inputs": {m["stage"]: m.get("version") for m in inputs}, "prompts": sorted(prompt_names)}
+    files, info = body(Lake(lake.root, provenance), shards)
+    manifest = {**provenance, "files": files, "rows": {f["table"]: f["rows"] for f in files},
+                "seconds": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "seed": _seed_of(config_section), **info}
+    if shards.loaded or shards.computed:
+        manifest["shards"] = {"resumed": shards.loaded, "computed": shards.computed}
     lake.write_manifest(run_id, stage, manifest)
+    if not info.get("error_rows"):  # a stage kept with error rows is never served to other runs from the cache
+        lake.index_version(stage, version, run_id)
+    shards.clear()
     return manifest
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"selfimprove": __version__}
+    for name in ("torch", "transformers", "trl", "peft", "prefect", "duckdb", "pyarrow", "math-verify", "reasoning-gym"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _seed_of(section) -> dict:
+    """Every `seed` field in a stage's config section, by path: what makes its randomness repeatable."""
+    found = {}
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "seed" and isinstance(v, int):
+                    found[f"{path}.seed" if path else "seed"] = v
+                else:
+                    walk(v, f"{path}.{k}" if path else k)
+
+    walk(section, "")
+    return found
+
+
+def _source(ctx: dict, lake: Lake, stage: str, version: str) -> tuple[str | None, bool]:
+    """The run to copy this stage from, and whether it is pinned (copied whatever its version)."""
+    reuse, start = ctx.get("reuse"), ctx.get("from_stage")
+    if start:
+        if start not in STAGES:
+            raise ValueError(f"unknown stage {start!r} for from_stage; stages: {STAGES}")
+        if stage in STAGES and STAGES.index(stage) >= STAGES.index(start):
+            return None, False  # from here on: recompute
+        if not reuse:
+            raise ValueError("from_stage needs reuse=RUN_ID: the run whose earlier stages are kept")
+        source = lake.read_manifest(reuse, stage)
+        if not source or not all(Path(f["path"]).exists() for f in source["files"]):
+            raise ValueError(f"run {reuse!r} has no finished stage {stage!r} to start from")
+        return reuse, True
+    if reuse and _complete(lake.read_manifest(reuse, stage), version):
+        return reuse, False
+    if ctx.get("cache", True):
+        for other in lake.runs_with_version(stage, version):
+            if other != ctx["run_id"] and _complete(lake.read_manifest(other, stage), version):
+                return other, False
+    return None, False
+
+
+class StageError(RuntimeError):
+    pass
+
+
+def _retry_unless_bad_input(task, task_run, state) -> bool:
+    """Retry backend trouble (with shards, a retry resumes); never bad input or config (ValueError)."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as e:  # noqa: BLE001 - the result itself failed to load: treat as transient
+        exc = e
+    return not isinstance(exc, (ValueError, KeyError, TypeError))
+
+
+# model stages: retried with backoff, tagged so a Prefect tag concurrency limit can serialise GPU work
+MODEL_STAGE = {"retries": 2, "retry_delay_seconds": [10, 60], "retry_condition_fn": _retry_unless_bad_input,
+               "tags": ["gpu"]}
+
+
+def error_reason(e: BaseException) -> str:
+    """The reason code of an error row: backend:<exception type>: <message>."""
+    return f"backend:{type(e).__name__}: {e}"[:300]
+
+
+def check_error_rate(stage: str, errors: list[str | None], max_rate: float) -> int:
+    """Fail the stage (so Prefect retries it, resuming from saved shards) past `max_rate` error rows."""
+    bad = [e for e in errors if e]
+    if errors and len(bad) / len(errors) > max_rate:
+        raise StageError(f"stage {stage}: {len(bad)} of {len(errors)} rows are errors "
+                         f"({len(bad) / len(errors):.1%} > max_error_rate {max_rate:.1%}); first: {bad[0]}")
+    if bad:
+        print(f"[{stage}] {len(bad)} error rows kept ({len(bad) / len(errors):.1%} <= max_error_rate {max_rate:.1%})")
+    return len(bad)
 
 
 def _complete(manifest: dict | None, version: str) -> bool:
@@ -92,5 +203,30 @@ def backend_for(model_path: str, backend: BackendConfig):
 
 
 def progress_bar(total: int, desc: str, unit: str = "prompt"):
+    """A tqdm bar, mirrored as a Prefect progress artifact when running inside a flow."""
     bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
-    return bar, bar.update
+    artifact = None
+    try:
+        from prefect.artifacts import create_progress_artifact
+        from prefect.context import TaskRunContext
+
+        if TaskRunContext.get():
+            artifact = create_progress_artifact(0.0, description=f"{desc} ({total} {unit}s)")
+    except Exception:  # noqa: BLE001 - the UI mirror is optional; the stage is not
+        artifact = None
+    state = {"last": 0.0}
+
+    def tick(n: int) -> None:
+        bar.update(n)
+        if artifact is not None and total:
+            done = 100.0 * bar.n / total
+            if done - state["last"] >= 5 or bar.n >= total:
+                state["last"] = done
+                try:
+                    from prefect.artifacts import update_progress_artifact
+
+                    update_progress_artifact(artifact, done)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    return bar, tick

@@ -55,10 +55,7 @@ def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[s
         out += ["", f"training: skipped ({train['skipped']})"]
     else:
         out += ["", f"training: {n_train} examples, {train.get('steps')} steps, final loss {train.get('final_loss', float('nan')):.4f}"]
-    cols, rows = query(lake, "SELECT model, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci95_low, "
-                          f"round(ci_high, 4) AS ci95_high FROM eval_metrics WHERE run_id = {r} AND metric <> 'no_answer_rate' "
-                          "ORDER BY model, metric")
-    out += ["", "## held-out evaluation", format_table(cols, rows)]
+    out += ["", "## held-out evaluation (accuracy against test-time cost)", eval_table(lake, run_id)]
     out += ["", "## next: ask the lake", *(f"selfimprove sql \"{q.format(run_id=run_id)}\"  # {title}"
                                           for title, q in EXAMPLE_QUERIES.items())]
     return "\n".join(out)
@@ -82,14 +79,33 @@ def _artifacts(run_id: str, text: str, lake: Lake) -> None:
         cols, rows = query(lake, "SELECT coalesce(rejected_at_stage, 'ACCEPTED') AS outcome, reason, count(*) AS n "
                                  f"FROM verdicts WHERE run_id = '{run_id}' GROUP BY 1, 2 ORDER BY n DESC LIMIT 50")
         create_table_artifact(table=[dict(zip(cols, r)) for r in rows], key="verdicts-by-reason")
+        cols, rows = query(lake, "SELECT stage, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci_low, "
+                                 f"round(ci_high, 4) AS ci_high FROM judge_metrics WHERE run_id = '{run_id}' ORDER BY stage, metric")
+        create_table_artifact(table=[dict(zip(cols, r)) for r in rows], key="judge-telemetry")
+        sql = "\n".join(f"-- {title}\n{q.format(run_id=run_id)};\n" for title, q in EXAMPLE_QUERIES.items())
+        create_markdown_artifact(markdown=f"Paste into `selfimprove sql` or DuckDB over the lake:\n```sql\n{sql}```",
+                                 key="run-sql", description=f"SQL for run {run_id}")
     except Exception as e:  # artifacts are a view; a failure must not fail the run
         print(f"[summary] Prefect artifacts not created: {e}")
 
 
+def eval_table(lake: Lake, run_id: str) -> str:
+    """One row per model and dataset: pass@k with intervals, answer/error rates, calls and tokens per item."""
+    cols, rows = query(lake, f"""
+        SELECT model, dataset,
+               string_agg(metric || ' ' || round(value, 3) || coalesce(' [' || round(ci_low, 3) || ', ' || round(ci_high, 3) || ']', ''), '; '
+                          ORDER BY metric) FILTER (WHERE metric LIKE 'pass@%') AS "pass@k [95% CI]",
+               max(n) FILTER (WHERE metric LIKE 'pass@%') AS items,
+               round(max(value) FILTER (WHERE metric = 'no_answer_rate'), 3) AS no_answer,
+               round(max(value) FILTER (WHERE metric = 'error_rate'), 3) AS errors,
+               round(max(value) FILTER (WHERE metric = 'calls_per_item'), 2) AS calls_per_item,
+               round(max(value) FILTER (WHERE metric = 'tokens_per_item'), 1) AS tokens_per_item
+        FROM eval_metrics WHERE run_id = '{run_id}' GROUP BY model, dataset ORDER BY model""")
+    return format_table(cols, rows, max_width=90)
+
+
 def render_eval(lake_dir: str, run_id: str) -> str:
-    cols, rows = query(Lake(lake_dir), "SELECT dataset, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci95_low, "
-                                       f"round(ci_high, 4) AS ci95_high FROM eval_metrics WHERE run_id = '{run_id}'")
-    return f"evaluation run {run_id}\n" + format_table(cols, rows)
+    return f"evaluation run {run_id}\n" + eval_table(Lake(lake_dir), run_id)
 
 
 def render_calibration(lake_dir: str, run_id: str, rec: dict) -> str:

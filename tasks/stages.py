@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from selfimprove.training import train
 from selfimprove.uq_ttc import answer_with_cascade
 from warehouse import Lake
 
-from .common import backend_for, config_of, progress_bar, read, run_stage
+from .common import MODEL_STAGE, backend_for, check_error_rate, config_of, error_reason, progress_bar, read, run_stage
 
 
 def _cfg(config: dict, *keys):
@@ -55,7 +56,7 @@ def ingest_seeds(ctx: dict, config: dict) -> dict:
     """Validate and store the training seeds and the held-out items (built-in sets skip the seeds' questions)."""
     cfg = config_of(config)
 
-    def body(lake):
+    def body(lake, shards):
         train_rows = seedlib.load(cfg.seeds)
         items = load_items(cfg.evaluation, exclude_questions={r["question"] for r in train_rows})
         return [lake.write("seeds", ctx["run_id"], train_rows), lake.write("eval_items", ctx["run_id"], items)], {}
@@ -68,7 +69,7 @@ def ingest_heldout(ctx: dict, config: dict) -> dict:
     """Validate and store the held-out items alone (evaluation runs without training seeds)."""
     cfg = config_of(config)
 
-    def body(lake):
+    def body(lake, shards):
         return [lake.write("eval_items", ctx["run_id"], load_items(cfg.evaluation))], {}
 
     section = _ingest_section(config)
@@ -76,44 +77,77 @@ def ingest_heldout(ctx: dict, config: dict) -> dict:
     return run_stage(ctx, "seeds", section, [], body)
 
 
-@task(name="sample-candidates")
+@task(name="sample-candidates", **MODEL_STAGE)
 def sample_candidates(ctx: dict, config: dict, seeds_manifest: dict) -> dict:
+    """n candidates per seed, checkpointed every `shard_seeds` seeds (each shard seeded by its index)."""
     cfg = config_of(config)
 
-    def body(lake):
+    def body(lake, shards):
         seed_rows = read(seeds_manifest, "seeds")
         backend = backend_for(models.resolve(cfg.model), cfg.backend)
         bar, tick = progress_bar(len(seed_rows), "sampling")
         before = backend.counters.generated_tokens
-        rows = sample(backend, seed_rows, cfg.sampling, progress=tick)
-        bar.close()
-        return [lake.write("candidates", ctx["run_id"], rows)], {"generated_tokens": backend.counters.generated_tokens - before}
 
-    return run_stage(ctx, "candidates", {"model": _model_id(cfg.model), "sampling": config["sampling"]},
+        def work(chunk, shard):
+            try:
+                return {"candidates": sample(backend, chunk, replace(cfg.sampling, seed=cfg.sampling.seed + 7919 * shard))}
+            except Exception as e:  # noqa: BLE001 - becomes error rows; the shard is retried by the next attempt
+                reason = error_reason(e)
+                return {"_incomplete": True, "candidates": [
+                    {"candidate_id": f"{s['seed_id']}#{k}", "seed_id": s["seed_id"], "sample_index": k, "text": "",
+                     "final_answer": None, "n_tokens": 0, "error": reason} for s in chunk for k in range(cfg.sampling.n)]}
+
+        rows = shards.run(seed_rows, cfg.shard_seeds, work, tick)["candidates"]
+        bar.close()
+        errors = check_error_rate("candidates", [r.get("error") for r in rows], cfg.max_error_rate)
+        return [lake.write("candidates", ctx["run_id"], rows)], {"generated_tokens": backend.counters.generated_tokens - before,
+                                                                 "error_rows": errors}
+
+    return run_stage(ctx, "candidates", {"model": _model_id(cfg.model), **_cfg(config, "sampling", "shard_seeds")},
                      [seeds_manifest], body, (cfg.sampling.prompt,), reads=("seeds",))
 
 
-@task(name="judge-candidates")
+@task(name="judge-candidates", **MODEL_STAGE)
 def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict) -> dict:
+    """The cascade over every seed's candidates, checkpointed every `shard_seeds` seeds."""
     cfg = config_of(config)
 
-    def body(lake):
+    def body(lake, shards):
         seed_rows, cands = read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates")
         backend = backend_for(models.resolve(cfg.judge_model or cfg.model), cfg.backend)
-        bar, tick = progress_bar(len(cands), "judging", "candidate")
+        by_seed: dict[str, list[dict]] = {}
+        for c in cands:
+            by_seed.setdefault(c["seed_id"], []).append(c)
+        bar, tick = progress_bar(len(seed_rows), "judging", "seed")
         calls_before = backend.counters.generate_calls + backend.counters.scored_prompts
-        judgments, verdicts = run_cascade(backend, seed_rows, cands, cfg.cascade, progress=tick)
+
+        def work(chunk, shard):
+            mine = [c for s in chunk for c in by_seed.get(s["seed_id"], [])]
+            try:
+                judgments, verdicts = run_cascade(backend, chunk, mine, cfg.cascade)
+            except Exception as e:  # noqa: BLE001 - error rows; the shard is retried by the next attempt
+                reason = error_reason(e)
+                return {"_incomplete": True, "judgments": [], "verdicts": [
+                    {"candidate_id": c["candidate_id"], "accepted": False, "rejected_at_stage": "error", "reason": reason}
+                    for c in mine]}
+            return {"judgments": judgments, "verdicts": verdicts}
+
+        out = shards.run(seed_rows, cfg.shard_seeds, work, tick)
         bar.close()
+        judgments, verdicts = out["judgments"], out["verdicts"]
+        errors = check_error_rate("judge", [v["reason"] if v["rejected_at_stage"] == "error" else None for v in verdicts],
+                                  cfg.max_error_rate)
         labels = label_candidates(seed_rows, cands, cfg.sampling.answer_format)
         telemetry = stage_metrics(judgments, verdicts, cfg.cascade.stages, labels)
         files = [lake.write("judgments", ctx["run_id"], judgments), lake.write("verdicts", ctx["run_id"], verdicts),
                  lake.write("candidate_labels", ctx["run_id"], [{"candidate_id": k, "correct": v} for k, v in labels.items()]),
                  lake.write("judge_metrics", ctx["run_id"], telemetry)]
         calls = backend.counters.generate_calls + backend.counters.scored_prompts - calls_before
-        return files, {"backend_prompts": calls}
+        return files, {"backend_prompts": calls, "error_rows": errors}
 
     used = tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
-    return run_stage(ctx, "judge", {"judge": _model_id(cfg.judge_model or cfg.model), **_cfg(config, "cascade", "sampling")},
+    return run_stage(ctx, "judge", {"judge": _model_id(cfg.judge_model or cfg.model),
+                                    **_cfg(config, "cascade", "sampling", "shard_seeds")},
                      [seeds_manifest, candidates_manifest], body, used, reads=("seeds", "candidates"))
 
 
@@ -122,7 +156,7 @@ def select_examples(ctx: dict, config: dict, seeds_manifest: dict, candidates_ma
                     judge_manifest: dict) -> dict:
     cfg = config_of(config)
 
-    def body(lake):
+    def body(lake, shards):
         rows = select(read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates"),
                       read(judge_manifest, "verdicts"), cfg.cascade.selection, cfg.sampling.prompt)
         return [lake.write("train_examples", ctx["run_id"], rows)], {}
@@ -132,11 +166,11 @@ def select_examples(ctx: dict, config: dict, seeds_manifest: dict, candidates_ma
                      reads=("seeds", "candidates", "verdicts"))
 
 
-@task(name="fine-tune")
+@task(name="fine-tune", **MODEL_STAGE)
 def fine_tune(ctx: dict, config: dict, train_manifest: dict) -> dict:
     cfg = config_of(config)
 
-    def body(lake):
+    def body(lake, shards):
         examples = read(train_manifest, "train_examples")
         if len(examples) < cfg.training.min_examples:
             print(f"[fine-tune] {len(examples)} accepted examples < min_examples={cfg.training.min_examples}: skipped")
@@ -162,7 +196,7 @@ def guard_contamination(ctx: dict, config: dict, seeds_manifest: dict, train_man
     cfg = config_of(config)
     guard = cfg.contamination
 
-    def body(lake):
+    def body(lake, shards):
         questions = {r["seed_id"]: r["question"] for r in read(seeds_manifest, "seeds")}
         examples = read(train_manifest, "train_examples")
         train_texts = [(e["candidate_id"], questions.get(e["seed_id"], "")) for e in examples] + \
@@ -192,7 +226,7 @@ def _eval_stage(ctx: dict, config: dict, items_manifest: dict, model: str, label
     """An evaluation stage: `produce(backend, items, tick)` → eval_samples rows for `label`; metrics follow."""
     cfg = config_of(config)
 
-    def body(lake):
+    def body(lake, shards):
         items = read(items_manifest, "eval_items")
         backend = backend_for(models.resolve(model), cfg.backend)
         bar, tick = progress_bar(len(items), f"eval {label}")
@@ -208,7 +242,7 @@ def _eval_stage(ctx: dict, config: dict, items_manifest: dict, model: str, label
 _EVAL_PROMPTS = ("sample_math", "sample_choice", "sample_code")
 
 
-@task(name="evaluate-model")
+@task(name="evaluate-model", **MODEL_STAGE)
 def evaluate_model(ctx: dict, config: dict, items_manifest: dict, model: str, label: str) -> dict:
     """Score `model` ('default' or a checkpoint path) on the run's held-out items, stored under `label`."""
     cfg = config_of(config)
@@ -217,7 +251,7 @@ def evaluate_model(ctx: dict, config: dict, items_manifest: dict, model: str, la
                        _EVAL_PROMPTS)
 
 
-@task(name="evaluate-uq-ttc")
+@task(name="evaluate-uq-ttc", **MODEL_STAGE)
 def evaluate_uq_ttc(ctx: dict, config: dict, items_manifest: dict, model: str, label: str = "base+uq_ttc") -> dict:
     """The test-time baseline: n samples per held-out item, judged by the run's cascade, first accepted answers."""
     cfg = config_of(config)

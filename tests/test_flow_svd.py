@@ -43,6 +43,15 @@ def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
         assert q("SELECT count(*) FROM eval_samples WHERE run_id = RUN AND model = 'tuned'") == [(8,)]
         assert q("SELECT count(*) FROM eval_metrics WHERE run_id = RUN AND metric = 'pass@1_delta_vs_base'") == [(1,)]
         assert q("SELECT count(*) > 0 FROM train_log WHERE run_id = RUN") == [(True,)]
+    # every file carries its stage's provenance as Parquet key-value metadata, matching the manifest
+    import json
+
+    import pyarrow.parquet as pq
+
+    manifest = lake.read_manifest(run, "candidates")
+    meta = json.loads(pq.read_schema(manifest["files"][0]["path"]).metadata[b"selfimprove"])
+    assert meta["version"] == manifest["version"] and meta["inputs"] == {"seeds": lake.read_manifest(run, "seeds")["version"]}
+    assert meta["libraries"]["transformers"] and manifest["seed"] == {"sampling.seed": 0}
     # the contamination guard ran before training and found nothing
     assert lake.read_manifest(run, "contamination")["action"] == "clean"
     # UQ-TTC: one answer per item, costing its 3 samples plus the judges' calls; greedy costs one call
@@ -79,3 +88,41 @@ def test_other_method_reuses_candidates_with_zero_sampling_calls(tiny_model, lak
     # resuming a finished run recomputes nothing
     svd(preset="quickstart", lake=str(lake.root), overrides=overrides, method="no_filter", run_id=second)
     assert policy.counters.generate_calls == calls_before
+
+
+def test_changed_judge_setting_rejudges_with_zero_sampling_calls(tiny_model, lake, prefect_harness, tmp_path):
+    """A new run (no --reuse) whose only change is a judge setting: sampling comes from the version cache."""
+    import shutil
+
+    from flows.svd import svd
+    from selfimprove import config as configlib
+    from tasks.common import backend_for
+
+    judge = tmp_path / "judge-copy"  # same weights, own backend: the policy's counters see only sampling and eval
+    shutil.copytree(tiny_model, judge)
+    overrides = {**tiny_overrides(tiny_model), "judge_model": str(judge)}
+    first = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)["run_id"]
+    policy = backend_for(str(tiny_model), configlib.load("quickstart", overrides=overrides).backend)
+    before = (policy.counters.generate_calls, policy.counters.sequences)
+    changed = configlib.merge(overrides, {"cascade": {"stages": overrides["cascade"]["stages"][:2]}})
+    second = svd(preset="quickstart", lake=str(lake.root), overrides=changed)["run_id"]
+    assert (policy.counters.generate_calls, policy.counters.sequences) == before  # zero sampling calls
+    assert lake.read_manifest(second, "candidates")["reused_from"] == first
+    assert "reused_from" not in lake.read_manifest(second, "judge")  # judging was recomputed
+    stages = {s for (s,) in query(lake, f"SELECT DISTINCT stage FROM judgments WHERE run_id = '{second}'")[1]}
+    assert stages == {"agreement", "cycle_consistency"}
+    assert query(lake, f"SELECT count(*) FROM candidates WHERE run_id = '{second}'")[1] == [(24,)]
+
+
+def test_from_stage_keeps_upstream_and_recomputes_the_rest(tiny_model, lake, prefect_harness):
+    import pytest
+
+    from flows.svd import svd
+
+    overrides = tiny_overrides(tiny_model)
+    first = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)["run_id"]
+    second = svd(preset="quickstart", lake=str(lake.root), overrides=overrides, reuse=first, from_stage="judge")["run_id"]
+    assert lake.read_manifest(second, "candidates")["reused_from"] == first
+    assert "reused_from" not in lake.read_manifest(second, "judge")  # same version, recomputed all the same
+    with pytest.raises(ValueError, match="needs reuse"):
+        svd(preset="quickstart", lake=str(lake.root), overrides=overrides, from_stage="judge")

@@ -36,9 +36,10 @@ def _atomic_write_bytes(target: Path, data: bytes) -> None:
 
 
 def content_hash(table: pa.Table) -> str:
-    """Hash of a table's rows, run_id left out: the same data in two runs hashes the same."""
+    """Hash of a table's rows, run_id and metadata left out: the same data in two runs hashes the same."""
     if "run_id" in table.column_names:
         table = table.drop_columns(["run_id"])
+    table = table.replace_schema_metadata(None)  # provenance names the run and stage: not content
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -46,8 +47,10 @@ def content_hash(table: pa.Table) -> str:
 
 
 class Lake:
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, root: str | os.PathLike | None = None, provenance: dict | None = None) -> None:
         self.root = lake_root(root)
+        # stored as Parquet key-value metadata (key b"selfimprove") on every file this Lake writes
+        self.provenance = provenance
 
     def table_dir(self, table: str, run_id: str) -> Path:
         return self.root / table / f"run={run_id}"
@@ -57,6 +60,8 @@ class Lake:
         if table not in TABLES:
             raise KeyError(f"unknown table {table!r}; known: {sorted(TABLES)}")
         arrow = to_table(table, rows, run_id)
+        if self.provenance:
+            arrow = arrow.replace_schema_metadata({b"selfimprove": json.dumps(self.provenance, default=str).encode()})
         target = self.table_dir(table, run_id) / f"{part}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".tmp-{uuid.uuid4().hex}.partial"
@@ -84,6 +89,16 @@ class Lake:
     def read_manifest(self, run_id: str, stage: str) -> dict | None:
         path = self.manifest_path(run_id, stage)
         return json.loads(path.read_text()) if path.exists() else None
+
+    # version index: <root>/_versions/<stage>/<version>/<run_id>, one empty marker per run (no shared file to race on)
+    def index_version(self, stage: str, version: str, run_id: str) -> None:
+        folder = self.root / "_versions" / stage / version
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / run_id).touch()
+
+    def runs_with_version(self, stage: str, version: str) -> list[str]:
+        folder = self.root / "_versions" / stage / version
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
     def run_ids(self) -> list[str]:
         folder = self.root / "_manifests"

@@ -11,7 +11,7 @@ TABLES: dict[str, pa.Schema] = {
                        ("config_json", S), ("model", S), ("library_version", S)]),
     "seeds": pa.schema([("run_id", S), ("seed_id", S), ("domain", S), ("question", S), ("answer", S), ("task", S)]),
     "candidates": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("sample_index", I), ("text", S),
-                             ("final_answer", S), ("n_tokens", I), ("prompt_hash", S)]),
+                             ("final_answer", S), ("n_tokens", I), ("prompt_hash", S), ("error", S)]),
     "judgments": pa.schema([("run_id", S), ("candidate_id", S), ("stage", S), ("vote_index", I), ("call", S),
                             ("prompt_hash", S), ("raw_output", S), ("decision", S), ("p_yes", F), ("round", I)]),
     "verdicts": pa.schema([("run_id", S), ("candidate_id", S), ("accepted", B), ("rejected_at_stage", S), ("reason", S)]),

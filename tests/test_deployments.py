@@ -1,0 +1,33 @@
+"""prefect.yaml registers against a local Prefect server: every deployment, schedule and parameter."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_deployment_registers_against_a_local_server(prefect_harness):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
+    subprocess.run(prefect + ["work-pool", "create", "default", "--type", "process", "--overwrite"],
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=120)
+    done = subprocess.run(prefect + ["deploy", "--all"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    wanted = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
+    with get_client(sync_client=True) as client:
+        got = {d.name: d for d in client.read_deployments()}
+    assert set(wanted) <= set(got)
+    weekly = got["svd-weekly"]
+    assert [s.schedule.cron for s in weekly.schedules] == ["0 3 * * 1"]
+    assert weekly.concurrency_limit == 1 or weekly.global_concurrency_limit is not None
+    for stage in ("judge", "select", "train"):
+        assert got[f"svd-from-{stage}"].parameters["from_stage"] == stage
+    assert got["svd-from-eval"].parameters["from_stage"] == "eval-base"
+    assert got["evaluate"].parameters["method"] == "greedy"
