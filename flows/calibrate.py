@@ -10,7 +10,7 @@ from tasks.report import render_calibration
 from tasks.stages import ingest_seeds, judge_candidates, register_run, sample_candidates
 from warehouse import lake_root
 
-from .svd import new_run_id
+from .pipeline import new_run_id
 
 
 @task(name="recommend-cascade")

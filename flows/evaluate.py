@@ -12,7 +12,7 @@ from tasks.report import render_eval
 from tasks.stages import evaluate_model, evaluate_uq_ttc, ingest_heldout, register_run
 from warehouse import Lake, lake_root
 
-from .svd import new_run_id
+from .pipeline import new_run_id
 
 METHODS = ("greedy", "uq_ttc")
 

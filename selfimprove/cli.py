@@ -19,9 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a method's flow end to end")
-    run.add_argument("method", choices=["svd"])
+    run.add_argument("flow", choices=["svd", "ssd", "rft"], help="svd (self-verified), ssd (raw samples), rft (ground-truth filter)")
     run.add_argument("--preset", default="quickstart", help="budgets: quickstart | full")
-    run.add_argument("--method", default="svd", help="cascade: svd (the preset's) | paper | simple | no_filter | agreement")
+    run.add_argument("--method", default="svd", help="svd flow only: svd (the preset's cascade) | paper | simple | no_filter | agreement")
     run.add_argument("--config", help="YAML/JSON file overriding the preset")
     run.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
     run.add_argument("--allow-contamination", action="store_true",
                      help="train even if training text overlaps a held-out set (recorded in the run)")
+
+    cmp_ = sub.add_parser("compare", help="side-by-side table of runs: method, data, cost, held-out pass@1")
+    cmp_.add_argument("run_ids", nargs="+")
+    cmp_.add_argument("--lake")
 
     sql = sub.add_parser("sql", help="query the lake with DuckDB")
     sql.add_argument("query")
@@ -68,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
 
             cols, rows = query(Lake(args.lake), args.query)
             print(format_table(cols, rows))
+        elif args.command == "compare":
+            from warehouse import Lake
+            from warehouse.views import compare_runs, format_table
+
+            cols, rows = compare_runs(Lake(args.lake), args.run_ids)
+            print(format_table(cols, rows, max_width=48))
         elif args.command == "report":
             from warehouse import Lake
             from warehouse.report import write_report
@@ -76,24 +86,39 @@ def main(argv: list[str] | None = None) -> int:
             path = write_report(lake, args.run_id, Path(args.out) if args.out else lake.root / "reports" / args.run_id)
             print(f"report: {path}")
         elif args.command == "run":
-            from flows.svd import svd
             from selfimprove import config as configlib
-            from selfimprove.seeds import read_file
+            from selfimprove.seeds import load as load_seeds
 
             if args.from_stage and not args.reuse:
                 raise ValueError("--from-stage needs --reuse RUN_ID (the run whose earlier stages are kept)")
-            cfg = configlib.load(args.preset, args.config, method=args.method)  # bad config fails here, named
+            if args.flow != "svd" and args.method != "svd":
+                raise ValueError(f"--method picks the SVD cascade; `run {args.flow}` is its own method")
+            method = args.method if args.flow == "svd" else args.flow
+            cfg = configlib.load(args.preset, args.config, method=method)  # bad config fails here, named
             if cfg.seeds.path:
-                read_file(Path(cfg.seeds.path))  # bad seeds fail here, before any flow run exists
-
+                seeds = load_seeds(cfg.seeds)  # bad seeds fail here, before any flow run exists
+                if args.flow == "rft" and any(not s["answer"] for s in seeds):
+                    row = next(i for i, s in enumerate(seeds, 1) if not s["answer"])
+                    raise ValueError(f"{cfg.seeds.path}, row {row}, field 'answer': missing (RFT filters by ground truth)")
             overrides = {}
             if args.uq_ttc:
                 overrides["uq_ttc"] = {"enabled": True}
             if args.allow_contamination:
                 overrides["contamination"] = {"allow": True}
-            result = svd(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume,
-                         method=args.method, reuse=args.reuse, overrides=overrides or None,
-                         from_stage=args.from_stage, cache=not args.no_cache)
+            common = dict(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume, reuse=args.reuse,
+                          overrides=overrides or None, from_stage=args.from_stage, cache=not args.no_cache)
+            if args.flow == "svd":
+                from flows.svd import svd
+
+                result = svd(method=args.method, **common)
+            elif args.flow == "ssd":
+                from flows.ssd import ssd
+
+                result = ssd(**common)
+            else:
+                from flows.rft import rft
+
+                result = rft(**common)
             print("\n" + result["summary"])
         elif args.command == "calibrate":
             from flows.calibrate import calibrate

@@ -14,6 +14,7 @@ from .backends import BackendConfig
 from .cascade import CascadeConfig
 from .contamination import ContaminationConfig
 from .evaluation import EvalConfig
+from .filters import FilterConfig
 from .judges import StageConfig
 from .sandbox import SandboxConfig
 from .sampling import SamplingConfig
@@ -32,6 +33,7 @@ class RunConfig:
     seeds: SeedSource = field(default_factory=SeedSource)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)  # a rule instead of the cascade (SSD, RFT)
     training: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     uq_ttc: UQTTCConfig = field(default_factory=UQTTCConfig)  # test-time baseline on the held-out set (off by default)
@@ -70,7 +72,7 @@ def _build(cls, data: dict, where: str):
 
 _NESTED = {RunConfig: {"seeds": SeedSource, "sampling": SamplingConfig, "cascade": CascadeConfig,
                        "training": TrainConfig, "evaluation": EvalConfig, "backend": BackendConfig,
-                       "uq_ttc": UQTTCConfig, "contamination": ContaminationConfig},
+                       "uq_ttc": UQTTCConfig, "contamination": ContaminationConfig, "filter": FilterConfig},
            EvalConfig: {"source": SeedSource, "sandbox": SandboxConfig}}
 
 
@@ -100,7 +102,7 @@ _SVD_JUDGES = [
 ]
 PRESETS: dict[str, dict] = {
     "quickstart": {
-        "seeds": {"size": 96},
+        "seeds": {"size": 240},
         "sampling": {"n": 8, "max_new_tokens": 64, "answer_format": "boxed_or_last_number"},
         "cascade": {"stages": [
             {"strategy": "agreement", "threshold": 0.5},
@@ -128,6 +130,15 @@ METHODS: dict[str, dict] = {
     "simple": {"cascade": {"stages": [{"strategy": "simple", "votes": 5}]}},  # one correctness judge
     "no_filter": {"cascade": {"stages": []}},  # train on each seed's first sample with a final answer
     "agreement": {"cascade": {"stages": [{"strategy": "agreement", "threshold": 0.5}]}},
+    # SSD: one raw sample per prompt at a training temperature with truncation, no verification.
+    # The paper's Qwen3-4B-Instruct setting is T 1.6 / top_p 0.8 / top_k 20; for the 135M default we
+    # use its thinking-model setting T 1.1 / top_p 0.95 / top_k 20 (T 1.6 turns a 135M model's output
+    # to noise), then tune T_eval on a sweep for base and trained model alike.
+    "ssd": {"sampling": {"n": 1, "temperature": 1.1, "top_p": 0.95, "top_k": 20},
+            "cascade": {"stages": [], "selection": "all_valid"}, "filter": {"rule": "ssd_length"},
+            "evaluation": {"temperature_sweep": [0.0, 0.5, 1.0], "sweep_samples": 2}},
+    # RFT: k samples per question, keep every one the ground-truth scorer accepts.
+    "rft": {"sampling": {"n": 4}, "cascade": {"stages": [], "selection": "all_valid"}, "filter": {"rule": "ground_truth"}},
 }
 
 

@@ -40,6 +40,8 @@ class EvalConfig:
     bootstrap: int = 1000  # resamples for confidence intervals
     seed: int = 0
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # limits for code items
+    temperature_sweep: list[float] = field(default_factory=list)  # SSD: evaluate base and tuned at each T_eval too
+    sweep_samples: int = 2  # samples per item at each swept T > 0 (pass@1 = their mean)
 
     def __post_init__(self) -> None:
         if isinstance(self.sandbox, dict):

@@ -125,8 +125,8 @@ def _source(ctx: dict, lake: Lake, stage: str, version: str) -> tuple[str | None
     if start:
         if start not in STAGES:
             raise ValueError(f"unknown stage {start!r} for from_stage; stages: {STAGES}")
-        if stage in STAGES and STAGES.index(stage) >= STAGES.index(start):
-            return None, False  # from here on: recompute
+        if stage not in STAGES or STAGES.index(stage) >= STAGES.index(start):
+            return None, False  # from here on (and extra evaluations, always last): recompute
         if not reuse:
             raise ValueError("from_stage needs reuse=RUN_ID: the run whose earlier stages are kept")
         source = lake.read_manifest(reuse, stage)

@@ -15,13 +15,26 @@ from .common import config_of, read
 def summarize_run(ctx: dict, config: dict, manifests: dict) -> dict:
     cfg = config_of(config)
     lake, run_id = Lake(ctx["lake"]), ctx["run_id"]
-    base, tuned = manifests.get("eval-base"), manifests.get("eval-tuned")
-    if base and tuned:
-        delta = paired_difference(read(base, "eval_samples"), read(tuned, "eval_samples"), cfg.evaluation, "tuned")
+    base, tuned = _best(manifests, "base"), _best(manifests, "tuned")
+    if base and tuned:  # with a T_eval sweep (SSD), each model at its own best temperature
+        (b_label, b), (t_label, t) = base, tuned
+        label = "tuned" if (b_label, t_label) == ("base", "tuned") else f"{t_label} vs {b_label}"
+        delta = paired_difference(read(b, "eval_samples"), read(t, "eval_samples"), cfg.evaluation, label)
         lake.write("eval_metrics", run_id, [delta], part="delta")
     text = render_summary(lake, run_id, manifests, [st.name for st in cfg.cascade.stages])
     _artifacts(run_id, text, lake)
     return {"run_id": run_id, "summary": text}
+
+
+def _best(manifests: dict, model: str) -> tuple[str, dict] | None:
+    """(label, manifest) of `model`'s evaluation with the highest pass@1 (one unless T_eval is swept)."""
+    best = None
+    for key, m in manifests.items():
+        if key == f"eval-{model}" or key.startswith(f"eval-{model}@"):
+            p1 = next(r["value"] for r in read(m, "eval_metrics") if r["metric"] == "pass@1")
+            if best is None or p1 > best[0]:
+                best = (p1, key.removeprefix("eval-"), m)
+    return best and (best[1], best[2])
 
 
 def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[str]) -> str:

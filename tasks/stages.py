@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prefect import task
 
-from selfimprove import __version__, models, seeds as seedlib
+from selfimprove import __version__, filters, models, seeds as seedlib
 from selfimprove.cascade import run_cascade
 from selfimprove.contamination import ContaminationError, describe, find_overlaps
 from selfimprove.datasets import builtin
@@ -109,7 +109,7 @@ def sample_candidates(ctx: dict, config: dict, seeds_manifest: dict) -> dict:
 
 @task(name="judge-candidates", **MODEL_STAGE)
 def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict) -> dict:
-    """The cascade over every seed's candidates, checkpointed every `shard_seeds` seeds."""
+    """The cascade over every seed's candidates, checkpointed every `shard_seeds` seeds (or a method's rule filter)."""
     cfg = config_of(config)
 
     def body(lake, shards):
@@ -132,7 +132,11 @@ def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_m
                     for c in mine]}
             return {"judgments": judgments, "verdicts": verdicts}
 
-        out = shards.run(seed_rows, cfg.shard_seeds, work, tick)
+        if cfg.filter.rule != "none":  # SSD / RFT: a rule decides, no model call
+            out = {"judgments": [], "verdicts": filters.apply(cfg.filter, seed_rows, cands, cfg.sampling.answer_format)}
+            tick(len(seed_rows))
+        else:
+            out = shards.run(seed_rows, cfg.shard_seeds, work, tick)
         bar.close()
         judgments, verdicts = out["judgments"], out["verdicts"]
         errors = check_error_rate("judge", [v["reason"] if v["rejected_at_stage"] == "error" else None for v in verdicts],
@@ -147,7 +151,7 @@ def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_m
 
     used = tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
     return run_stage(ctx, "judge", {"judge": _model_id(cfg.judge_model or cfg.model),
-                                    **_cfg(config, "cascade", "sampling", "shard_seeds")},
+                                    **_cfg(config, "cascade", "filter", "sampling", "shard_seeds")},
                      [seeds_manifest, candidates_manifest], body, used, reads=("seeds", "candidates"))
 
 

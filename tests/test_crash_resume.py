@@ -132,16 +132,17 @@ def test_a_failing_shard_becomes_error_rows_with_a_reason(tiny_model, lake, pref
 
 
 def test_too_many_error_rows_fail_the_stage(tiny_model, lake, prefect_harness, monkeypatch):
-    import flows.svd
+    import flows.pipeline
     import tasks.stages
+    from flows.svd import svd
     from tasks.common import StageError
 
     o = {**overrides(tiny_model), "max_error_rate": 0.1}
     seeds = seed_rows(o)
     monkeypatch.setattr(tasks.stages, "sample", _flaky_sample(seeds[0]["seed_id"]))
-    monkeypatch.setattr(flows.svd, "sample_candidates", tasks.stages.sample_candidates.with_options(retries=0))
+    monkeypatch.setattr(flows.pipeline, "sample_candidates", tasks.stages.sample_candidates.with_options(retries=0))
     with pytest.raises(StageError, match=r"8 of 32 rows are errors"):
-        flows.svd.svd(preset="quickstart", lake=str(lake.root), overrides=o)
+        svd(preset="quickstart", lake=str(lake.root), overrides=o)
     (run,) = [p.name for p in (lake.root / "_manifests").iterdir()]
     assert lake.read_manifest(run, "candidates") is None
     assert len(list(lake.root.glob(f"_shards/{run}/candidates-*/*.done"))) == 3  # the good shards are kept for the retry

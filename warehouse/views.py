@@ -62,3 +62,31 @@ def _cell(v, width: int) -> str:
     s = "NULL" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
     s = s.replace("\n", "\\n")
     return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]]:
+    """One row per run: method, training examples, generated tokens, judge calls, held-out pass@1 of base
+    and fine-tuned models (each at its best evaluation temperature when T_eval was swept) with 95 % CIs."""
+    ids = ", ".join("'" + r.replace("'", "''") + "'" for r in run_ids)
+    known = {r for (r,) in query(lake, f"SELECT run_id FROM runs WHERE run_id IN ({ids})")[1]}
+    missing = [r for r in run_ids if r not in known]
+    if missing:
+        raise ValueError(f"no run {missing[0]!r} in the lake at {lake.root}")
+    return query(lake, f"""
+        WITH best AS (
+            SELECT run_id, split_part(model, '@', 1) AS kind,
+                   arg_max(model, value) AS label, max(value) AS p1,
+                   arg_max(ci_low, value) AS lo, arg_max(ci_high, value) AS hi, arg_max(n, value) AS n
+            FROM eval_metrics WHERE metric = 'pass@1' AND run_id IN ({ids}) GROUP BY 1, 2),
+        fmt AS (SELECT run_id, kind, label || ': ' || round(p1, 3) || ' [' || round(lo, 3) || ', ' || round(hi, 3) || ']' AS s, n
+                FROM best)
+        SELECT r.run_id, r.flow, json_extract_string(r.config_json, '$.method') AS method,
+               (SELECT count(*) FROM train_examples t WHERE t.run_id = r.run_id) AS train_examples,
+               (SELECT coalesce(sum(n_tokens), 0) FROM candidates c WHERE c.run_id = r.run_id) AS generated_tokens,
+               (SELECT count(*) FROM judgments j WHERE j.run_id = r.run_id AND j.call <> 'agreement') AS judge_calls,
+               (SELECT s FROM fmt WHERE fmt.run_id = r.run_id AND kind = 'base') AS "base pass@1 [95% CI]",
+               (SELECT s FROM fmt WHERE fmt.run_id = r.run_id AND kind = 'tuned') AS "tuned pass@1 [95% CI]",
+               (SELECT round(value, 3) || ' [' || round(ci_low, 3) || ', ' || round(ci_high, 3) || ']' FROM eval_metrics e
+                WHERE e.run_id = r.run_id AND metric = 'pass@1_delta_vs_base') AS "paired delta [95% CI]",
+               (SELECT max(n) FROM fmt WHERE fmt.run_id = r.run_id) AS heldout_items
+        FROM runs r WHERE r.run_id IN ({ids}) ORDER BY list_position([{ids}], r.run_id)""")

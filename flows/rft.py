@@ -1,0 +1,14 @@
+"""The RFT flow (rejection-sampling fine-tuning): k samples per question, keep every sample the
+ground-truth scorer accepts, SFT. Needs seeds with answers."""
+from __future__ import annotations
+
+from prefect import flow
+
+from .pipeline import run_method
+
+
+@flow(name="rft")
+def rft(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
+        overrides: dict | None = None, run_id: str | None = None, reuse: str | None = None,
+        from_stage: str | None = None, cache: bool = True) -> dict:
+    return run_method("rft", preset, config_file, lake, overrides, run_id, "rft", reuse, from_stage, cache)

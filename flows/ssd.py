@@ -1,0 +1,15 @@
+"""The SSD flow (simple self-distillation): one raw sample per prompt at a training temperature,
+no verification, drop empty and shortest-10 % samples, SFT, then a T_eval sweep for base and
+trained model (the best-tuned base is its own baseline)."""
+from __future__ import annotations
+
+from prefect import flow
+
+from .pipeline import run_method
+
+
+@flow(name="ssd")
+def ssd(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
+        overrides: dict | None = None, run_id: str | None = None, reuse: str | None = None,
+        from_stage: str | None = None, cache: bool = True) -> dict:
+    return run_method("ssd", preset, config_file, lake, overrides, run_id, "ssd", reuse, from_stage, cache)

@@ -1,0 +1,64 @@
+"""SSD and RFT on the tiny model: the same stages and tables as SVD, their own verdict reasons."""
+import json
+
+import pytest
+
+from tests.test_flow_svd import tiny_overrides
+from warehouse.views import query
+
+
+def test_ssd_keeps_raw_samples_and_sweeps_eval_temperature(tiny_model, lake, prefect_harness):
+    from flows.ssd import ssd
+
+    run = ssd(lake=str(lake.root), overrides=tiny_overrides(tiny_model))["run_id"]
+    q = lambda sql: query(lake, sql.replace("RUN", f"'{run}'"))[1]  # noqa: E731
+    assert q("SELECT count(*), count(DISTINCT seed_id) FROM candidates WHERE run_id = RUN") == [(6, 6)]  # one sample each
+    assert q("SELECT count(*) FROM judgments WHERE run_id = RUN") == [(0,)]  # no verification
+    outcomes = dict(q("SELECT coalesce(rejected_at_stage, 'kept'), count(*) FROM verdicts WHERE run_id = RUN GROUP BY 1"))
+    assert outcomes.get("length", 0) == 0  # 10 % of 6 rounds down to none dropped
+    assert outcomes["kept"] == q("SELECT count(*) FROM train_examples WHERE run_id = RUN")[0][0]
+    (cfg,), = q("SELECT config_json FROM runs WHERE run_id = RUN")
+    sampling = json.loads(cfg)["sampling"]
+    assert (sampling["n"], sampling["temperature"], sampling["top_k"]) == (1, 1.1, 20)
+    labels = {m for (m,) in q("SELECT DISTINCT model FROM eval_samples WHERE run_id = RUN")}
+    assert {"base", "base@T0.0", "base@T0.5", "base@T1.0"} <= labels
+    assert q("SELECT count(*) FROM eval_samples WHERE run_id = RUN AND model = 'base@T0.5'") == [(16,)]  # 8 items x 2
+    if "tuned" in labels:
+        assert q("SELECT count(*) FROM eval_metrics WHERE run_id = RUN AND metric = 'pass@1_delta_vs_base'") == [(1,)]
+
+
+def test_ssd_drops_empty_and_the_shortest_tenth():
+    from selfimprove.filters import FilterConfig, ssd_length
+
+    cands = [{"candidate_id": f"c{i}", "text": "x" * i, "n_tokens": i} for i in range(20)]
+    verdicts = {v["candidate_id"]: v for v in ssd_length(cands, FilterConfig(rule="ssd_length"))}
+    assert verdicts["c0"]["rejected_at_stage"] == "empty"
+    assert [c for c, v in verdicts.items() if v["rejected_at_stage"] == "length"] == ["c1"]  # 10 % of 19 non-empty
+    assert sum(v["accepted"] for v in verdicts.values()) == 18
+
+
+def test_rft_keeps_exactly_the_correct_samples(tiny_model, lake, prefect_harness, capsys):
+    from flows.rft import rft
+    from selfimprove.cli import main
+
+    run = rft(lake=str(lake.root), overrides=tiny_overrides(tiny_model))["run_id"]
+    q = lambda sql: query(lake, sql.replace("RUN", f"'{run}'"))[1]  # noqa: E731
+    assert q("SELECT count(*) FROM candidates WHERE run_id = RUN") == [(24,)]
+    mismatched = q("SELECT count(*) FROM verdicts v JOIN candidate_labels l USING (run_id, candidate_id) "
+                   "WHERE run_id = RUN AND v.accepted <> l.correct")
+    assert mismatched == [(0,)]
+    assert q("SELECT DISTINCT rejected_at_stage FROM verdicts WHERE run_id = RUN AND NOT accepted") in ([], [("ground_truth",)])
+    assert q("SELECT count(*) FROM train_examples WHERE run_id = RUN") == q(
+        "SELECT count(*) FROM verdicts WHERE run_id = RUN AND accepted")
+    assert main(["compare", run, "--lake", str(lake.root)]) == 0
+    out = capsys.readouterr().out
+    assert run in out and "rft" in out and "base: " in out
+
+
+def test_rft_without_answers_is_a_clear_error(tiny_model, lake, prefect_harness, tmp_path):
+    from flows.rft import rft
+
+    seeds = tmp_path / "s.jsonl"
+    seeds.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n')
+    with pytest.raises(ValueError, match="RFT needs a ground-truth answer for every seed; 1 of 2"):
+        rft(lake=str(lake.root), overrides={**tiny_overrides(tiny_model), "seeds": {"path": str(seeds)}})
