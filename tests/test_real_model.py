@@ -28,10 +28,10 @@ def test_real_model_samples_answers_and_judges(backend):
 
 
 def test_real_model_held_out_accuracy_is_in_the_measured_range(backend):
-    from selfimprove.evaluation import EvalConfig, evaluate, metrics
-    from selfimprove.seeds import SeedSource, generate
+    from selfimprove.evaluation import EvalConfig, evaluate, load_items, metrics
+    from selfimprove.seeds import SeedSource
 
     cfg = EvalConfig(source=SeedSource(size=60, seed=777))
-    rows = evaluate(backend, generate(cfg.source), cfg, "base")
+    rows = evaluate(backend, load_items(cfg), cfg, "base")
     acc = {m["metric"]: m["value"] for m in metrics(rows, cfg)}["pass@1"]
     assert 0.10 <= acc <= 0.45  # measured 0.265 on 200 items of this distribution
