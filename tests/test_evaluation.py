@@ -110,3 +110,26 @@ def test_choice_scorer_reads_letters_and_option_text(output, expected):
 def test_choice_gold_given_as_option_text():
     assert ChoiceScorer().score("Answer: A", {"choices": ["Yes", "No"], "answer": "Yes"}).correct
     assert not ChoiceScorer().score("No, it does not follow.", {"choices": ["Yes", "No"], "answer": "Yes"}).correct
+
+
+def test_uq_ttc_answers_with_an_accepted_candidate_or_its_fallback(tiny_model):
+    from selfimprove.backends import BackendConfig, TransformersBackend
+    from selfimprove.cascade import CascadeConfig
+    from selfimprove.judges import StageConfig
+    from selfimprove.sampling import SamplingConfig
+    from selfimprove.uq_ttc import UQTTCConfig, answer_with_cascade
+    from selfimprove.evaluation import evaluate
+
+    backend = TransformersBackend(tiny_model, BackendConfig(dtype="float32"))
+    items = [{"item_id": f"i{k}", "dataset": "d", "domain": "math", "question": f"{k} + 1", "answer": str(k + 1),
+              "scorer": "math"} for k in range(3)]
+    ev = EvalConfig(max_new_tokens=8)
+    sampling = SamplingConfig(n=3, max_new_tokens=8, answer_format="boxed_or_last_number")
+    always = CascadeConfig(stages=[StageConfig("agreement", threshold=0.0)])
+    never = CascadeConfig(stages=[StageConfig("agreement", threshold=1.1)])
+    rows = answer_with_cascade(backend, items, UQTTCConfig(), sampling, always, ev, "m")
+    for r in rows:  # accepted, or the first answer when no sample had one (the format filter)
+        assert r["method"] in ("uq_ttc:accepted", "uq_ttc:fallback_first_answer") and r["calls"] == 3
+    greedy = answer_with_cascade(backend, items, UQTTCConfig(fallback="greedy"), sampling, never, ev, "m")
+    assert {r["method"] for r in greedy} == {"uq_ttc:fallback_greedy"} and all(r["calls"] == 4 for r in greedy)
+    assert [r["output"] for r in greedy] == [r["output"] for r in evaluate(backend, items, ev, "m")]
