@@ -136,7 +136,7 @@ METHODS: dict[str, dict] = {
     # to noise), then tune T_eval on a sweep for base and trained model alike.
     "ssd": {"sampling": {"n": 1, "temperature": 1.1, "top_p": 0.95, "top_k": 20},
             "cascade": {"stages": [], "selection": "all_valid"}, "filter": {"rule": "ssd_length"},
-            "evaluation": {"temperature_sweep": [0.0, 0.5, 1.0], "sweep_samples": 2}},
+            "evaluation": {"temperature_sweep": [0.5, 1.0], "sweep_samples": 2}},  # greedy is always evaluated
     # RFT: k samples per question, keep every one the ground-truth scorer accepts.
     "rft": {"sampling": {"n": 4}, "cascade": {"stages": [], "selection": "all_valid"}, "filter": {"rule": "ground_truth"}},
 }
