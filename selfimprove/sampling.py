@@ -30,9 +30,11 @@ def user_message(question: str, prompt_name: str) -> list[dict]:
     return [{"role": "user", "content": prompts.load(prompt_name).render(question=question)}]
 
 
-def sample(backend: Backend, seeds: list[dict], config: SamplingConfig, progress=None) -> list[dict]:
-    """One row per candidate, in sampling order within each seed."""
-    messages = [user_message(s["question"], config.prompt) for s in seeds]
+def sample(backend: Backend, seeds: list[dict], config: SamplingConfig, progress=None,
+           messages: list[list[dict]] | None = None) -> list[dict]:
+    """One row per candidate, in sampling order within each seed; `messages` replaces the
+    prompt file's rendering of each seed's question (e.g. an evaluation item with its options)."""
+    messages = messages or [user_message(s["question"], config.prompt) for s in seeds]
     outputs = backend.generate(messages, config.params(), progress=progress)
     prompt_hash = prompts.load(config.prompt).hash
     rows = []

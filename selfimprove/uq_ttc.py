@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from .answers import final_answer
 from .backends import Backend, SamplingParams
 from .cascade import CascadeConfig, run_cascade
 from .evaluation import EvalConfig, message, sample_rows
-from .sampling import SamplingConfig
+from .sampling import SamplingConfig, sample
 
 FALLBACKS = ("first_answer", "majority", "greedy")
 
@@ -56,10 +55,7 @@ def answer_with_cascade(backend: Backend, items: list[dict], config: UQTTCConfig
     sampling = replace(sampling, n=config.n or sampling.n)
 
     seeds = [{"seed_id": it["item_id"], "domain": it["domain"], "question": it["question"]} for it in items]
-    gens = backend.generate([message(it, eval_config.prompt) for it in items], sampling.params(), progress=progress)
-    candidates = [{"candidate_id": f"{it['item_id']}#{k}", "seed_id": it["item_id"], "sample_index": k, "text": g.text,
-                   "final_answer": final_answer(g.text, it["domain"], sampling.answer_format), "n_tokens": g.n_tokens}
-                  for it, gs in zip(items, gens) for k, g in enumerate(gs)]
+    candidates = sample(backend, seeds, sampling, progress, messages=[message(it, eval_config.prompt) for it in items])
     cascade = CascadeConfig(stages=cascade.stages, selection="first_valid", thinking=cascade.thinking, seed=cascade.seed)
     judgments, verdicts = run_cascade(backend, seeds, candidates, cascade)
     accepted = {v["candidate_id"] for v in verdicts if v["accepted"]}

@@ -129,8 +129,7 @@ def _source(ctx: dict, lake: Lake, stage: str, version: str) -> tuple[str | None
             return None, False  # from here on (and extra evaluations, always last): recompute
         if not reuse:
             raise ValueError("from_stage needs reuse=RUN_ID: the run whose earlier stages are kept")
-        source = lake.read_manifest(reuse, stage)
-        if not source or not all(Path(f["path"]).exists() for f in source["files"]):
+        if not _files_exist(lake.read_manifest(reuse, stage)):
             raise ValueError(f"run {reuse!r} has no finished stage {stage!r} to start from")
         return reuse, True
     if reuse and _complete(lake.read_manifest(reuse, stage), version):
@@ -176,8 +175,12 @@ def check_error_rate(stage: str, errors: list[str | None], max_rate: float) -> i
     return len(bad)
 
 
+def _files_exist(manifest: dict | None) -> bool:
+    return bool(manifest) and all(Path(f["path"]).exists() for f in manifest["files"])
+
+
 def _complete(manifest: dict | None, version: str) -> bool:
-    return bool(manifest) and manifest.get("version") == version and all(Path(f["path"]).exists() for f in manifest["files"])
+    return _files_exist(manifest) and manifest.get("version") == version
 
 
 def read(manifest: dict, table: str) -> list[dict]:
@@ -207,7 +210,7 @@ def progress_bar(total: int, desc: str, unit: str = "prompt"):
     bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
     artifact = None
     try:
-        from prefect.artifacts import create_progress_artifact
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
         from prefect.context import TaskRunContext
 
         if TaskRunContext.get():
@@ -223,8 +226,6 @@ def progress_bar(total: int, desc: str, unit: str = "prompt"):
             if done - state["last"] >= 5 or bar.n >= total:
                 state["last"] = done
                 try:
-                    from prefect.artifacts import update_progress_artifact
-
                     update_progress_artifact(artifact, done)
                 except Exception:  # noqa: BLE001
                     pass

@@ -114,12 +114,10 @@ def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_m
 
     def body(lake, shards):
         seed_rows, cands = read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates")
-        backend = backend_for(models.resolve(cfg.judge_model or cfg.model), cfg.backend)
         by_seed: dict[str, list[dict]] = {}
         for c in cands:
             by_seed.setdefault(c["seed_id"], []).append(c)
         bar, tick = progress_bar(len(seed_rows), "judging", "seed")
-        calls_before = backend.counters.generate_calls + backend.counters.scored_prompts
 
         def work(chunk, shard):
             mine = [c for s in chunk for c in by_seed.get(s["seed_id"], [])]
@@ -132,11 +130,14 @@ def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_m
                     for c in mine]}
             return {"judgments": judgments, "verdicts": verdicts}
 
-        if cfg.filter.rule != "none":  # SSD / RFT: a rule decides, no model call
-            out = {"judgments": [], "verdicts": filters.apply(cfg.filter, seed_rows, cands, cfg.sampling.answer_format)}
+        if cfg.filter.rule != "none":  # SSD / RFT: a rule decides; no model is loaded or called
+            out, calls = {"judgments": [], "verdicts": filters.apply(cfg.filter, seed_rows, cands, cfg.sampling.answer_format)}, 0
             tick(len(seed_rows))
         else:
+            backend = backend_for(models.resolve(cfg.judge_model or cfg.model), cfg.backend)
+            calls_before = backend.counters.generate_calls + backend.counters.scored_prompts
             out = shards.run(seed_rows, cfg.shard_seeds, work, tick)
+            calls = backend.counters.generate_calls + backend.counters.scored_prompts - calls_before
         bar.close()
         judgments, verdicts = out["judgments"], out["verdicts"]
         errors = check_error_rate("judge", [v["reason"] if v["rejected_at_stage"] == "error" else None for v in verdicts],
@@ -146,7 +147,6 @@ def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_m
         files = [lake.write("judgments", ctx["run_id"], judgments), lake.write("verdicts", ctx["run_id"], verdicts),
                  lake.write("candidate_labels", ctx["run_id"], [{"candidate_id": k, "correct": v} for k, v in labels.items()]),
                  lake.write("judge_metrics", ctx["run_id"], telemetry)]
-        calls = backend.counters.generate_calls + backend.counters.scored_prompts - calls_before
         return files, {"backend_prompts": calls, "error_rows": errors}
 
     used = tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
