@@ -64,7 +64,9 @@ class Backend:
         self.counters = Counters()
 
     def generate(self, prompts: Sequence[Messages], params: SamplingParams,
-                 assistant_prefix: str = "", progress: Callable[[int], None] | None = None) -> list[list[Generation]]:
+                 assistant_prefix: str | Sequence[str] = "",
+                 progress: Callable[[int], None] | None = None) -> list[list[Generation]]:
+        """`assistant_prefix`: text the assistant turn starts with, one for all prompts or one per prompt."""
         raise NotImplementedError
 
     def choice_probs(self, prompts: Sequence[Messages], assistant_prefix: str,
@@ -112,7 +114,10 @@ class TransformersBackend(Backend):
 
     def generate(self, prompts, params, assistant_prefix="", progress=None):
         torch = self.torch
-        texts = [self.render(p, assistant_prefix) for p in prompts]
+        prefixes = [assistant_prefix] * len(prompts) if isinstance(assistant_prefix, str) else list(assistant_prefix)
+        if len(prefixes) != len(prompts):
+            raise ValueError(f"{len(prefixes)} assistant prefixes for {len(prompts)} prompts")
+        texts = [self.render(p, pre) for p, pre in zip(prompts, prefixes)]
         results: list[list[Generation]] = [[] for _ in texts]
         greedy = params.temperature <= 0
         n = 1 if greedy else params.n

@@ -28,8 +28,19 @@ class TrainConfig:
     min_examples: int = 1  # fewer accepted examples than this skips training (reported, not silent)
 
 
+def as_trl_row(example: dict) -> dict:
+    """A chat row (prompt = the user's message) or, with format 'text', a row whose prompt is already
+    rendered and may end inside the assistant turn (SD-Zero). TRL adds the EOS token to text rows."""
+    if example.get("format") == "text":
+        return {"prompt": example["prompt"], "completion": example["completion"]}
+    return {"prompt": [{"role": "user", "content": example["prompt"]}],
+            "completion": [{"role": "assistant", "content": example["completion"]}]}
+
+
 def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig) -> dict:
-    """Train on rows with `prompt` and `completion`; save a checkpoint to `output_dir`."""
+    """Train on rows with `prompt` and `completion` (all chat rows or all text rows); save a checkpoint."""
+    if len({e.get("format") == "text" for e in examples}) > 1:
+        raise ValueError("training rows mix chat and text formats; one run trains on one format")
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
@@ -42,8 +53,7 @@ def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, 
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": e["prompt"]}],
-                               "completion": [{"role": "assistant", "content": e["completion"]}]} for e in examples])
+    data = Dataset.from_list([as_trl_row(e) for e in examples])
     args = SFTConfig(
         output_dir=str(output_dir / "_trainer"), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size, max_length=config.max_length, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of total steps
@@ -73,13 +83,21 @@ def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, 
     trained = trainer.model
     if config.method == "lora":
         trained = trained.merge_and_unload()
-    tmp = output_dir.with_name(output_dir.name + ".partial")
-    trained.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if output_dir.exists():
-        import shutil
-
-        shutil.rmtree(output_dir)
-    tmp.rename(output_dir)
+    save_checkpoint(trained, tokenizer, output_dir)
     return {"path": str(output_dir), "steps": int(result.global_step), "log": log,
             "final_loss": log[-1]["loss"] if log else float("nan"), "examples": len(examples)}
+
+
+def save_checkpoint(model, tokenizer, output_dir: str | Path) -> None:
+    """Save beside the target and rename into place: a crash never leaves a half-written checkpoint."""
+    import shutil
+
+    output_dir = Path(output_dir)
+    tmp = output_dir.with_name(output_dir.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    tmp.rename(output_dir)

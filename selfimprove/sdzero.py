@@ -1,0 +1,88 @@
+"""SD-Zero settings, the disjoint split of seeds between its two phases, and its control phrases.
+
+The control phrase P_r is chosen by the binary reward r of a response: one phrase for a correct
+response (restate it), one for a wrong one (start over). Both are prompt files, versioned by
+hash like every other prompt, and are appended inside the assistant turn, after the response.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from . import prompts
+
+CONTROL_PROMPTS = {True: "revise_correct", False: "revise_wrong"}
+
+
+@dataclass
+class DistillConfig:
+    """Phase 2: on-policy self-distillation. Defaults sized for the 135M model on 2 CPU cores."""
+
+    steps: int = 30  # optimizer steps
+    batch_size: int = 8  # prompts per step, one on-policy response each
+    learning_rate: float = 1e-5
+    max_grad_norm: float = 1.0
+    divergence: str = "mixture"  # forward_kl | reverse_kl (paper) | mixture (released code: 0.5/0.5) | jsd
+    mix: float = 0.5  # mixture: weight of the forward KL
+    top_k: int = 64  # the teacher's top-k tokens are the support (paper: 64)
+    support: str = "renormalized"  # renormalized | tail_bucket (never `truncated`: it collapses training)
+    temperature: float = 1.0  # the student's sampling temperature for its rollouts
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    sync_every: int = 0  # copy student -> teacher every N steps (0: never by count)
+    sync_on_plateau: bool = True  # copy student -> teacher when the held-out reward stops improving
+    eval_every: int = 10  # steps between held-out reward checks (0: never; plateau syncs need them)
+    patience: int = 1  # checks without improvement that make a plateau
+    min_delta: float = 0.0  # an improvement must exceed this
+    val_size: int = 32  # Phase-2 seeds kept out of the rollouts to measure the held-out reward
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.support == "truncated":
+            raise ValueError("distill.support 'truncated' (raw truncated KL) pushes mass out of the top-k and "
+                             "collapses training; use renormalized or tail_bucket")
+
+
+@dataclass
+class SDZeroConfig:
+    """Both phases. Phase 1 revises sampled candidates; Phase 2 distils on a disjoint share of the seeds."""
+
+    reward: str = "ground_truth"  # ground_truth (scorer vs the seed's answer) | self_verified (agreement, no labels)
+    scorer: str = "math"  # ground_truth: how an answer is checked
+    agreement_threshold: float = 0.5  # self_verified: share of a seed's candidates the label needs
+    distill_share: float = 0.5  # share of seeds (by a hash of seed_id) kept for Phase 2; the rest is Phase 1's
+    init_per_seed: int = 2  # Phase 1: candidates per seed used as y_init (the first ones sampled)
+    revise_temperature: float = 0.7  # Phase 1: decoding of y_revised (0 = greedy)
+    revise_top_p: float = 0.95
+    revise_max_new_tokens: int = 64
+    seed: int = 0
+    distill: DistillConfig = field(default_factory=DistillConfig)  # Phase 2
+
+    def __post_init__(self) -> None:
+        if self.reward not in ("ground_truth", "self_verified"):
+            raise ValueError(f"sdzero.reward must be ground_truth or self_verified, got {self.reward!r}")
+        if not 0 < self.distill_share < 1:
+            raise ValueError("sdzero.distill_share must be in (0, 1): both phases need seeds")
+        if isinstance(self.distill, dict):
+            self.distill = DistillConfig(**self.distill)
+
+
+def phase_of(seed_id: str, distill_share: float) -> str:
+    """'revise' (Phase 1) or 'distill' (Phase 2), stable per seed and independent of the seed order."""
+    h = int(hashlib.sha256(seed_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "distill" if h < distill_share else "revise"
+
+
+def split(seeds: list[dict], distill_share: float) -> tuple[list[dict], list[dict]]:
+    revise = [s for s in seeds if phase_of(s["seed_id"], distill_share) == "revise"]
+    distill = [s for s in seeds if phase_of(s["seed_id"], distill_share) == "distill"]
+    return revise, distill
+
+
+def control_phrase(correct: bool) -> str:
+    """P_r, with the blank lines that separate it from the response before and the revision after."""
+    return "\n\n" + prompts.load(CONTROL_PROMPTS[bool(correct)]).text + "\n\n"
+
+
+def control_hash(correct: bool) -> str:
+    return prompts.load(CONTROL_PROMPTS[bool(correct)]).hash

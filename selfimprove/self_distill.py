@@ -1,0 +1,203 @@
+"""SD-Zero Phase 2: on-policy self-distillation from a frozen teacher, with teacher synchronisation.
+
+Per step: the student samples one response y per prompt x; the reward grades y; the teacher
+(a frozen copy) reads y again in the context `chat(x) + y + P_r + y`, so it knows whether y was
+right and what a reviser would keep. On each token of that second copy of y, the loss is the
+divergence between the student's next-token distribution (at the same token of y after chat(x))
+and the teacher's, over the teacher's top-k tokens renormalised on that support
+(`divergence.py`); the teacher runs under no-grad. The loss is averaged over tokens.
+
+Synchronisation copies the student into the teacher every `sync_every` steps and/or when the
+reward on held-out Phase-2 seeds (greedy) stops improving. Every step, sample and sync is
+returned as rows for the lake.
+"""
+from __future__ import annotations
+
+import copy
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from .divergence import divergence
+from .rewards import Reward
+from .sampling import user_message
+from .sdzero import DistillConfig, control_phrase
+from .training import save_checkpoint
+
+
+class Distiller:
+    """Student, teacher, optimiser and tokenizer for one Phase-2 run."""
+
+    def __init__(self, model_path: str | Path, config: DistillConfig, prompt_name: str, device: str = "auto") -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config, self.prompt_name = config, prompt_name
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.student = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32).to(self.device)
+        self.teacher = copy.deepcopy(self.student).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=config.learning_rate, weight_decay=0.0)
+        eos = self.student.generation_config.eos_token_id
+        self.stop = {i for i in [self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])] if i is not None}
+        self.eos = self.tokenizer.eos_token_id
+
+    # -- token sequences -------------------------------------------------------------------------
+    def prompt_ids(self, question: str) -> list[int]:
+        text = self.tokenizer.apply_chat_template(user_message(question, self.prompt_name),
+                                                  add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def phrase_ids(self, correct: bool) -> list[int]:
+        return self.tokenizer(control_phrase(correct), add_special_tokens=False).input_ids
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device == "cuda" else torch.autocast("cpu", enabled=False)
+
+    @torch.no_grad()
+    def rollout(self, prompts: list[list[int]], greedy: bool, seed: int) -> list[list[int]]:
+        """One response per prompt, as token ids, ending with EOS when the model stopped by itself."""
+        width = max(map(len, prompts))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        torch.manual_seed(seed)
+        kwargs = {"do_sample": False} if greedy else {"do_sample": True, "temperature": self.config.temperature,
+                                                       "top_p": self.config.top_p, "top_k": 0}
+        self.student.eval()
+        with self._autocast():
+            out = self.student.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.config.max_new_tokens,
+                                        pad_token_id=pad, **kwargs)
+        responses = []
+        for row in out[:, width:].tolist():
+            end = next((i for i, t in enumerate(row) if t in self.stop), None)
+            responses.append(row[:end] + [self.eos] if end is not None else row)
+        return responses
+
+    def text(self, response: list[int]) -> str:
+        return self.tokenizer.decode(response, skip_special_tokens=True)
+
+    def contexts(self, prompt: list[int], y: list[int], correct: bool):
+        """Student sequence, teacher sequence, and the positions whose logits predict each token of y."""
+        body = y[:-1] if y and y[-1] == self.eos else y
+        student = prompt + y
+        teacher = prompt + body + self.phrase_ids(correct) + y
+        s_pos = list(range(len(prompt) - 1, len(prompt) - 1 + len(y)))
+        t_start = len(teacher) - len(y) - 1
+        return student, teacher, s_pos, list(range(t_start, t_start + len(y)))
+
+    def _logits_at(self, model, seqs: list[list[int]], positions: list[list[int]]) -> torch.Tensor:
+        """Logits at the given positions of each sequence, concatenated: [sum(len(pos)), vocab]."""
+        width = max(map(len, seqs))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=self.device)
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+        with self._autocast():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        rows = torch.tensor([b for b, pos in enumerate(positions) for _ in pos], device=self.device)
+        cols = torch.tensor([p for pos in positions for p in pos], device=self.device)
+        return logits[rows, cols].float()
+
+    # -- one optimiser step ----------------------------------------------------------------------
+    def step(self, seeds: list[dict], reward: Reward, seed: int) -> tuple[dict, list[dict]]:
+        cfg = self.config
+        prompts = [self.prompt_ids(s["question"]) for s in seeds]
+        responses = self.rollout(prompts, greedy=False, seed=seed)
+        texts = [self.text(y) for y in responses]
+        rewards = reward.grade(seeds, texts)
+        graded = [i for i, r in enumerate(rewards) if r is not None and responses[i]]
+        samples = [{"seed_id": s["seed_id"], "text": t, "n_tokens": len(y), "reward": r,
+                    "control": None if r is None else ("correct" if r else "wrong"), "divergence": None}
+                   for s, t, y, r in zip(seeds, texts, responses, rewards)]
+        metrics = {"mean_reward": _mean([float(rewards[i]) for i in graded]), "graded": len(graded),
+                   "response_tokens": _mean([float(len(y)) for y in responses]), "loss": None, "kl_reverse": None,
+                   "loss_tokens": 0}
+        if not graded:
+            return metrics, samples
+        per_token, kl = self.update([prompts[i] for i in graded], [responses[i] for i in graded],
+                                    [bool(rewards[i]) for i in graded])
+        start = 0
+        for i in graded:
+            n = len(responses[i])
+            samples[i]["divergence"] = float(per_token[start:start + n].mean())
+            start += n
+        metrics.update(loss=float(per_token.mean()), kl_reverse=float(kl.mean()), loss_tokens=int(per_token.numel()))
+        return metrics, samples
+
+    def update(self, prompts: list[list[int]], responses: list[list[int]], correct: list[bool]):
+        """One optimiser step on these responses; (per-token loss, per-token reverse KL), both detached."""
+        cfg = self.config
+        built = [self.contexts(p, y, c) for p, y, c in zip(prompts, responses, correct)]
+        with torch.no_grad():
+            teacher_logits = self._logits_at(self.teacher, [b[1] for b in built], [b[3] for b in built])
+        self.student.train()
+        student_logits = self._logits_at(self.student, [b[0] for b in built], [b[2] for b in built])
+        per_token = divergence(student_logits, teacher_logits, cfg.divergence, cfg.top_k, cfg.support, mix=cfg.mix)
+        self.optimizer.zero_grad(set_to_none=True)
+        per_token.mean().backward()
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            kl = divergence(student_logits.detach(), teacher_logits, "reverse_kl", cfg.top_k, "renormalized")
+        return per_token.detach(), kl
+
+    @torch.no_grad()
+    def heldout_reward(self, seeds: list[dict], reward: Reward) -> float | None:
+        texts = []
+        for start in range(0, len(seeds), self.config.batch_size * 2):
+            chunk = seeds[start:start + self.config.batch_size * 2]
+            texts += [self.text(y) for y in self.rollout([self.prompt_ids(s["question"]) for s in chunk], True, 0)]
+        graded = [float(r) for r in reward.grade(seeds, texts) if r is not None]
+        return _mean(graded)
+
+    def sync(self) -> None:
+        self.teacher.load_state_dict(self.student.state_dict())
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def distill(model_path: str | Path, train_seeds: list[dict], val_seeds: list[dict], reward: Reward,
+            config: DistillConfig, prompt_name: str, output_dir: str | Path, progress=None, device: str = "auto") -> dict:
+    """Run Phase 2 from `model_path`; save the student to `output_dir`. Returns steps, samples and syncs rows."""
+    if not train_seeds:
+        raise ValueError("Phase 2 has no seeds to distil on (check sdzero.distill_share and distill.val_size)")
+    d = Distiller(model_path, config, prompt_name, device)
+    order = list(train_seeds)
+    random.Random(config.seed).shuffle(order)
+    steps, samples, syncs = [], [], []
+    checks = config.eval_every > 0 and bool(val_seeds)
+    best = d.heldout_reward(val_seeds, reward) if checks else None
+    if checks:  # step 0: the held-out reward of the starting model
+        steps.append({"step": 0, "val_reward": best, "teacher_syncs": 0})
+    stale = 0
+    for step in range(1, config.steps + 1):
+        start = time.time()
+        batch = [order[((step - 1) * config.batch_size + j) % len(order)] for j in range(config.batch_size)]
+        metrics, rows = d.step(batch, reward, seed=config.seed * 1_000_003 + step)
+        samples += [{"step": step, **r} for r in rows]
+        val, reasons = None, []
+        if checks and step % config.eval_every == 0:
+            val = d.heldout_reward(val_seeds, reward)
+            if val is not None and (best is None or val > best + config.min_delta):
+                best, stale = val, 0
+            else:
+                stale += 1
+            if config.sync_on_plateau and stale >= config.patience:
+                reasons.append("plateau")
+                stale = 0
+        if config.sync_every and step % config.sync_every == 0:
+            reasons.append("every_n")
+        if reasons:
+            d.sync()
+            syncs.append({"step": step, "reason": "+".join(reasons), "val_reward": val})
+        steps.append({"step": step, **metrics, "val_reward": val, "teacher_syncs": len(syncs),
+                      "learning_rate": config.learning_rate, "seconds": round(time.time() - start, 3)})
+        if progress:
+            progress(1)
+    save_checkpoint(d.student, d.tokenizer, output_dir)
+    return {"path": str(output_dir), "steps": steps, "samples": samples, "syncs": syncs}

@@ -1,0 +1,132 @@
+"""SD-Zero on the tiny model: rewards, splits, Phase-1 revision tuples and SRT rows, Phase-2 steps and syncs."""
+import pytest
+import torch
+
+from selfimprove.backends import BackendConfig, TransformersBackend
+from selfimprove.rewards import GroundTruthReward, Reward, SelfVerifiedReward
+from selfimprove.sdzero import DistillConfig, SDZeroConfig, control_phrase, split
+
+
+class EvenLength(Reward):
+    """A deterministic stand-in grader for a random-weight model: both grades occur, and tests know which."""
+
+    source = "even_length"
+
+    def grade(self, seeds, texts):
+        return [len(t) % 2 == 0 for t in texts]
+
+
+SEEDS = [{"seed_id": f"s{i}", "domain": "math", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(8)]
+
+
+def test_ground_truth_reward_uses_the_scorer():
+    r = GroundTruthReward("math")
+    assert r.grade(SEEDS[:3], ["\\boxed{0}", "so 3", "I do not know"]) == [True, False, False]
+    with pytest.raises(ValueError, match="seed 'x' has none"):
+        r.grade([{"seed_id": "x", "domain": "math", "question": "?", "answer": None}], ["1"])
+
+
+def test_self_verified_reward_is_the_agreement_label_or_nothing():
+    cands = [{"candidate_id": f"{s}#{k}", "seed_id": s, "sample_index": k, "final_answer": a}
+             for s, answers in {"s1": ["2", "2.0", "3", "2"], "s2": ["1", "2", "3", None]}.items()
+             for k, a in enumerate(answers)]
+    r = SelfVerifiedReward.from_candidates(SEEDS[1:3], cands, threshold=0.5)
+    assert r.labels == {"s1": "2"}  # s2 has no answer with half the votes: no label
+    assert r.grade(SEEDS[1:3] + SEEDS[1:2], ["it is \\boxed{2}", "\\boxed{2}", "7"]) == [True, None, False]
+
+
+def test_phase_split_is_disjoint_stable_and_order_free():
+    seeds = [{"seed_id": f"q{i}"} for i in range(200)]
+    a, b = split(seeds, 0.5)
+    assert not {s["seed_id"] for s in a} & {s["seed_id"] for s in b} and len(a) + len(b) == 200
+    assert 70 < len(b) < 130
+    a2, b2 = split(list(reversed(seeds)), 0.5)
+    assert {s["seed_id"] for s in b2} == {s["seed_id"] for s in b}
+
+
+def test_truncated_support_is_refused_for_training():
+    with pytest.raises(ValueError, match="collapses training"):
+        DistillConfig(support="truncated")
+
+
+def test_phase1_revises_inside_the_assistant_turn_and_keeps_correct_revisions(tiny_model):
+    from selfimprove.revision import revise, training_rows
+    from selfimprove.sampling import SamplingConfig, sample
+
+    backend = TransformersBackend(tiny_model, BackendConfig(dtype="float32"))
+    cands = sample(backend, SEEDS, SamplingConfig(n=3, max_new_tokens=12))
+    rows = revise(backend, SEEDS, cands, EvenLength(), SDZeroConfig(init_per_seed=2, revise_max_new_tokens=12),
+                  "sample_math", "boxed_or_last_number")
+    assert len(rows) == 16 and {r["candidate_id"] for r in rows} == {f"s{i}#{k}" for i in range(8) for k in (0, 1)}
+    for r in rows:
+        assert r["init_reward"] == (len(r["init_text"]) % 2 == 0)
+        assert r["control"] == ("correct" if r["init_reward"] else "wrong")
+        assert r["kept"] == r["revised_reward"] == (len(r["revised_text"]) % 2 == 0)
+        assert r["reward_source"] == "even_length"
+    assert backend.counters.generate_calls == 8 + 16  # sampling, then one revision per tuple
+    # the revision prompt is the chat prompt with y_init and P_r already inside the assistant turn
+    prompt = backend.render([{"role": "user", "content": "q"}], "Y" + control_phrase(False))
+    assert prompt.endswith("<|im_start|>assistant\nY" + control_phrase(False))
+
+    train = training_rows(rows, SEEDS, backend.render, "sample_math")
+    kept = [r for r in rows if r["kept"]]
+    assert len(train) == 2 * len(kept)
+    for r, rev, gen in zip(kept, train[::2], train[1::2]):
+        chat = backend.render([{"role": "user", "content": f"What is {r['seed_id'][1:]} + {r['seed_id'][1:]}?\n"
+                                                          "Give the result as \\boxed{number}."}])
+        phrase = control_phrase(r["init_reward"])
+        assert (rev["loss"], rev["prompt"], rev["completion"]) == ("revision", chat + r["init_text"] + phrase, r["revised_text"])
+        assert (gen["loss"], gen["prompt"], gen["completion"]) == ("generation", chat, r["init_text"] + phrase + r["revised_text"])
+
+
+def test_srt_trains_on_text_rows_with_loss_on_the_completion_only(tiny_model, tmp_path):
+    from selfimprove.training import TrainConfig, train
+
+    rows = [{"prompt": "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n1 + 1" + control_phrase(True),
+             "completion": "\\boxed{2}", "format": "text"}] * 4
+    out = train(tiny_model, rows, tmp_path / "srt", TrainConfig(epochs=1, batch_size=4, max_length=256))
+    assert out["steps"] == 1 and (tmp_path / "srt" / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="mix chat and text"):
+        train(tiny_model, rows + [{"prompt": "q", "completion": "a"}], tmp_path / "x", TrainConfig())
+
+
+def test_phase2_contexts_align_the_second_copy_with_the_student(tiny_model):
+    from selfimprove.self_distill import Distiller
+
+    d = Distiller(tiny_model, DistillConfig(), "sample_math", device="cpu")
+    prompt, y = d.prompt_ids("What is 1 + 1?"), d.tokenizer("it is 2", add_special_tokens=False).input_ids + [d.eos]
+    student, teacher, s_pos, t_pos = d.contexts(prompt, y, correct=False)
+    assert [student[p + 1] for p in s_pos] == y == [teacher[p + 1] for p in t_pos]
+    text = d.tokenizer.decode(teacher)
+    assert text.count("it is 2") == 2 and control_phrase(False).strip() in text
+    assert teacher.count(d.eos) == text.count("<|im_end|>")  # the first copy of y does not end the turn
+
+
+def test_phase2_steps_lower_the_divergence_and_sync_copies_the_student(tiny_model, tmp_path):
+    from selfimprove.self_distill import Distiller, distill
+
+    cfg = DistillConfig(batch_size=4, learning_rate=3e-3, max_new_tokens=12, top_k=16)
+    d = Distiller(tiny_model, cfg, "sample_math", device="cpu")
+    metrics, samples = d.step(SEEDS[:4], EvenLength(), seed=1)  # a whole on-policy step: rollout, grade, update
+    assert metrics["graded"] == 4 and metrics["loss_tokens"] == sum(s["n_tokens"] for s in samples)
+    assert all(s["divergence"] is not None and s["control"] in ("correct", "wrong") for s in samples)
+    with torch.no_grad():  # a teacher that disagrees, and fixed responses: updates must close the gap
+        for p in d.teacher.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    prompts = [d.prompt_ids(s["question"]) for s in SEEDS[:4]]
+    responses = d.rollout(prompts, greedy=False, seed=3)
+    losses = [float(d.update(prompts, responses, [True, False, True, False])[0].mean()) for _ in range(15)]
+    assert losses[-1] < 0.5 * losses[0], losses
+    teacher_before = [p.clone() for p in d.teacher.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(teacher_before, d.teacher.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(d.teacher.parameters(), d.student.parameters()))
+    d.sync()
+    assert all(torch.equal(a, b) for a, b in zip(d.teacher.parameters(), d.student.parameters()))
+
+    out = distill(tiny_model, SEEDS[:6], SEEDS[6:], EvenLength(),
+                  DistillConfig(steps=4, batch_size=2, max_new_tokens=8, sync_every=2, eval_every=1, patience=100),
+                  "sample_math", tmp_path / "student")
+    assert [s["step"] for s in out["steps"]] == [0, 1, 2, 3, 4]
+    assert [(s["step"], s["reason"]) for s in out["syncs"]] == [(2, "every_n"), (4, "every_n")]
+    assert [s["teacher_syncs"] for s in out["steps"]] == [0, 0, 1, 1, 2]
+    assert len(out["samples"]) == 8 and (tmp_path / "student" / "model.safetensors").exists()
