@@ -19,14 +19,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a method's flow end to end")
-    run.add_argument("flow", choices=["svd", "ssd", "rft"], help="svd (self-verified), ssd (raw samples), rft (ground-truth filter)")
+    run.add_argument("flow", choices=["svd", "ssd", "rft", "sdzero"],
+                     help="svd (self-verified), ssd (raw samples), rft (ground-truth filter), sdzero (self-revision + "
+                          "self-distillation)")
     run.add_argument("--preset", default="quickstart", help="budgets: quickstart | full")
     run.add_argument("--method", default="svd", help="svd flow only: svd (the preset's cascade) | paper | simple | no_filter | agreement")
     run.add_argument("--config", help="YAML/JSON file overriding the preset")
     run.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
     run.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
     run.add_argument("--reuse", metavar="RUN_ID", help="copy that run's stages wherever their version matches")
-    run.add_argument("--from-stage", choices=["candidates", "judge", "select", "contamination", "train", "eval-base"],
+    run.add_argument("--reward", choices=["ground_truth", "self_verified"],
+                     help="sdzero only: grade responses by the seeds' answers (default) or by the model's own agreement")
+    run.add_argument("--from-stage", choices=["candidates", "judge", "revise", "select", "contamination", "train", "distill",
+                                              "eval-base"],
                      help="with --reuse: keep that run's earlier stages, recompute this one and the rest")
     run.add_argument("--no-cache", action="store_true", help="recompute stages even if an earlier run has the same version")
     run.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
@@ -93,14 +98,18 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--from-stage needs --reuse RUN_ID (the run whose earlier stages are kept)")
             if args.flow != "svd" and args.method != "svd":
                 raise ValueError(f"--method picks the SVD cascade; `run {args.flow}` is its own method")
+            if args.reward and args.flow != "sdzero":
+                raise ValueError("--reward belongs to `run sdzero`")
             method = args.method if args.flow == "svd" else args.flow
-            cfg = configlib.load(args.preset, args.config, method=method)  # bad config fails here, named
+            overrides = {"sdzero": {"reward": args.reward}} if args.reward else {}
+            cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
             if cfg.seeds.path:
                 seeds = load_seeds(cfg.seeds)  # bad seeds fail here, before any flow run exists
-                if args.flow == "rft" and any(not s["answer"] for s in seeds):
+                needs_answers = args.flow == "rft" or (args.flow == "sdzero" and cfg.sdzero.reward == "ground_truth")
+                if needs_answers and any(not s["answer"] for s in seeds):
                     row = next(i for i, s in enumerate(seeds, 1) if not s["answer"])
-                    raise ValueError(f"{cfg.seeds.path}, row {row}, field 'answer': missing (RFT filters by ground truth)")
-            overrides = {}
+                    raise ValueError(f"{cfg.seeds.path}, row {row}, field 'answer': missing ({args.flow} grades by "
+                                     "ground truth" + ("; use --reward self_verified" if args.flow == "sdzero" else "") + ")")
             if args.uq_ttc:
                 overrides["uq_ttc"] = {"enabled": True}
             if args.allow_contamination:
@@ -115,10 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                 from flows.ssd import ssd
 
                 result = ssd(**common)
-            else:
+            elif args.flow == "rft":
                 from flows.rft import rft
 
                 result = rft(**common)
+            else:
+                from flows.sdzero import sdzero
+
+                result = sdzero(**common)
             print("\n" + result["summary"])
         elif args.command == "calibrate":
             from flows.calibrate import calibrate

@@ -18,6 +18,7 @@ from .filters import FilterConfig
 from .judges import StageConfig
 from .sandbox import SandboxConfig
 from .sampling import SamplingConfig
+from .sdzero import DistillConfig, SDZeroConfig
 from .seeds import SeedSource
 from .training import TrainConfig
 from .uq_ttc import UQTTCConfig
@@ -38,6 +39,7 @@ class RunConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     uq_ttc: UQTTCConfig = field(default_factory=UQTTCConfig)  # test-time baseline on the held-out set (off by default)
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # guard before training
+    sdzero: SDZeroConfig = field(default_factory=SDZeroConfig)  # the sdzero flow's two phases
     backend: BackendConfig = field(default_factory=BackendConfig)
     shard_seeds: int = 32  # seeds per checkpointed shard of sampling and judging (a crash loses at most one)
     max_error_rate: float = 0.05  # a stage whose share of error rows (backend failures) exceeds this fails
@@ -72,8 +74,10 @@ def _build(cls, data: dict, where: str):
 
 _NESTED = {RunConfig: {"seeds": SeedSource, "sampling": SamplingConfig, "cascade": CascadeConfig,
                        "training": TrainConfig, "evaluation": EvalConfig, "backend": BackendConfig,
-                       "uq_ttc": UQTTCConfig, "contamination": ContaminationConfig, "filter": FilterConfig},
-           EvalConfig: {"source": SeedSource, "sandbox": SandboxConfig}}
+                       "uq_ttc": UQTTCConfig, "contamination": ContaminationConfig, "filter": FilterConfig,
+                       "sdzero": SDZeroConfig},
+           EvalConfig: {"source": SeedSource, "sandbox": SandboxConfig},
+           SDZeroConfig: {"distill": DistillConfig}}
 
 
 def _nested_type(cls, key):
@@ -112,6 +116,7 @@ PRESETS: dict[str, dict] = {
         ]},
         "training": {"epochs": 2, "batch_size": 8, "learning_rate": 2e-5},
         "evaluation": {"source": {"size": 200, "seed": 777}},
+        "sdzero": {"distill": {"steps": 24, "batch_size": 8, "eval_every": 8, "val_size": 24}},
     },
     "full": {
         "seeds": {"size": 480, "tasks": ["basic_arithmetic", "simple_equations"]},
@@ -120,6 +125,8 @@ PRESETS: dict[str, dict] = {
         "training": {"epochs": 2},
         "evaluation": {"source": {"size": 500, "seed": 777, "tasks": ["basic_arithmetic", "simple_equations"]},
                        "max_new_tokens": 128},
+        "sdzero": {"revise_max_new_tokens": 128,
+                   "distill": {"steps": 200, "batch_size": 16, "max_new_tokens": 128, "eval_every": 20, "val_size": 48}},
     },
 }
 
@@ -139,6 +146,9 @@ METHODS: dict[str, dict] = {
             "evaluation": {"temperature_sweep": [0.5, 1.0], "sweep_samples": 2}},  # greedy is always evaluated
     # RFT: k samples per question, keep every one the ground-truth scorer accepts.
     "rft": {"sampling": {"n": 4}, "cascade": {"stages": [], "selection": "all_valid"}, "filter": {"rule": "ground_truth"}},
+    # SD-Zero: 4 samples per seed (the first init_per_seed are revised; all 4 give the self-verified label);
+    # SRT rows hold y_init + P_r + y_revised, hence the longer max_length. No judge cascade.
+    "sdzero": {"sampling": {"n": 4}, "cascade": {"stages": []}, "training": {"max_length": 384}},
 }
 
 

@@ -67,16 +67,26 @@ class SDZeroConfig:
             self.distill = DistillConfig(**self.distill)
 
 
-def phase_of(seed_id: str, distill_share: float) -> str:
-    """'revise' (Phase 1) or 'distill' (Phase 2), stable per seed and independent of the seed order."""
-    h = int(hashlib.sha256(seed_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "distill" if h < distill_share else "revise"
+def _unit_hash(seed_id: str) -> float:
+    return int(hashlib.sha256(seed_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
-def split(seeds: list[dict], distill_share: float) -> tuple[list[dict], list[dict]]:
-    revise = [s for s in seeds if phase_of(s["seed_id"], distill_share) == "revise"]
-    distill = [s for s in seeds if phase_of(s["seed_id"], distill_share) == "distill"]
-    return revise, distill
+def phases(seeds: list[dict], distill_share: float, val_size: int = 0) -> dict[str, str]:
+    """seed_id → 'revise' (Phase 1), 'distill' (Phase 2 rollouts) or 'distill_val' (Phase 2 held-out reward).
+
+    Stable per seed and independent of the seed order: a hash of the seed_id below `distill_share`
+    goes to Phase 2, whose `val_size` lowest-hash seeds measure the held-out reward.
+    """
+    out = {s["seed_id"]: ("distill" if _unit_hash(s["seed_id"]) < distill_share else "revise") for s in seeds}
+    for seed_id in sorted((k for k, v in out.items() if v == "distill"), key=_unit_hash)[:val_size]:
+        out[seed_id] = "distill_val"
+    return out
+
+
+def split(seeds: list[dict], distill_share: float, val_size: int = 0) -> dict[str, list[dict]]:
+    """The seeds of each phase, in their original order."""
+    of = phases(seeds, distill_share, val_size)
+    return {name: [s for s in seeds if of[s["seed_id"]] == name] for name in ("revise", "distill", "distill_val")}
 
 
 def control_phrase(correct: bool) -> str:

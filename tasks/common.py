@@ -36,8 +36,9 @@ def version_of(stage: str, config_section, inputs: list[dict], prompt_names: tup
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-# the order of an SVD run's stages; `from_stage` recomputes a stage and everything after it
-STAGES = ("seeds", "candidates", "judge", "select", "contamination", "train", "eval-base", "eval-tuned", "eval-uq_ttc")
+# the order of a run's stages (SD-Zero: revise instead of judge/select, distill after train); `from_stage` recomputes a stage and everything after it
+STAGES = ("seeds", "candidates", "judge", "revise", "select", "contamination", "train", "distill",
+          "eval-base", "eval-srt", "eval-tuned", "eval-uq_ttc")
 
 
 def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body,

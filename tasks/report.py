@@ -15,12 +15,14 @@ from .common import config_of, read
 def summarize_run(ctx: dict, config: dict, manifests: dict) -> dict:
     cfg = config_of(config)
     lake, run_id = Lake(ctx["lake"]), ctx["run_id"]
-    base, tuned = _best(manifests, "base"), _best(manifests, "tuned")
-    if base and tuned:  # with a T_eval sweep (SSD), each model at its own best temperature
-        (b_label, b), (t_label, t) = base, tuned
-        label = "tuned" if (b_label, t_label) == ("base", "tuned") else f"{t_label} vs {b_label}"
-        delta = paired_difference(read(b, "eval_samples"), read(t, "eval_samples"), cfg.evaluation, label)
-        lake.write("eval_metrics", run_id, [delta], part="delta")
+    base = _best(manifests, "base")
+    for model in ("tuned", "srt"):  # srt: SD-Zero's Phase-1 model, beside its final one
+        other = _best(manifests, model)
+        if base and other:  # with a T_eval sweep (SSD), each model at its own best temperature
+            (b_label, b), (t_label, t) = base, other
+            label = t_label if b_label == "base" else f"{t_label} vs {b_label}"
+            delta = paired_difference(read(b, "eval_samples"), read(t, "eval_samples"), cfg.evaluation, label)
+            lake.write("eval_metrics", run_id, [delta], part="delta" if model == "tuned" else f"delta-{model}")
     text = render_summary(lake, run_id, manifests, [st.name for st in cfg.cascade.stages])
     _artifacts(run_id, text, lake)
     return {"run_id": run_id, "summary": text}
@@ -45,6 +47,9 @@ def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[s
     out.append(f"seeds: {n_seeds}   candidates: {n_cand} ({toks} generated tokens)")
     cols, rows = query(lake, "SELECT coalesce(rejected_at_stage, 'ACCEPTED') AS outcome, count(*) AS candidates "
                           f"FROM verdicts WHERE run_id = {r} GROUP BY 1 ORDER BY 2 DESC")
+    if not rows:  # SD-Zero judges nothing: its section replaces the verdicts and judges
+        out += sdzero_section(lake, run_id)
+        return "\n".join(out + _training_and_eval(lake, run_id, manifests))
     out += ["", "## verdicts (where each candidate stopped)", format_table(cols, rows)]
     cols, rows = query(lake, "SELECT stage, count(DISTINCT candidate_id) AS judged, "
                           "count(*) FILTER (WHERE decision <> '') AS votes, "
@@ -62,16 +67,44 @@ def render_summary(lake: Lake, run_id: str, manifests: dict, stage_order: list[s
     warnings = _chance_warnings(lake, run_id)
     if warnings:
         out += [""] + warnings
-    (_, [(n_train,)]) = query(lake, f"SELECT count(*) FROM train_examples WHERE run_id = {r}")
+    return "\n".join(out + _training_and_eval(lake, run_id, manifests))
+
+
+def _training_and_eval(lake: Lake, run_id: str, manifests: dict) -> list[str]:
+    (_, [(n_train,)]) = query(lake, f"SELECT count(*) FROM train_examples WHERE run_id = '{run_id}'")
     train = manifests.get("train") or {}
     if train.get("skipped"):
-        out += ["", f"training: skipped ({train['skipped']})"]
+        out = ["", f"training: skipped ({train['skipped']})"]
     else:
-        out += ["", f"training: {n_train} examples, {train.get('steps')} steps, final loss {train.get('final_loss', float('nan')):.4f}"]
+        out = ["", f"training: {n_train} examples, {train.get('steps')} steps, final loss {train.get('final_loss', float('nan')):.4f}"]
     out += ["", "## held-out evaluation (accuracy against test-time cost)", eval_table(lake, run_id)]
     out += ["", "## next: ask the lake", *(f"selfimprove sql \"{q.format(run_id=run_id)}\"  # {title}"
                                           for title, q in EXAMPLE_QUERIES.items())]
-    return "\n".join(out)
+    return out
+
+
+def sdzero_section(lake: Lake, run_id: str) -> list[str]:
+    """Phases, Phase-1 tuples by control phrase, Phase-2 training in quarters, teacher syncs."""
+    r = f"'{run_id}'"
+    out = ["", "## SD-Zero seeds per phase (disjoint)",
+           format_table(*query(lake, f"SELECT phase, count(*) AS seeds FROM seed_phases WHERE run_id = {r} GROUP BY 1 ORDER BY 1"))]
+    out += ["", "## Phase 1: revision tuples by control phrase (kept = revision correct)", format_table(*query(lake, f"""
+        SELECT reward_source, coalesce(control, 'ungraded') AS control, count(*) AS tuples, count(*) FILTER (WHERE kept) AS kept,
+               round(avg(revised_reward::INT), 3) AS revised_correct_rate
+        FROM revisions WHERE run_id = {r} GROUP BY 1, 2 ORDER BY 2"""))]
+    out += ["", "## Phase 2: on-policy self-distillation, by quarter of the steps", format_table(*query(lake, f"""
+        WITH s AS (SELECT *, ntile(4) OVER (ORDER BY step) AS quarter FROM distill_log WHERE run_id = {r} AND step > 0)
+        SELECT quarter, min(step) AS from_step, max(step) AS to_step, round(avg(loss), 4) AS loss,
+               round(avg(kl_reverse), 4) AS kl_reverse, round(avg(mean_reward), 3) AS rollout_reward,
+               round(avg(response_tokens), 1) AS response_tokens, round(max(val_reward), 3) AS heldout_reward,
+               max(teacher_syncs) AS syncs_so_far
+        FROM s GROUP BY 1 ORDER BY 1"""))]
+    cols, rows = query(lake, f"SELECT step, reason, round(val_reward, 3) AS heldout_reward FROM teacher_syncs "
+                             f"WHERE run_id = {r} ORDER BY step")
+    (_, [(v0,)]) = query(lake, f"SELECT max(val_reward) FILTER (WHERE step = 0) FROM distill_log WHERE run_id = {r}")
+    out += ["", f"teacher syncs (held-out reward at step 0: {v0 if v0 is None else round(v0, 3)})",
+            format_table(cols, rows) if rows else "(none)"]
+    return out
 
 
 def _chance_warnings(lake: Lake, run_id: str) -> list[str]:

@@ -37,11 +37,12 @@ def test_self_verified_reward_is_the_agreement_label_or_nothing():
 
 def test_phase_split_is_disjoint_stable_and_order_free():
     seeds = [{"seed_id": f"q{i}"} for i in range(200)]
-    a, b = split(seeds, 0.5)
-    assert not {s["seed_id"] for s in a} & {s["seed_id"] for s in b} and len(a) + len(b) == 200
-    assert 70 < len(b) < 130
-    a2, b2 = split(list(reversed(seeds)), 0.5)
-    assert {s["seed_id"] for s in b2} == {s["seed_id"] for s in b}
+    parts = split(seeds, 0.5, val_size=10)
+    ids = {k: {s["seed_id"] for s in v} for k, v in parts.items()}
+    assert sum(map(len, ids.values())) == 200 and len(set().union(*ids.values())) == 200  # disjoint, complete
+    assert 70 < len(ids["distill"]) + 10 < 130 and len(ids["distill_val"]) == 10
+    again = split(list(reversed(seeds)), 0.5, val_size=10)
+    assert {k: {s["seed_id"] for s in v} for k, v in again.items()} == ids
 
 
 def test_truncated_support_is_refused_for_training():
@@ -130,3 +131,70 @@ def test_phase2_steps_lower_the_divergence_and_sync_copies_the_student(tiny_mode
     assert [(s["step"], s["reason"]) for s in out["syncs"]] == [(2, "every_n"), (4, "every_n")]
     assert [s["teacher_syncs"] for s in out["steps"]] == [0, 0, 1, 1, 2]
     assert len(out["samples"]) == 8 and (tmp_path / "student" / "model.safetensors").exists()
+
+
+def sdzero_overrides(model_path):
+    from tests.test_flow_svd import tiny_overrides
+
+    return {**tiny_overrides(model_path), "seeds": {"size": 12},
+            "sdzero": {"agreement_threshold": 0.0, "revise_max_new_tokens": 12,
+                       "distill": {"steps": 3, "batch_size": 2, "max_new_tokens": 8, "eval_every": 1, "val_size": 2,
+                                   "sync_every": 2, "sync_on_plateau": False, "top_k": 16}}}
+
+
+def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, capsys):
+    from flows.sdzero import sdzero
+    from selfimprove.cli import main
+    from warehouse.views import query
+
+    runs = {}
+    for reward in ("ground_truth", "self_verified"):
+        result = sdzero(lake=str(lake.root), overrides=sdzero_overrides(tiny_model), reward=reward)
+        runs[reward] = result["run_id"]
+        assert "Phase 1: revision tuples" in result["summary"] and "Phase 2: on-policy" in result["summary"]
+    for reward, run in runs.items():
+        q = lambda sql: query(lake, sql.replace("RUN", f"'{run}'"))[1]  # noqa: E731
+        phase = dict(q("SELECT phase, count(*) FROM seed_phases WHERE run_id = RUN GROUP BY 1"))
+        assert sum(phase.values()) == 12 and phase["distill_val"] == 2 and phase["revise"] > 0
+        # Phase 1 covers exactly the revise seeds, two y_init each, and keeps exactly the correct revisions
+        assert q("SELECT count(*), count(DISTINCT seed_id) FROM revisions WHERE run_id = RUN") == [(2 * phase["revise"], phase["revise"])]
+        assert q("SELECT count(*) FROM revisions r JOIN seed_phases p USING (run_id, seed_id) "
+                 "WHERE run_id = RUN AND p.phase <> 'revise'") == [(0,)]
+        assert q("SELECT DISTINCT reward_source FROM revisions WHERE run_id = RUN") == [(reward,)]
+        assert q("SELECT count(*) FROM revisions WHERE run_id = RUN AND kept <> coalesce(revised_reward, false)") == [(0,)]
+        (kept,), = q("SELECT count(*) FROM revisions WHERE run_id = RUN AND kept")
+        assert q("SELECT count(*) FROM train_examples WHERE run_id = RUN") == [(2 * kept,)]
+        # Phase 2 ran on the other seeds only, every step recorded, syncs every 2 steps
+        assert [s for (s,) in q("SELECT step FROM distill_log WHERE run_id = RUN ORDER BY step")] == [0, 1, 2, 3]
+        assert q("SELECT count(*) FROM distill_samples WHERE run_id = RUN") == [(6,)]
+        assert q("SELECT DISTINCT p.phase FROM distill_samples d JOIN seed_phases p USING (run_id, seed_id) "
+                 "WHERE run_id = RUN") == [("distill",)]
+        assert q("SELECT step, reason FROM teacher_syncs WHERE run_id = RUN") == [(2, "every_n")]
+        models = {m for (m,) in q("SELECT DISTINCT model FROM eval_metrics WHERE run_id = RUN")}
+        assert {"base", "tuned"} <= models and ("srt" in models) == (kept > 0)
+        (start,), = q("SELECT base_model FROM checkpoints WHERE run_id = RUN AND method = 'sdzero'")
+        assert ("-full" in start) == (kept > 0)  # Phase 2 starts from the SRT checkpoint when there is one
+    # the second reward source reuses the first run's seeds and candidates: no sampling again
+    assert lake.read_manifest(runs["self_verified"], "candidates")["reused_from"] == runs["ground_truth"]
+    assert lake.read_manifest(runs["self_verified"], "revise").get("reused_from") is None  # the reward changed
+    assert main(["compare", *runs.values(), "--lake", str(lake.root)]) == 0
+    out = capsys.readouterr().out
+    assert "sdzero/ground_truth" in out and "sdzero/self_verified" in out
+
+
+def test_cli_sdzero_needs_answers_for_ground_truth(tmp_path, lake, capsys):
+    from selfimprove.cli import main
+
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n')
+    assert main(["run", "sdzero", "--config", _seed_config(tmp_path, seeds), "--lake", str(lake.root)]) == 2
+    err = capsys.readouterr().err
+    assert "row 2" in err and "'answer'" in err and "--reward self_verified" in err
+    assert main(["run", "svd", "--reward", "self_verified", "--lake", str(lake.root)]) == 2
+    assert not list(lake.root.glob("*/*/*.parquet"))
+
+
+def _seed_config(tmp_path, seeds):
+    path = tmp_path / "config.json"
+    path.write_text('{"seeds": {"path": "%s"}}' % seeds)
+    return str(path)

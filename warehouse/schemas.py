@@ -19,7 +19,10 @@ TABLES: dict[str, pa.Schema] = {
     "candidate_labels": pa.schema([("run_id", S), ("candidate_id", S), ("correct", B)]),
     "judge_metrics": pa.schema([("run_id", S), ("stage", S), ("metric", S), ("value", F), ("n", I),
                                 ("ci_low", F), ("ci_high", F)]),
-    "train_examples": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("prompt", S), ("completion", S)]),
+    # format: chat (prompt = the user's message) | text (rendered, may end inside the assistant turn: SD-Zero);
+    # loss: SD-Zero's revision | generation row of a kept tuple
+    "train_examples": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("prompt", S), ("completion", S),
+                                 ("format", S), ("loss", S)]),
     "checkpoints": pa.schema([("run_id", S), ("checkpoint_id", S), ("path", S), ("base_model", S), ("examples", I),
                               ("steps", I), ("final_loss", F), ("method", S)]),
     "train_log": pa.schema([("run_id", S), ("checkpoint_id", S), ("step", I), ("loss", F), ("learning_rate", F)]),
@@ -34,6 +37,20 @@ TABLES: dict[str, pa.Schema] = {
     # held-out items found in training text by the contamination guard; action: stopped | allowed
     "contamination": pa.schema([("run_id", S), ("dataset", S), ("item_id", S), ("train_id", S), ("kind", S),
                                 ("overlap", F), ("question", S), ("action", S)]),
+    # SD-Zero. Which phase each seed serves (revise | distill | distill_val), disjoint.
+    "seed_phases": pa.schema([("run_id", S), ("seed_id", S), ("phase", S)]),
+    # Phase 1: one row per (seed, y_init), kept or not; control = the control phrase used (correct | wrong)
+    "revisions": pa.schema([("run_id", S), ("revision_id", S), ("seed_id", S), ("candidate_id", S), ("init_text", S),
+                            ("init_answer", S), ("init_reward", B), ("control", S), ("control_hash", S),
+                            ("revised_text", S), ("revised_answer", S), ("revised_n_tokens", I), ("revised_reward", B),
+                            ("reward_source", S), ("kept", B), ("reason", S)]),
+    # Phase 2: per optimiser step (step 0 = the starting model's held-out reward), each rollout, each teacher sync
+    "distill_log": pa.schema([("run_id", S), ("step", I), ("loss", F), ("kl_reverse", F), ("mean_reward", F), ("graded", I),
+                              ("response_tokens", F), ("loss_tokens", I), ("val_reward", F), ("teacher_syncs", I),
+                              ("learning_rate", F), ("seconds", F)]),
+    "distill_samples": pa.schema([("run_id", S), ("step", I), ("seed_id", S), ("text", S), ("n_tokens", I), ("reward", B),
+                                  ("control", S), ("divergence", F)]),
+    "teacher_syncs": pa.schema([("run_id", S), ("step", I), ("reason", S), ("val_reward", F)]),
 }
 
 _DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}

@@ -80,13 +80,17 @@ def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]
             FROM eval_metrics WHERE metric = 'pass@1' AND run_id IN ({ids}) GROUP BY 1, 2),
         fmt AS (SELECT run_id, kind, label || ': ' || round(p1, 3) || ' [' || round(lo, 3) || ', ' || round(hi, 3) || ']' AS s, n
                 FROM best)
-        SELECT r.run_id, r.flow, json_extract_string(r.config_json, '$.method') AS method,
+        SELECT r.run_id, r.flow, json_extract_string(r.config_json, '$.method')
+                   || coalesce('/' || CASE WHEN r.flow = 'sdzero' THEN json_extract_string(r.config_json, '$.sdzero.reward') END, '')
+                   AS method,
                (SELECT count(*) FROM train_examples t WHERE t.run_id = r.run_id) AS train_examples,
                (SELECT coalesce(sum(n_tokens), 0) FROM candidates c WHERE c.run_id = r.run_id) AS generated_tokens,
                (SELECT count(*) FROM judgments j WHERE j.run_id = r.run_id AND j.call <> 'agreement') AS judge_calls,
                (SELECT s FROM fmt WHERE fmt.run_id = r.run_id AND kind = 'base') AS "base pass@1 [95% CI]",
                (SELECT s FROM fmt WHERE fmt.run_id = r.run_id AND kind = 'tuned') AS "tuned pass@1 [95% CI]",
                (SELECT round(value, 3) || ' [' || round(ci_low, 3) || ', ' || round(ci_high, 3) || ']' FROM eval_metrics e
-                WHERE e.run_id = r.run_id AND metric = 'pass@1_delta_vs_base') AS "paired delta [95% CI]",
+                WHERE e.run_id = r.run_id AND metric = 'pass@1_delta_vs_base' AND model LIKE 'tuned%') AS "paired delta [95% CI]",
+               (SELECT string_agg(s, '; ' ORDER BY s) FROM fmt WHERE fmt.run_id = r.run_id AND kind NOT IN ('base', 'tuned'))
+                   AS "other models pass@1",
                (SELECT max(n) FROM fmt WHERE fmt.run_id = r.run_id) AS heldout_items
         FROM runs r WHERE r.run_id IN ({ids}) ORDER BY list_position([{ids}], r.run_id)""")

@@ -1,0 +1,40 @@
+"""The SD-Zero flow: self-revision training (SRT), then on-policy self-distillation from a frozen teacher.
+
+seeds → candidates → revisions (Phase 1 on its share of the seeds) → contamination guard →
+SRT fine-tuning → self-distillation (Phase 2 on the other, disjoint share) → held-out evaluation
+of the base, SRT and SD-Zero models on the same items as every other method.
+The reward is `ground_truth` (the seeds' answers) or `self_verified` (agreement labels; no
+ground truth is read).
+"""
+from __future__ import annotations
+
+from prefect import flow
+
+from selfimprove.config import merge
+from tasks.report import summarize_run
+from tasks.sdzero import revise_candidates, self_distill
+from tasks.stages import fine_tune, guard_contamination, ingest_seeds, sample_candidates
+
+from .pipeline import evaluate_models, start_run
+
+
+@flow(name="sdzero")
+def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
+           overrides: dict | None = None, run_id: str | None = None, reward: str | None = None,
+           reuse: str | None = None, from_stage: str | None = None, cache: bool = True) -> dict:
+    """`reward`: ground_truth | self_verified (None: the config's, ground_truth by default). `run_id`,
+    `reuse`, `from_stage` and `cache` work as in the svd flow."""
+    if reward:
+        overrides = merge(overrides or {}, {"sdzero": {"reward": reward}})
+    cfg, conf, ctx = start_run("sdzero", preset, config_file, lake, overrides, run_id, "sdzero", reuse, from_stage, cache)
+    m: dict[str, dict] = {}
+    m["seeds"] = ingest_seeds(ctx, conf)
+    m["candidates"] = sample_candidates(ctx, conf, m["seeds"])
+    m["revise"] = revise_candidates(ctx, conf, m["seeds"], m["candidates"])
+    if cfg.contamination.enabled:
+        m["contamination"] = guard_contamination(ctx, conf, m["seeds"], m["revise"])
+    m["train"] = fine_tune(ctx, conf, m["revise"])
+    m["distill"] = self_distill(ctx, conf, m["seeds"], m["candidates"], m["revise"], m["train"])
+    evaluate_models(ctx, conf, cfg, m["seeds"], {"base": cfg.model, "srt": m["train"].get("checkpoint"),
+                                                 "tuned": m["distill"]["checkpoint"]}, m)
+    return summarize_run(ctx, conf, m)

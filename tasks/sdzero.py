@@ -1,0 +1,124 @@
+"""The SD-Zero stages as Prefect tasks: Phase-1 revisions (+ SRT rows) and Phase-2 self-distillation.
+
+SRT training itself is the shared `fine-tune` stage on the revision stage's training rows.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from prefect import task
+
+from selfimprove import models, rewards
+from selfimprove.revision import revise, training_rows
+from selfimprove.sdzero import CONTROL_PROMPTS, phases, split
+from selfimprove.self_distill import distill
+
+from .common import MODEL_STAGE, backend_for, config_of, progress_bar, read, run_stage
+from .stages import _model_id
+
+_CONTROLS = tuple(CONTROL_PROMPTS.values())
+
+
+def _reward(cfg, seeds_manifest: dict, candidates_manifest: dict) -> rewards.Reward:
+    """The run's reward. Self-verified labels come from every seed's candidates (ground truth is never read)."""
+    return rewards.build(cfg.sdzero.reward, read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates"),
+                         cfg.sdzero.scorer, cfg.sdzero.agreement_threshold, cfg.sampling.answer_format)
+
+
+def _reward_section(config: dict) -> dict:
+    sd = dict(config["sdzero"])
+    sd.pop("distill")
+    return {"sdzero": sd, "prompt": config["sampling"]["prompt"], "answer_format": config["sampling"]["answer_format"]}
+
+
+@task(name="revise-candidates", **MODEL_STAGE)
+def revise_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict) -> dict:
+    """Phase 1: grade y_init, append P_r inside the assistant turn, continue, grade the revision; SRT rows."""
+    cfg = config_of(config)
+    sd = cfg.sdzero
+
+    def body(lake, shards):
+        seeds = read(seeds_manifest, "seeds")
+        of = phases(seeds, sd.distill_share, sd.distill.val_size)
+        phase1 = split(seeds, sd.distill_share, sd.distill.val_size)["revise"]
+        cands = read(candidates_manifest, "candidates")
+        reward = _reward(cfg, seeds_manifest, candidates_manifest)
+        backend = backend_for(models.resolve(cfg.model), cfg.backend)
+        bar, tick = progress_bar(len(phase1), "revising", "seed")
+
+        def work(chunk, shard):
+            mine = {s["seed_id"] for s in chunk}
+            rows = revise(backend, chunk, [c for c in cands if c["seed_id"] in mine], reward,
+                          replace(sd, seed=sd.seed + 7919 * shard), cfg.sampling.prompt, cfg.sampling.answer_format)
+            return {"revisions": rows}
+
+        rows = shards.run(phase1, cfg.shard_seeds, work, tick)["revisions"]
+        bar.close()
+        train = training_rows(rows, phase1, backend.render, cfg.sampling.prompt)
+        kept = sum(r["kept"] for r in rows)
+        print(f"[revise] {len(rows)} tuples from {len(phase1)} Phase-1 seeds ({reward.source} reward): {kept} kept, "
+              f"{len(train)} SRT rows")
+        files = [lake.write("seed_phases", ctx["run_id"], [{"seed_id": k, "phase": v} for k, v in of.items()]),
+                 lake.write("revisions", ctx["run_id"], rows), lake.write("train_examples", ctx["run_id"], train)]
+        return files, {"kept": kept, "tuples": len(rows)}
+
+    return run_stage(ctx, "revise", {"model": _model_id(cfg.model), **_reward_section(config),
+                                     "sampling": config["sampling"], "shard_seeds": cfg.shard_seeds},
+                     [seeds_manifest, candidates_manifest], body, (cfg.sampling.prompt, *_CONTROLS),
+                     reads=("seeds", "candidates"))
+
+
+@task(name="self-distill", **MODEL_STAGE)
+def self_distill(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict, revise_manifest: dict,
+                 train_manifest: dict) -> dict:
+    """Phase 2 from the SRT checkpoint (the base model when SRT was skipped), on the Phase-2 seeds."""
+    cfg = config_of(config)
+    start = train_manifest.get("checkpoint") or cfg.model
+
+    def body(lake, shards):
+        seeds = read(seeds_manifest, "seeds")
+        of = {r["seed_id"]: r["phase"] for r in read(revise_manifest, "seed_phases")}
+        train_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill"]
+        val_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill_val"]
+        reward = _reward(cfg, seeds_manifest, candidates_manifest)
+        checkpoint_id = f"{ctx['run_id']}-sdzero"
+        out = lake.root / "checkpoints_store" / checkpoint_id
+        bar, tick = progress_bar(cfg.sdzero.distill.steps, "self-distilling", "step")
+        result = distill(models.resolve(start), train_seeds, val_seeds, reward, cfg.sdzero.distill, cfg.sampling.prompt,
+                         out, progress=tick, device=_device(cfg.backend.device))
+        bar.close()
+        trained = [s for s in result["steps"] if s.get("loss") is not None]
+        final_loss = trained[-1]["loss"] if trained else float("nan")
+        row = {"checkpoint_id": checkpoint_id, "path": result["path"], "base_model": str(models.resolve(start)),
+               "examples": len(result["samples"]), "steps": len(trained), "final_loss": final_loss, "method": "sdzero"}
+        files = [lake.write("checkpoints", ctx["run_id"], [row]), lake.write("distill_log", ctx["run_id"], result["steps"]),
+                 lake.write("distill_samples", ctx["run_id"], result["samples"]),
+                 lake.write("teacher_syncs", ctx["run_id"], result["syncs"])]
+        _artifact(ctx["run_id"], result)
+        return files, {"checkpoint": result["path"], "start": str(start), "syncs": len(result["syncs"]),
+                       "final_loss": final_loss}
+
+    section = {"start": _model_id(start), **_reward_section(config), "distill": config["sdzero"]["distill"]}
+    return run_stage(ctx, "distill", section, [seeds_manifest, candidates_manifest, revise_manifest], body,
+                     (cfg.sampling.prompt, *_CONTROLS), reads=("seeds", "candidates", "seed_phases"))
+
+
+def _device(device: str) -> str:
+    return device if device in ("cpu", "cuda") or device.startswith("cuda:") else "auto"
+
+
+def _artifact(run_id: str, result: dict) -> None:
+    """Per-step training metrics and the syncs as Prefect table artifacts; silent outside a flow run."""
+    try:
+        from prefect.artifacts import create_table_artifact
+        from prefect.context import TaskRunContext
+
+        if not TaskRunContext.get():
+            return
+        keys = ("step", "loss", "kl_reverse", "mean_reward", "response_tokens", "val_reward", "teacher_syncs", "seconds")
+        create_table_artifact(table=[{k: s.get(k) for k in keys} for s in result["steps"]], key="sdzero-distill-steps",
+                              description=f"SD-Zero Phase 2 per step, run {run_id}")
+        create_table_artifact(table=result["syncs"] or [{"step": None, "reason": "no sync", "val_reward": None}],
+                              key="sdzero-teacher-syncs", description=f"teacher synchronisations, run {run_id}")
+    except Exception as e:  # noqa: BLE001 - artifacts are a view; they must not fail the stage
+        print(f"[distill] Prefect artifacts not created: {e}")
