@@ -148,7 +148,7 @@ METHODS: dict[str, dict] = {
     "rft": {"sampling": {"n": 4}, "cascade": {"stages": [], "selection": "all_valid"}, "filter": {"rule": "ground_truth"}},
     # SD-Zero: 4 samples per seed (the first init_per_seed are revised; all 4 give the self-verified label);
     # SRT rows hold y_init + P_r + y_revised, hence the longer max_length. No judge cascade.
-    "sdzero": {"sampling": {"n": 4}, "cascade": {"stages": []}, "training": {"max_length": 384}},
+    "sdzero": {"sampling": {"n": 4}, "cascade": {"stages": []}, "training": {"max_length": 384, "epochs": 1}},
 }
 
 

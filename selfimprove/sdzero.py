@@ -29,6 +29,7 @@ class DistillConfig:
     temperature: float = 1.0  # the student's sampling temperature for its rollouts
     top_p: float = 1.0
     max_new_tokens: int = 64
+    autocast: str = "bfloat16"  # bfloat16 | float32: compute dtype (weights and optimiser stay float32)
     sync_every: int = 0  # copy student -> teacher every N steps (0: never by count)
     sync_on_plateau: bool = True  # copy student -> teacher when the held-out reward stops improving
     eval_every: int = 10  # steps between held-out reward checks (0: never; plateau syncs need them)

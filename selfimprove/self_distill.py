@@ -55,7 +55,8 @@ class Distiller:
         return self.tokenizer(control_phrase(correct), add_special_tokens=False).input_ids
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device == "cuda" else torch.autocast("cpu", enabled=False)
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        return torch.autocast(kind, dtype=torch.bfloat16, enabled=self.config.autocast == "bfloat16")
 
     @torch.no_grad()
     def rollout(self, prompts: list[list[int]], greedy: bool, seed: int) -> list[list[int]]:

@@ -1,0 +1,33 @@
+"""Seconds per SD-Zero Phase-2 step (rollout + teacher + student forward/backward), float32 against
+bfloat16 autocast, on the embedded model, in one run. Usage: python bench/distill_step.py [steps]"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from selfimprove import models, seeds as seedlib  # noqa: E402
+from selfimprove.rewards import GroundTruthReward  # noqa: E402
+from selfimprove.sdzero import DistillConfig  # noqa: E402
+from selfimprove.self_distill import Distiller  # noqa: E402
+
+
+def main(steps: int = 3) -> None:
+    seeds = seedlib.generate(seedlib.SeedSource(size=8 * steps))
+    reward, times = GroundTruthReward(), {}
+    for autocast in ("float32", "bfloat16"):
+        d = Distiller(models.resolve("default"), DistillConfig(autocast=autocast), "sample_math", device="cpu")
+        d.step(seeds[:8], reward, seed=0)  # warm-up
+        start, tokens = time.time(), 0
+        for k in range(steps):
+            metrics, _ = d.step(seeds[8 * k: 8 * k + 8], reward, seed=k)
+            tokens += metrics["loss_tokens"]
+        times[autocast] = (time.time() - start) / steps
+        print(f"{autocast}: {times[autocast]:.2f} s/step, {tokens / steps:.0f} loss tokens/step")
+    print(f"bfloat16 / float32 time ratio: {times['bfloat16'] / times['float32']:.3f}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
