@@ -116,7 +116,7 @@ PRESETS: dict[str, dict] = {
         ]},
         "training": {"epochs": 2, "batch_size": 8, "learning_rate": 2e-5},
         "evaluation": {"source": {"size": 200, "seed": 777}},
-        "sdzero": {"distill": {"steps": 24, "batch_size": 8, "eval_every": 8, "val_size": 24}},
+        "sdzero": {"distill": {"steps": 24, "batch_size": 8, "eval_every": 6, "val_size": 32}},
     },
     "full": {
         "seeds": {"size": 480, "tasks": ["basic_arithmetic", "simple_equations"]},

@@ -32,6 +32,7 @@ class DistillConfig:
     autocast: str = "bfloat16"  # bfloat16 | float32: compute dtype (weights and optimiser stay float32)
     sync_every: int = 0  # copy student -> teacher every N steps (0: never by count)
     sync_on_plateau: bool = True  # copy student -> teacher when the held-out reward stops improving
+    keep_best: bool = True  # a plateau sync and the saved model use the best student by held-out reward, not the last
     eval_every: int = 10  # steps between held-out reward checks (0: never; plateau syncs need them)
     patience: int = 1  # checks without improvement that make a plateau
     min_delta: float = 0.0  # an improvement must exceed this

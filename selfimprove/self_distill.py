@@ -157,6 +157,12 @@ class Distiller:
     def sync(self) -> None:
         self.teacher.load_state_dict(self.student.state_dict())
 
+    def snapshot(self) -> dict:
+        return {k: v.detach().clone() for k, v in self.student.state_dict().items()}
+
+    def restore(self, state: dict) -> None:
+        self.student.load_state_dict(state)
+
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
@@ -164,7 +170,12 @@ def _mean(values: list[float]) -> float | None:
 
 def distill(model_path: str | Path, train_seeds: list[dict], val_seeds: list[dict], reward: Reward,
             config: DistillConfig, prompt_name: str, output_dir: str | Path, progress=None, device: str = "auto") -> dict:
-    """Run Phase 2 from `model_path`; save the student to `output_dir`. Returns steps, samples and syncs rows."""
+    """Run Phase 2 from `model_path`; save the student to `output_dir`. Returns steps, samples and syncs rows.
+
+    With held-out checks and `keep_best`, the best student so far (step 0: the starting model) is kept:
+    a plateau sync copies it into both teacher and student, so a student that regressed since is not
+    what the teacher learns from, and it is the student saved at the end.
+    """
     if not train_seeds:
         raise ValueError("Phase 2 has no seeds to distil on (check sdzero.distill_share and distill.val_size)")
     d = Distiller(model_path, config, prompt_name, device)
@@ -173,6 +184,7 @@ def distill(model_path: str | Path, train_seeds: list[dict], val_seeds: list[dic
     steps, samples, syncs = [], [], []
     checks = config.eval_every > 0 and bool(val_seeds)
     best = d.heldout_reward(val_seeds, reward) if checks else None
+    best_step, best_state = 0, (d.snapshot() if checks and config.keep_best else None)
     if checks:  # step 0: the held-out reward of the starting model
         steps.append({"step": 0, "val_reward": best, "teacher_syncs": 0})
     stale = 0
@@ -181,24 +193,35 @@ def distill(model_path: str | Path, train_seeds: list[dict], val_seeds: list[dic
         batch = [order[((step - 1) * config.batch_size + j) % len(order)] for j in range(config.batch_size)]
         metrics, rows = d.step(batch, reward, seed=config.seed * 1_000_003 + step)
         samples += [{"step": step, **r} for r in rows]
-        val, reasons = None, []
+        val, reasons, source = None, [], step
         if checks and step % config.eval_every == 0:
             val = d.heldout_reward(val_seeds, reward)
             if val is not None and (best is None or val > best + config.min_delta):
-                best, stale = val, 0
+                best, best_step, stale = val, step, 0
+                if config.keep_best:
+                    best_state = d.snapshot()
             else:
                 stale += 1
             if config.sync_on_plateau and stale >= config.patience:
                 reasons.append("plateau")
                 stale = 0
+                if best_state is not None and best_step != step:  # back to the best student, then sync
+                    d.restore(best_state)
+                    source = best_step
         if config.sync_every and step % config.sync_every == 0:
             reasons.append("every_n")
         if reasons:
             d.sync()
-            syncs.append({"step": step, "reason": "+".join(reasons), "val_reward": val})
+            syncs.append({"step": step, "reason": "+".join(reasons), "val_reward": val, "source_step": source})
         steps.append({"step": step, **metrics, "val_reward": val, "teacher_syncs": len(syncs),
                       "learning_rate": config.learning_rate, "seconds": round(time.time() - start, 3)})
         if progress:
             progress(1)
+    saved = steps[-1]["step"] if steps else 0
+    if best_state is not None and best_step != saved:
+        d.restore(best_state)
+        saved = best_step
+    for row in steps:
+        row["saved"] = row["step"] == saved
     save_checkpoint(d.student, d.tokenizer, output_dir)
-    return {"path": str(output_dir), "steps": steps, "samples": samples, "syncs": syncs}
+    return {"path": str(output_dir), "steps": steps, "samples": samples, "syncs": syncs, "saved_step": saved}

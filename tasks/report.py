@@ -99,11 +99,13 @@ def sdzero_section(lake: Lake, run_id: str) -> list[str]:
                round(avg(response_tokens), 1) AS response_tokens, round(max(val_reward), 3) AS heldout_reward,
                max(teacher_syncs) AS syncs_so_far
         FROM s GROUP BY 1 ORDER BY 1"""))]
-    cols, rows = query(lake, f"SELECT step, reason, round(val_reward, 3) AS heldout_reward FROM teacher_syncs "
-                             f"WHERE run_id = {r} ORDER BY step")
-    (_, [(v0,)]) = query(lake, f"SELECT max(val_reward) FILTER (WHERE step = 0) FROM distill_log WHERE run_id = {r}")
-    out += ["", f"teacher syncs (held-out reward at step 0: {v0 if v0 is None else round(v0, 3)})",
-            format_table(cols, rows) if rows else "(none)"]
+    cols, rows = query(lake, f"SELECT step, reason, round(val_reward, 3) AS heldout_reward, source_step AS copied_student_of_step "
+                             f"FROM teacher_syncs WHERE run_id = {r} ORDER BY step")
+    (_, [(v0, saved, v_saved)]) = query(lake, "SELECT max(val_reward) FILTER (WHERE step = 0), max(step) FILTER (WHERE saved), "
+                                              f"max(val_reward) FILTER (WHERE saved) FROM distill_log WHERE run_id = {r}")
+    fmt = lambda v: v if v is None else round(v, 3)  # noqa: E731
+    out += ["", f"teacher syncs (held-out reward at step 0: {fmt(v0)})", format_table(cols, rows) if rows else "(none)",
+            f"saved student: step {saved} (held-out reward {fmt(v_saved)}; step 0 = the SRT model unchanged)"]
     return out
 
 

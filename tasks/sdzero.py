@@ -63,6 +63,7 @@ def revise_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_
         return files, {"kept": kept, "tuples": len(rows)}
 
     return run_stage(ctx, "revise", {"model": _model_id(cfg.model), **_reward_section(config),
+                                     "val_size": sd.distill.val_size,  # seed_phases names the Phase-2 held-out seeds
                                      "sampling": config["sampling"], "shard_seeds": cfg.shard_seeds},
                      [seeds_manifest, candidates_manifest], body, (cfg.sampling.prompt, *_CONTROLS),
                      reads=("seeds", "candidates"))
@@ -96,7 +97,7 @@ def self_distill(ctx: dict, config: dict, seeds_manifest: dict, candidates_manif
                  lake.write("teacher_syncs", ctx["run_id"], result["syncs"])]
         _artifact(ctx["run_id"], result)
         return files, {"checkpoint": result["path"], "start": str(start), "syncs": len(result["syncs"]),
-                       "final_loss": final_loss}
+                       "final_loss": final_loss, "saved_step": result["saved_step"]}
 
     section = {"start": _model_id(start), **_reward_section(config), "distill": config["sdzero"]["distill"]}
     return run_stage(ctx, "distill", section, [seeds_manifest, candidates_manifest, revise_manifest], body,

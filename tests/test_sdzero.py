@@ -128,9 +128,48 @@ def test_phase2_steps_lower_the_divergence_and_sync_copies_the_student(tiny_mode
                   DistillConfig(steps=4, batch_size=2, max_new_tokens=8, sync_every=2, eval_every=1, patience=100),
                   "sample_math", tmp_path / "student")
     assert [s["step"] for s in out["steps"]] == [0, 1, 2, 3, 4]
-    assert [(s["step"], s["reason"]) for s in out["syncs"]] == [(2, "every_n"), (4, "every_n")]
+    assert [(s["step"], s["reason"], s["source_step"]) for s in out["syncs"]] == [(2, "every_n", 2), (4, "every_n", 4)]
     assert [s["teacher_syncs"] for s in out["steps"]] == [0, 0, 1, 1, 2]
     assert len(out["samples"]) == 8 and (tmp_path / "student" / "model.safetensors").exists()
+
+
+class FadingReward(Reward):
+    """Right on every call to the held-out seeds until it has been asked `good_calls` times, then wrong:
+    a student that only gets worse after the start."""
+
+    source = "fading"
+
+    def __init__(self, val_ids, good_calls):
+        self.val_ids, self.left = val_ids, good_calls
+
+    def grade(self, seeds, texts):
+        if seeds and seeds[0]["seed_id"] in self.val_ids:
+            self.left -= 1
+            return [self.left >= 0] * len(seeds)
+        return [True] * len(seeds)
+
+
+def test_plateau_sync_and_the_saved_model_use_the_best_student(tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    from selfimprove.self_distill import distill
+
+    out = distill(tiny_model, SEEDS[:6], SEEDS[6:], FadingReward({"s6"}, good_calls=1),
+                  DistillConfig(steps=4, batch_size=2, max_new_tokens=8, eval_every=2, patience=1, learning_rate=1e-2),
+                  "sample_math", tmp_path / "student")
+    assert [s["val_reward"] for s in out["steps"]] == [1.0, None, 0.0, None, 0.0]
+    # both checks regress: each plateau sync puts the step-0 student back before copying it to the teacher
+    assert [(s["step"], s["reason"], s["source_step"]) for s in out["syncs"]] == [(2, "plateau", 0), (4, "plateau", 0)]
+    assert out["saved_step"] == 0 and [s["step"] for s in out["steps"] if s["saved"]] == [0]
+    start, saved = load_file(tiny_model / "model.safetensors"), load_file(tmp_path / "student" / "model.safetensors")
+    assert all(torch.equal(start[k], saved[k]) for k in start)  # training moved it, and keep_best put it back
+
+    out = distill(tiny_model, SEEDS[:6], SEEDS[6:], FadingReward({"s6"}, good_calls=1),
+                  DistillConfig(steps=2, batch_size=2, max_new_tokens=8, eval_every=2, keep_best=False, learning_rate=1e-2),
+                  "sample_math", tmp_path / "last")
+    assert out["saved_step"] == 2 and out["syncs"][0]["source_step"] == 2
+    last = load_file(tmp_path / "last" / "model.safetensors")
+    assert not all(torch.equal(start[k], last[k]) for k in start)
 
 
 def sdzero_overrides(model_path):

@@ -44,13 +44,15 @@ TABLES: dict[str, pa.Schema] = {
                             ("init_answer", S), ("init_reward", B), ("control", S), ("control_hash", S),
                             ("revised_text", S), ("revised_answer", S), ("revised_n_tokens", I), ("revised_reward", B),
                             ("reward_source", S), ("kept", B), ("reason", S)]),
-    # Phase 2: per optimiser step (step 0 = the starting model's held-out reward), each rollout, each teacher sync
+    # Phase 2: per optimiser step (step 0 = the starting model's held-out reward; saved = the student kept),
+    # each rollout, each teacher sync
     "distill_log": pa.schema([("run_id", S), ("step", I), ("loss", F), ("kl_reverse", F), ("mean_reward", F), ("graded", I),
                               ("response_tokens", F), ("loss_tokens", I), ("val_reward", F), ("teacher_syncs", I),
-                              ("learning_rate", F), ("seconds", F)]),
+                              ("learning_rate", F), ("seconds", F), ("saved", B)]),
     "distill_samples": pa.schema([("run_id", S), ("step", I), ("seed_id", S), ("text", S), ("n_tokens", I), ("reward", B),
                                   ("control", S), ("divergence", F)]),
-    "teacher_syncs": pa.schema([("run_id", S), ("step", I), ("reason", S), ("val_reward", F)]),
+    # source_step: the step whose student was copied (the best one when keep_best, else this step)
+    "teacher_syncs": pa.schema([("run_id", S), ("step", I), ("reason", S), ("val_reward", F), ("source_step", I)]),
 }
 
 _DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
