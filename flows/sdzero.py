@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from selfimprove.config import merge
+from selfimprove.config import load, merge
 from tasks.report import summarize_run
 from tasks.sdzero import revise_candidates, self_distill
 from tasks.stages import fine_tune, guard_contamination, ingest_seeds, sample_candidates
@@ -22,11 +22,14 @@ from .pipeline import evaluate_models, start_run
 def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
            overrides: dict | None = None, run_id: str | None = None, reward: str | None = None,
            reuse: str | None = None, from_stage: str | None = None, cache: bool = True) -> dict:
-    """`reward`: ground_truth | self_verified (None: the config's, ground_truth by default). `run_id`,
+    """`reward`: ground_truth | self_verified (method `sdzero_self_verified`: 8 samples per seed for the
+    agreement labels). None: the config's, ground_truth by default. `run_id`,
     `reuse`, `from_stage` and `cache` work as in the svd flow."""
     if reward:
         overrides = merge(overrides or {}, {"sdzero": {"reward": reward}})
-    cfg, conf, ctx = start_run("sdzero", preset, config_file, lake, overrides, run_id, "sdzero", reuse, from_stage, cache)
+    chosen = load(preset, config_file, overrides, "sdzero").sdzero.reward  # --reward, else the config file's
+    method = "sdzero_self_verified" if chosen == "self_verified" else "sdzero"
+    cfg, conf, ctx = start_run("sdzero", preset, config_file, lake, overrides, run_id, method, reuse, from_stage, cache)
     m: dict[str, dict] = {}
     m["seeds"] = ingest_seeds(ctx, conf)
     m["candidates"] = sample_candidates(ctx, conf, m["seeds"])

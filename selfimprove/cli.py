@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.reward and args.flow != "sdzero":
                 raise ValueError("--reward belongs to `run sdzero`")
             method = args.method if args.flow == "svd" else args.flow
+            if args.flow == "sdzero" and args.reward == "self_verified":
+                method = "sdzero_self_verified"
             overrides = {"sdzero": {"reward": args.reward}} if args.reward else {}
             cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
             if cfg.seeds.path:
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 from flows.sdzero import sdzero
 
-                result = sdzero(**common)
+                result = sdzero(reward=args.reward, **common)
             print("\n" + result["summary"])
         elif args.command == "calibrate":
             from flows.calibrate import calibrate

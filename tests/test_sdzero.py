@@ -213,12 +213,12 @@ def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, 
         assert {"base", "tuned"} <= models and ("srt" in models) == (kept > 0)
         (start,), = q("SELECT base_model FROM checkpoints WHERE run_id = RUN AND method = 'sdzero'")
         assert ("-full" in start) == (kept > 0)  # Phase 2 starts from the SRT checkpoint when there is one
-    # the second reward source reuses the first run's seeds and candidates: no sampling again
-    assert lake.read_manifest(runs["self_verified"], "candidates")["reused_from"] == runs["ground_truth"]
-    assert lake.read_manifest(runs["self_verified"], "revise").get("reused_from") is None  # the reward changed
+    # the second reward source reuses the first run's seeds; it samples 8 per seed for its agreement labels
+    assert lake.read_manifest(runs["self_verified"], "seeds")["reused_from"] == runs["ground_truth"]
+    assert [query(lake, f"SELECT count(*) FROM candidates WHERE run_id = '{r}'")[1] for r in runs.values()] == [[(48,)], [(96,)]]
     assert main(["compare", *runs.values(), "--lake", str(lake.root)]) == 0
     out = capsys.readouterr().out
-    assert "sdzero/ground_truth" in out and "sdzero/self_verified" in out
+    assert "sdzero (ground_truth)" in out and "sdzero_self_verified (self_verified)" in out
 
 
 def test_cli_sdzero_needs_answers_for_ground_truth(tmp_path, lake, capsys):

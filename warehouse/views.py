@@ -65,7 +65,8 @@ def _cell(v, width: int) -> str:
 
 
 def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]]:
-    """One row per run: method, training examples, generated tokens, judge calls, held-out pass@1 of base
+    """One row per run: method, training examples, generated tokens (samples, SD-Zero revisions and rollouts;
+    not judges), judge calls, held-out pass@1 of base
     and fine-tuned models (each at its best evaluation temperature when T_eval was swept) with 95 % CIs."""
     ids = ", ".join("'" + r.replace("'", "''") + "'" for r in run_ids)
     known = {r for (r,) in query(lake, f"SELECT run_id FROM runs WHERE run_id IN ({ids})")[1]}
@@ -81,10 +82,13 @@ def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]
         fmt AS (SELECT run_id, kind, label || ': ' || round(p1, 3) || ' [' || round(lo, 3) || ', ' || round(hi, 3) || ']' AS s, n
                 FROM best)
         SELECT r.run_id, r.flow, json_extract_string(r.config_json, '$.method')
-                   || coalesce('/' || CASE WHEN r.flow = 'sdzero' THEN json_extract_string(r.config_json, '$.sdzero.reward') END, '')
+                   || coalesce(' (' || CASE WHEN r.flow = 'sdzero' THEN json_extract_string(r.config_json, '$.sdzero.reward') END || ')', '')
                    AS method,
                (SELECT count(*) FROM train_examples t WHERE t.run_id = r.run_id) AS train_examples,
-               (SELECT coalesce(sum(n_tokens), 0) FROM candidates c WHERE c.run_id = r.run_id) AS generated_tokens,
+               (SELECT coalesce(sum(n_tokens), 0) FROM candidates c WHERE c.run_id = r.run_id)
+                 + (SELECT coalesce(sum(revised_n_tokens), 0) FROM revisions v WHERE v.run_id = r.run_id)
+                 + (SELECT coalesce(sum(n_tokens), 0) FROM distill_samples d WHERE d.run_id = r.run_id)
+                 AS generated_tokens,
                (SELECT count(*) FROM judgments j WHERE j.run_id = r.run_id AND j.call <> 'agreement') AS judge_calls,
                (SELECT s FROM fmt WHERE fmt.run_id = r.run_id AND kind = 'base') AS "base pass@1 [95% CI]",
                (SELECT s FROM fmt WHERE fmt.run_id = r.run_id AND kind = 'tuned') AS "tuned pass@1 [95% CI]",
