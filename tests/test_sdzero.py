@@ -181,7 +181,7 @@ def sdzero_overrides(model_path):
                                    "sync_every": 2, "sync_on_plateau": False, "top_k": 16}}}
 
 
-def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, capsys):
+def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, capsys, tmp_path):
     from flows.sdzero import sdzero
     from selfimprove.cli import main
     from warehouse.views import query
@@ -219,6 +219,19 @@ def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, 
     assert main(["compare", *runs.values(), "--lake", str(lake.root)]) == 0
     out = capsys.readouterr().out
     assert "sdzero (ground_truth)" in out and "sdzero_self_verified (self_verified)" in out
+
+    # redo Phase 2 only (the sdzero-from-distill deployment): Phase 1 and SRT are the first run's
+    overrides = sdzero_overrides(tiny_model)
+    overrides["sdzero"]["distill"]["seed"] = 5
+    again = sdzero(lake=str(lake.root), overrides=overrides, reuse=runs["ground_truth"], from_stage="distill")["run_id"]
+    for stage in ("candidates", "revise", "train"):
+        assert lake.read_manifest(again, stage)["reused_from"] == runs["ground_truth"]
+    assert lake.read_manifest(again, "distill").get("reused_from") is None
+
+    from warehouse.report import write_report
+
+    write_report(lake, again, tmp_path / "report")
+    assert (tmp_path / "report" / "distill.png").exists() and "Self-distillation" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_cli_sdzero_needs_answers_for_ground_truth(tmp_path, lake, capsys):

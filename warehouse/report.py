@@ -108,6 +108,23 @@ def write_report(lake: Lake, run: str, out_dir: Path) -> Path:
     else:
         parts.append(("Training", "<p>No training in this run.</p>"))
 
+    distill = _rows(lake, f"SELECT step, loss, mean_reward, val_reward FROM distill_log WHERE run_id = '{run}' ORDER BY step")
+    if distill:  # SD-Zero Phase 2
+        syncs = _rows(lake, f"SELECT step, reason, val_reward, source_step FROM teacher_syncs WHERE run_id = '{run}' ORDER BY step")
+
+        def plot_distill(ax):
+            for col, label in ((1, "divergence loss"), (2, "rollout reward"), (3, "held-out reward")):
+                pts = [(r[0], r[col]) for r in distill if r[col] is not None]
+                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", ms=3, label=label)
+            for step, *_ in syncs:
+                ax.axvline(step, color="grey", ls=":", lw=1)
+            ax.set_xlabel("step (dotted: teacher sync)")
+            ax.set_title("SD-Zero Phase 2: on-policy self-distillation")
+            ax.legend()
+        figs["distill"] = _figure(plot_distill, out_dir / "distill.png")
+        parts.append(("Self-distillation", f'<img src="{figs["distill"]}" alt="distill">' +
+                      _table(["sync at step", "reason", "held-out reward", "copied student of step"], syncs)))
+
     evals = _rows(lake, f"""SELECT model, value, ci_low, ci_high, n FROM eval_metrics
         WHERE run_id = '{run}' AND metric = 'pass@1' ORDER BY model""")
     if evals:
@@ -117,7 +134,7 @@ def write_report(lake: Lake, run: str, out_dir: Path) -> Path:
             ax.set_ylabel("held-out pass@1")
             ax.set_title("Held-out pass@1 with 95% bootstrap intervals")
         figs["eval"] = _figure(plot_eval, out_dir / "eval.png")
-        delta = _rows(lake, f"SELECT value, ci_low, ci_high FROM eval_metrics WHERE run_id = '{run}' AND metric = 'pass@1_delta_vs_base'")
+        delta = _rows(lake, f"SELECT value, ci_low, ci_high FROM eval_metrics WHERE run_id = '{run}' AND metric = 'pass@1_delta_vs_base' AND model LIKE 'tuned%'")
         note = f"<p>Paired difference tuned − base: {delta[0][0]:+.3f} [{delta[0][1]:+.3f}, {delta[0][2]:+.3f}]</p>" if delta else ""
         parts.append(("Held-out evaluation", f'<img src="{figs["eval"]}" alt="eval">' + note +
                       _table(["model", "pass@1", "95% low", "95% high", "items"],
