@@ -25,6 +25,10 @@ class Reward:
     def grade(self, seeds: list[dict], texts: list[str]) -> list[bool | None]:
         raise NotImplementedError
 
+    def gradable(self, seed: dict) -> bool:
+        """Whether responses to this seed can be graded at all (Phase 2 rolls out only on those)."""
+        return True
+
 
 class GroundTruthReward(Reward):
     source = "ground_truth"
@@ -66,6 +70,9 @@ class SelfVerifiedReward(Reward):
                 if votes / len(answers) >= threshold:
                     labels[s["seed_id"]] = answers[groups.index(group)]
         return cls(labels, answer_format)
+
+    def gradable(self, seed):
+        return seed["seed_id"] in self.labels
 
     def grade(self, seeds, texts):
         out: list[bool | None] = []

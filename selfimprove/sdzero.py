@@ -73,22 +73,31 @@ def _unit_hash(seed_id: str) -> float:
     return int(hashlib.sha256(seed_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
-def phases(seeds: list[dict], distill_share: float, val_size: int = 0) -> dict[str, str]:
-    """seed_id → 'revise' (Phase 1), 'distill' (Phase 2 rollouts) or 'distill_val' (Phase 2 held-out reward).
+def phases(seeds: list[dict], distill_share: float, val_size: int = 0, gradable=None) -> dict[str, str]:
+    """seed_id → 'revise' (Phase 1), 'distill' (Phase 2 rollouts), 'distill_val' (Phase 2 held-out reward)
+    or 'distill_ungraded' (a Phase-2 seed the reward cannot grade: no self-verified label).
 
     Stable per seed and independent of the seed order: a hash of the seed_id below `distill_share`
-    goes to Phase 2, whose `val_size` lowest-hash seeds measure the held-out reward.
+    goes to Phase 2; the lowest-hash gradable Phase-2 seeds, `val_size` but at most a third of them,
+    measure the held-out reward.
     """
-    out = {s["seed_id"]: ("distill" if _unit_hash(s["seed_id"]) < distill_share else "revise") for s in seeds}
-    for seed_id in sorted((k for k, v in out.items() if v == "distill"), key=_unit_hash)[:val_size]:
+    out = {}
+    for s in seeds:
+        if _unit_hash(s["seed_id"]) >= distill_share:
+            out[s["seed_id"]] = "revise"
+        else:
+            out[s["seed_id"]] = "distill" if gradable is None or gradable(s) else "distill_ungraded"
+    graded = sorted((k for k, v in out.items() if v == "distill"), key=_unit_hash)
+    for seed_id in graded[:min(val_size, len(graded) // 3)]:
         out[seed_id] = "distill_val"
     return out
 
 
-def split(seeds: list[dict], distill_share: float, val_size: int = 0) -> dict[str, list[dict]]:
+def split(seeds: list[dict], distill_share: float, val_size: int = 0, gradable=None) -> dict[str, list[dict]]:
     """The seeds of each phase, in their original order."""
-    of = phases(seeds, distill_share, val_size)
-    return {name: [s for s in seeds if of[s["seed_id"]] == name] for name in ("revise", "distill", "distill_val")}
+    of = phases(seeds, distill_share, val_size, gradable)
+    return {name: [s for s in seeds if of[s["seed_id"]] == name]
+            for name in ("revise", "distill", "distill_val", "distill_ungraded")}
 
 
 def control_phrase(correct: bool) -> str:

@@ -10,13 +10,14 @@ from prefect import task
 
 from selfimprove import models, rewards
 from selfimprove.revision import revise, training_rows
-from selfimprove.sdzero import CONTROL_PROMPTS, phases, split
+from selfimprove.sdzero import CONTROL_PROMPTS, phases
 from selfimprove.self_distill import distill
 
 from .common import MODEL_STAGE, backend_for, config_of, progress_bar, read, run_stage
 from .stages import _model_id
 
 _CONTROLS = tuple(CONTROL_PROMPTS.values())
+PHASE_RULE = "hash+gradable/1"  # how seeds are assigned to phases (sdzero.phases); change it when that rule changes
 
 
 def _reward(cfg, seeds_manifest: dict, candidates_manifest: dict) -> rewards.Reward:
@@ -39,10 +40,10 @@ def revise_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_
 
     def body(lake, shards):
         seeds = read(seeds_manifest, "seeds")
-        of = phases(seeds, sd.distill_share, sd.distill.val_size)
-        phase1 = split(seeds, sd.distill_share, sd.distill.val_size)["revise"]
         cands = read(candidates_manifest, "candidates")
         reward = _reward(cfg, seeds_manifest, candidates_manifest)
+        of = phases(seeds, sd.distill_share, sd.distill.val_size, reward.gradable)
+        phase1 = [s for s in seeds if of[s["seed_id"]] == "revise"]
         backend = backend_for(models.resolve(cfg.model), cfg.backend)
         bar, tick = progress_bar(len(phase1), "revising", "seed")
 
@@ -64,6 +65,7 @@ def revise_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_
 
     return run_stage(ctx, "revise", {"model": _model_id(cfg.model), **_reward_section(config),
                                      "val_size": sd.distill.val_size,  # seed_phases names the Phase-2 held-out seeds
+                                     "phase_rule": PHASE_RULE,
                                      "sampling": config["sampling"], "shard_seeds": cfg.shard_seeds},
                      [seeds_manifest, candidates_manifest], body, (cfg.sampling.prompt, *_CONTROLS),
                      reads=("seeds", "candidates"))
@@ -82,6 +84,9 @@ def self_distill(ctx: dict, config: dict, seeds_manifest: dict, candidates_manif
         train_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill"]
         val_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill_val"]
         reward = _reward(cfg, seeds_manifest, candidates_manifest)
+        if not train_seeds:  # e.g. no Phase-2 seed has a self-verified label: SD-Zero is the SRT model
+            print("[distill] no gradable Phase-2 seeds: Phase 2 skipped, the SRT model is the result")
+            return [], {"skipped": "no gradable Phase-2 seeds", "checkpoint": start}
         checkpoint_id = f"{ctx['run_id']}-sdzero"
         out = lake.root / "checkpoints_store" / checkpoint_id
         bar, tick = progress_bar(cfg.sdzero.distill.steps, "self-distilling", "step")
