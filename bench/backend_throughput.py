@@ -14,7 +14,7 @@ import time
 
 import selfimprove.cli  # noqa: F401  (offline environment defaults)
 from selfimprove import models
-from selfimprove.backends import BackendConfig, SamplingParams, TransformersBackend, _length_until_eos
+from selfimprove.backends import BackendConfig, SamplingParams, TransformersBackend, length_until_eos
 from selfimprove.sampling import user_message
 from selfimprove.seeds import SeedSource, generate
 
@@ -47,7 +47,7 @@ def main() -> None:
         with torch.inference_mode():
             out = backend.model.generate(**enc, max_new_tokens=64, do_sample=True, temperature=params.temperature,
                                          top_p=params.top_p, top_k=params.top_k, num_return_sequences=args.n)
-        raw_tokens += sum(_length_until_eos(seq.tolist(), stop) for seq in out[:, enc["input_ids"].shape[1]:])
+        raw_tokens += sum(length_until_eos(seq.tolist(), stop) for seq in out[:, enc["input_ids"].shape[1]:])
     raw = time.time() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{args.prompts} prompts x {args.n} samples, batch {args.batch_size}, {args.dtype}")

@@ -133,7 +133,7 @@ class TransformersBackend(Backend):
             new = out[:, enc["input_ids"].shape[1]:]
             for row, seq in enumerate(new):
                 ids = seq.tolist()
-                n_tok = _length_until_eos(ids, self._stop_ids())
+                n_tok = length_until_eos(ids, self._stop_ids())
                 text = self.tokenizer.decode(ids[:n_tok], skip_special_tokens=True)
                 results[idx[row // n]].append(Generation(text=text, n_tokens=n_tok))
                 self.counters.generated_tokens += n_tok
@@ -174,7 +174,8 @@ class TransformersBackend(Backend):
         return ids[0]
 
 
-def _length_until_eos(ids: list[int], stop: set[int]) -> int:
+def length_until_eos(ids: list[int], stop: set[int]) -> int:
+    """Tokens before the first stop token (all of them if none)."""
     for i, t in enumerate(ids):
         if t in stop:
             return i

@@ -10,9 +10,7 @@
 """
 from __future__ import annotations
 
-from collections import Counter
-
-from .agreement import group_answers
+from .agreement import agreement_scores
 from .answers import final_answer
 from .scorers import get_scorer, math_equal
 
@@ -63,12 +61,10 @@ class SelfVerifiedReward(Reward):
         labels = {}
         for s in seeds:
             answers = [c["final_answer"] for c in sorted(by_seed.get(s["seed_id"], []), key=lambda c: c["sample_index"])]
-            groups = group_answers(answers, s["domain"])
-            counts = Counter(g for g in groups if g is not None)
-            if counts and answers:
-                group, votes = counts.most_common(1)[0]
-                if votes / len(answers) >= threshold:
-                    labels[s["seed_id"]] = answers[groups.index(group)]
+            shares = agreement_scores(answers, s["domain"])
+            best = max(range(len(shares)), key=shares.__getitem__, default=None)  # first of the largest group
+            if best is not None and shares[best] > 0 and shares[best] >= threshold:
+                labels[s["seed_id"]] = answers[best]
         return cls(labels, answer_format)
 
     def gradable(self, seed):

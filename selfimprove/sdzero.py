@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from . import prompts
+from .rewards import SOURCES
 
 CONTROL_PROMPTS = {True: "revise_correct", False: "revise_wrong"}
 
@@ -61,8 +62,8 @@ class SDZeroConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)  # Phase 2
 
     def __post_init__(self) -> None:
-        if self.reward not in ("ground_truth", "self_verified"):
-            raise ValueError(f"sdzero.reward must be ground_truth or self_verified, got {self.reward!r}")
+        if self.reward not in SOURCES:
+            raise ValueError(f"sdzero.reward must be one of {SOURCES}, got {self.reward!r}")
         if not 0 < self.distill_share < 1:
             raise ValueError("sdzero.distill_share must be in (0, 1): both phases need seeds")
         if isinstance(self.distill, dict):

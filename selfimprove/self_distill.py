@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .backends import length_until_eos
 from .divergence import divergence
 from .rewards import Reward
 from .sampling import user_message
@@ -74,8 +75,8 @@ class Distiller:
                                         pad_token_id=pad, **kwargs)
         responses = []
         for row in out[:, width:].tolist():
-            end = next((i for i, t in enumerate(row) if t in self.stop), None)
-            responses.append(row[:end] + [self.eos] if end is not None else row)
+            n = length_until_eos(row, self.stop)
+            responses.append(row[:n] + [self.eos] if n < len(row) else row)
         return responses
 
     def text(self, response: list[int]) -> str:

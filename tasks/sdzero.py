@@ -20,10 +20,10 @@ _CONTROLS = tuple(CONTROL_PROMPTS.values())
 PHASE_RULE = "hash+gradable/1"  # how seeds are assigned to phases (sdzero.phases); change it when that rule changes
 
 
-def _reward(cfg, seeds_manifest: dict, candidates_manifest: dict) -> rewards.Reward:
+def _reward(cfg, seeds: list[dict], candidates: list[dict]) -> rewards.Reward:
     """The run's reward. Self-verified labels come from every seed's candidates (ground truth is never read)."""
-    return rewards.build(cfg.sdzero.reward, read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates"),
-                         cfg.sdzero.scorer, cfg.sdzero.agreement_threshold, cfg.sampling.answer_format)
+    return rewards.build(cfg.sdzero.reward, seeds, candidates, cfg.sdzero.scorer, cfg.sdzero.agreement_threshold,
+                         cfg.sampling.answer_format)
 
 
 def _reward_section(config: dict) -> dict:
@@ -41,7 +41,7 @@ def revise_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_
     def body(lake, shards):
         seeds = read(seeds_manifest, "seeds")
         cands = read(candidates_manifest, "candidates")
-        reward = _reward(cfg, seeds_manifest, candidates_manifest)
+        reward = _reward(cfg, seeds, cands)
         of = phases(seeds, sd.distill_share, sd.distill.val_size, reward.gradable)
         phase1 = [s for s in seeds if of[s["seed_id"]] == "revise"]
         backend = backend_for(models.resolve(cfg.model), cfg.backend)
@@ -83,7 +83,7 @@ def self_distill(ctx: dict, config: dict, seeds_manifest: dict, candidates_manif
         of = {r["seed_id"]: r["phase"] for r in read(revise_manifest, "seed_phases")}
         train_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill"]
         val_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill_val"]
-        reward = _reward(cfg, seeds_manifest, candidates_manifest)
+        reward = _reward(cfg, seeds, read(candidates_manifest, "candidates"))
         if not train_seeds:  # e.g. no Phase-2 seed has a self-verified label: SD-Zero is the SRT model
             print("[distill] no gradable Phase-2 seeds: Phase 2 skipped, the SRT model is the result")
             return [], {"skipped": "no gradable Phase-2 seeds", "checkpoint": start}
