@@ -12,11 +12,12 @@ import argparse
 import resource
 import time
 
-import selfimprove.cli  # noqa: F401  (offline environment defaults)
-from selfimprove import models
-from selfimprove.backends import BackendConfig, SamplingParams, TransformersBackend, length_until_eos
-from selfimprove.sampling import user_message
-from selfimprove.seeds import SeedSource, generate
+import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+from selfimprove.inference import models
+from selfimprove.inference.base import BackendConfig, SamplingParams, length_until_eos
+from selfimprove.inference.transformers_backend import TransformersBackend
+from selfimprove.generation.sampling import user_message
+from selfimprove.data.seeds import SeedSource, generate
 
 
 def main() -> None:

@@ -12,12 +12,12 @@ import argparse
 import json
 import time
 
-import selfimprove.cli  # noqa: F401  (offline environment defaults)
-from flows.svd import svd
+import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+from selfimprove.flows.svd import svd
 from selfimprove import config as configlib
-from selfimprove.evaluation import paired_difference
-from warehouse import Lake
-from warehouse.views import format_table, query
+from selfimprove.evaluation.heldout import paired_difference
+from selfimprove.warehouse import Lake
+from selfimprove.warehouse.views import format_table, query
 
 
 def main() -> None:

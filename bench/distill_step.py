@@ -8,10 +8,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selfimprove import models, seeds as seedlib  # noqa: E402
-from selfimprove.rewards import GroundTruthReward  # noqa: E402
-from selfimprove.sdzero import DistillConfig  # noqa: E402
-from selfimprove.self_distill import Distiller  # noqa: E402
+from selfimprove.inference import models  # noqa: E402
+from selfimprove.data import seeds as seedlib
+from selfimprove.methods.sdzero.rewards import GroundTruthReward  # noqa: E402
+from selfimprove.methods.sdzero.config import DistillConfig  # noqa: E402
+from selfimprove.methods.sdzero.distill import Distiller  # noqa: E402
 
 
 def main(steps: int = 3) -> None:

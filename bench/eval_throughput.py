@@ -15,12 +15,13 @@ import argparse
 import subprocess
 import time
 
-import selfimprove.cli  # noqa: F401  (offline environment defaults)
-from selfimprove import models
-from selfimprove.backends import BackendConfig, SamplingParams, TransformersBackend
-from selfimprove.evaluation import EvalConfig, evaluate, message
-from selfimprove.datasets import builtin
-from selfimprove.sandbox import SandboxConfig, launcher, run_many, run_program
+import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+from selfimprove.inference import models
+from selfimprove.inference.base import BackendConfig, SamplingParams
+from selfimprove.inference.transformers_backend import TransformersBackend
+from selfimprove.evaluation.heldout import EvalConfig, evaluate, message
+from selfimprove.data.datasets import builtin
+from selfimprove.evaluation.sandbox import SandboxConfig, launcher, run_many, run_program
 
 
 def eval_vs_raw(model: str, n_items: int) -> None:

@@ -16,13 +16,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from selfimprove.backends import BackendConfig, TransformersBackend  # noqa: E402
-from selfimprove.rewards import Reward  # noqa: E402
-from selfimprove.revision import revise, training_rows  # noqa: E402
-from selfimprove.sampling import SamplingConfig, sample  # noqa: E402
-from selfimprove.sdzero import DistillConfig, SDZeroConfig  # noqa: E402
-from selfimprove.self_distill import Distiller  # noqa: E402
-from selfimprove.training import TrainConfig, train  # noqa: E402
+from selfimprove.inference.base import BackendConfig
+from selfimprove.inference.transformers_backend import TransformersBackend  # noqa: E402
+from selfimprove.methods.sdzero.rewards import Reward  # noqa: E402
+from selfimprove.methods.sdzero.revision import revise, training_rows  # noqa: E402
+from selfimprove.generation.sampling import SamplingConfig, sample  # noqa: E402
+from selfimprove.methods.sdzero.config import DistillConfig, SDZeroConfig  # noqa: E402
+from selfimprove.methods.sdzero.distill import Distiller  # noqa: E402
+from selfimprove.training.sft import TrainConfig, train  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
 

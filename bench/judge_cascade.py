@@ -14,13 +14,15 @@ from __future__ import annotations
 import argparse
 import time
 
-import selfimprove.cli  # noqa: F401  (offline environment defaults)
-from selfimprove import models, prompts
-from selfimprove.backends import BackendConfig, SamplingParams, TransformersBackend
-from selfimprove.cascade import CascadeConfig, run_cascade
-from selfimprove.judges import StageConfig, make_items
-from selfimprove.sampling import SamplingConfig, sample
-from selfimprove.seeds import SeedSource, generate
+import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+from selfimprove.inference import models
+from selfimprove import prompts
+from selfimprove.inference.base import BackendConfig, SamplingParams
+from selfimprove.inference.transformers_backend import TransformersBackend
+from selfimprove.verification.cascade import CascadeConfig, run_cascade
+from selfimprove.verification.judges import StageConfig, make_items
+from selfimprove.generation.sampling import SamplingConfig, sample
+from selfimprove.data.seeds import SeedSource, generate
 
 
 def stages(votes: int, gate: bool) -> list[StageConfig]:
@@ -31,7 +33,7 @@ def stages(votes: int, gate: bool) -> list[StageConfig]:
 
 
 def passes(judgments: list[dict], cfg_stages: list[StageConfig]) -> set[str]:
-    from selfimprove.judges import combine
+    from selfimprove.verification.votes import combine
 
     by: dict[tuple[str, str], list[str]] = {}
     for j in judgments:

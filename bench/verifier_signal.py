@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-import selfimprove.cli  # noqa: F401  (offline environment defaults)
-from flows.calibrate import calibrate
+import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+from selfimprove.flows.calibrate import calibrate
 
 
 def main() -> None:

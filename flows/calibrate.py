@@ -4,18 +4,16 @@ from __future__ import annotations
 from prefect import flow, task
 
 from selfimprove import config as configlib
-from selfimprove.calibration import calibration_stages, recommend
-from tasks.common import config_of, read
-from tasks.report import render_calibration
-from tasks.stages import ingest_seeds, judge_candidates, register_run, sample_candidates
-from warehouse import lake_root
-
-from .pipeline import new_run_id
+from selfimprove.verification.calibration import calibration_stages, recommend
+from selfimprove.config import RunConfig
+from selfimprove.flows.pipeline import start_run
+from selfimprove.tasks.common import read
+from selfimprove.tasks.report import render_calibration
+from selfimprove.tasks.stages import ingest_seeds, judge_candidates, sample_candidates
 
 
 @task(name="recommend-cascade")
-def recommend_cascade(config: dict, judge_manifest: dict) -> dict:
-    cfg = config_of(config)
+def recommend_cascade(cfg: RunConfig, judge_manifest: dict) -> dict:
     labels = {r["candidate_id"]: r["correct"] for r in read(judge_manifest, "candidate_labels")}
     if not labels:
         raise ValueError("calibration needs seeds with ground-truth answers (generated seeds have them)")
@@ -29,17 +27,14 @@ def calibrate(model: str = "default", preset: str = "quickstart", seeds_size: in
               overrides: dict | None = None, reuse: str | None = None, seed: int = 4321) -> dict:
     """Calibrate on generated seeds of their own generator seed (4321), apart from the training seeds."""
     base = configlib.load(preset, overrides=configlib.merge(
-        {"model": model, "seeds": {"size": seeds_size, "seed": seed}}, overrides or {}))
+        {"model": model, "seeds": {"size": seeds_size, "seed": seed}}, overrides or {}), method="calibrate")
     agreement = next((s.threshold for s in base.cascade.stages if s.strategy == "agreement"), 0.5)
     base.cascade.stages = calibration_stages(agreement)
     base.cascade.selection = "all_valid"
-    base.method = "calibrate"
-    conf = base.to_dict()
-    ctx = {"lake": str(lake_root(lake)), "run_id": new_run_id("calibrate"), "reuse": reuse}
-    register_run(ctx, conf, "calibrate", preset)
-    seeds = ingest_seeds(ctx, conf)
-    candidates = sample_candidates(ctx, conf, seeds)
-    judged = judge_candidates(ctx, conf, seeds, candidates)
-    rec = recommend_cascade(conf, judged)
-    text = render_calibration(ctx["lake"], ctx["run_id"], rec)
-    return {"run_id": ctx["run_id"], "summary": text, "recommended": rec["stages"]}
+    ctx = start_run("calibrate", base, preset, lake, reuse=reuse)
+    seeds = ingest_seeds(ctx, base)
+    candidates = sample_candidates(ctx, base, seeds)
+    judged = judge_candidates(ctx, base, seeds, candidates)
+    rec = recommend_cascade(base, judged)
+    text = render_calibration(ctx.lake, ctx.run_id, rec)
+    return {"run_id": ctx.run_id, "summary": text, "recommended": rec["stages"]}

@@ -11,11 +11,11 @@ from __future__ import annotations
 from prefect import flow
 
 from selfimprove.config import load, merge
-from tasks.report import summarize_run
-from tasks.sdzero import revise_candidates, self_distill
-from tasks.stages import fine_tune, guard_contamination, ingest_seeds, sample_candidates
+from selfimprove.tasks.report import summarize_run
+from selfimprove.tasks.sdzero import revise_candidates, self_distill
+from selfimprove.tasks.stages import fine_tune, guard_contamination, ingest_seeds, sample_candidates
 
-from .pipeline import evaluate_models, start_run
+from selfimprove.flows.pipeline import evaluate_models, start_run
 
 
 @flow(name="sdzero")
@@ -27,17 +27,21 @@ def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str
     `reuse`, `from_stage` and `cache` work as in the svd flow."""
     if reward:
         overrides = merge(overrides or {}, {"sdzero": {"reward": reward}})
-    chosen = load(preset, config_file, overrides, "sdzero").sdzero.reward  # --reward, else the config file's
-    method = "sdzero_self_verified" if chosen == "self_verified" else "sdzero"
-    cfg, conf, ctx = start_run("sdzero", preset, config_file, lake, overrides, run_id, method, reuse, from_stage, cache)
+    cfg = load(preset, config_file, overrides, method_for(load(preset, config_file, overrides, "sdzero").sdzero.reward))
+    ctx = start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache)
     m: dict[str, dict] = {}
-    m["seeds"] = ingest_seeds(ctx, conf)
-    m["candidates"] = sample_candidates(ctx, conf, m["seeds"])
-    m["revise"] = revise_candidates(ctx, conf, m["seeds"], m["candidates"])
+    m["seeds"] = ingest_seeds(ctx, cfg)
+    m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
+    m["revise"] = revise_candidates(ctx, cfg, m["seeds"], m["candidates"])
     if cfg.contamination.enabled:
-        m["contamination"] = guard_contamination(ctx, conf, m["seeds"], m["revise"])
-    m["train"] = fine_tune(ctx, conf, m["revise"])
-    m["distill"] = self_distill(ctx, conf, m["seeds"], m["candidates"], m["revise"], m["train"])
-    evaluate_models(ctx, conf, cfg, m["seeds"], {"base": cfg.model, "srt": m["train"].get("checkpoint"),
-                                                 "tuned": m["distill"]["checkpoint"]}, m)
-    return summarize_run(ctx, conf, m)
+        m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["revise"])
+    m["train"] = fine_tune(ctx, cfg, m["revise"])
+    m["distill"] = self_distill(ctx, cfg, m["seeds"], m["candidates"], m["revise"], m["train"])
+    evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "srt": m["train"].get("checkpoint"),
+                                           "tuned": m["distill"]["checkpoint"]}, m)
+    return summarize_run(ctx, cfg, m)
+
+
+def method_for(reward: str) -> str:
+    """The registered method of a reward source: self-verified labels need 8 samples per seed."""
+    return "sdzero_self_verified" if reward == "self_verified" else "sdzero"

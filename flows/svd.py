@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from .pipeline import new_run_id, run_method  # noqa: F401  (new_run_id is shared by the other flows)
+from selfimprove.flows.pipeline import run_method
 
 
 @flow(name="svd")
@@ -16,6 +16,6 @@ def svd(preset: str = "quickstart", config_file: str | None = None, lake: str | 
     version (config, prompts, model, input content) matches an earlier run's is copied from it
     unless `cache` is off; `reuse` names the run to prefer. `from_stage` (with `reuse`) keeps
     that run's earlier stages as they are and recomputes this stage and everything after it.
-    `method` swaps the cascade for a baseline: paper, simple, no_filter, agreement.
+    `method` swaps the cascade for a baseline: any registered method of this flow (`selfimprove.methods`).
     """
-    return run_method("svd", preset, config_file, lake, overrides, run_id, method, reuse, from_stage, cache)
+    return run_method("svd", method, preset, config_file, lake, overrides, run_id, reuse, from_stage, cache)

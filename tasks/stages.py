@@ -1,6 +1,11 @@
-"""The SVD stages as Prefect tasks. Each reads inputs by manifest, calls the library, writes Parquet."""
+"""The shared stages as Prefect tasks. Each reads inputs by manifest, calls the library, writes Parquet.
+
+Every task takes the stage context and the run's typed config; a model stage opens its engine
+for its own work only (`open_backend`) and names the engine's identity in its version.
+"""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import replace
@@ -9,108 +14,105 @@ from pathlib import Path
 
 from prefect import task
 
-from selfimprove import __version__, filters, models, seeds as seedlib
-from selfimprove.cascade import run_cascade
-from selfimprove.contamination import ContaminationError, describe, find_overlaps
-from selfimprove.datasets import builtin
-from selfimprove.evaluation import EvalConfig, evaluate, load_items, metrics
-from selfimprove.judges import prompts_used
-from selfimprove.sampling import sample
-from selfimprove.selection import select
-from selfimprove.telemetry import label_candidates, stage_metrics
-from selfimprove.training import train
-from selfimprove.uq_ttc import answer_with_cascade
-from warehouse import Lake
-
-from .common import MODEL_STAGE, backend_for, check_error_rate, config_of, error_reason, progress_bar, read, run_stage
-
-
-def _cfg(config: dict, *keys):
-    return {k: config[k] for k in keys}
-
-
-def _model_id(model: str | None) -> str | None:
-    """Stage versions name models by their weights, not by the name they were given."""
-    return None if model is None else models.model_identity(models.resolve(model))
+from selfimprove import __version__
+from selfimprove.verification import filters
+from selfimprove.data import seeds as seedlib
+from selfimprove.verification.cascade import run_cascade
+from selfimprove.evaluation.contamination import ContaminationError, describe, find_overlaps
+from selfimprove.data.datasets import builtin
+from selfimprove.evaluation.heldout import EvalConfig, evaluate, load_items, metrics
+from selfimprove.verification.judges import prompts_used
+from selfimprove.generation.sampling import sample
+from selfimprove.verification.selection import select
+from selfimprove.verification.telemetry import label_candidates, stage_metrics
+from selfimprove.training.sft import train
+from selfimprove.evaluation.uq_ttc import answer_with_cascade
+from selfimprove.config import RunConfig
+from selfimprove.inference import models
+from selfimprove.tasks.common import (MODEL_STAGE, StageContext, check_error_rate, engine, error_reason, open_backend,
+                                      progress_bar, read, run_stage, section)
+from selfimprove.warehouse.lake import Lake
 
 
 @task(name="register-run")
-def register_run(ctx: dict, config: dict, flow_name: str, preset: str) -> dict:
-    """The run's row: which flow, preset, model and full resolved config."""
+def register_run(ctx: StageContext, cfg: RunConfig, flow_name: str, preset: str, extra: dict | None = None) -> dict:
+    """The run's row: which flow, preset, model (as given, its path and weight hash) and full resolved config
+    (plus `extra`, e.g. the run a rescore came from)."""
+    path = models.resolve(cfg.model)
     run = {"flow": flow_name, "preset": preset, "started_at": datetime.now(timezone.utc),
-           "config_json": json.dumps(config, sort_keys=True), "model": config["model"], "library_version": __version__}
-    return Lake(ctx["lake"]).write("runs", ctx["run_id"], [run])
+           "config_json": json.dumps({**cfg.to_dict(), **(extra or {})}, sort_keys=True), "model": cfg.model, "model_path": str(path),
+           "model_hash": models.model_identity(path), "library_version": __version__}
+    return Lake(ctx.lake).write("runs", ctx.run_id, [run])
 
 
-def _ingest_section(config: dict) -> dict:
-    cfg = config_of(config)
-    section = _cfg(config, "seeds", "evaluation")
+def _ingest_section(cfg: RunConfig) -> dict:
+    out = section(cfg, "seeds", "evaluation")
     for key, path in (("seed_file_sha256", cfg.seeds.path), ("eval_file_sha256", cfg.evaluation.dataset)):
         if path and Path(path).is_file():  # a changed file is a new version even under the same name
-            section[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return section
+            out[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return out
 
 
 @task(name="ingest-seeds")
-def ingest_seeds(ctx: dict, config: dict) -> dict:
+def ingest_seeds(ctx: StageContext, cfg: RunConfig) -> dict:
     """Validate and store the training seeds and the held-out items (built-in sets skip the seeds' questions)."""
-    cfg = config_of(config)
-
     def body(lake, shards):
         train_rows = seedlib.load(cfg.seeds)
         items = load_items(cfg.evaluation, exclude_questions={r["question"] for r in train_rows})
-        return [lake.write("seeds", ctx["run_id"], train_rows), lake.write("eval_items", ctx["run_id"], items)], {}
+        return [lake.write("seeds", ctx.run_id, train_rows), lake.write("eval_items", ctx.run_id, items)], {}
 
-    return run_stage(ctx, "seeds", _ingest_section(config), [], body)
+    return run_stage(ctx, "seeds", _ingest_section(cfg), [], body)
 
 
 @task(name="ingest-heldout")
-def ingest_heldout(ctx: dict, config: dict) -> dict:
+def ingest_heldout(ctx: StageContext, cfg: RunConfig) -> dict:
     """Validate and store the held-out items alone (evaluation runs without training seeds)."""
-    cfg = config_of(config)
-
     def body(lake, shards):
-        return [lake.write("eval_items", ctx["run_id"], load_items(cfg.evaluation))], {}
+        return [lake.write("eval_items", ctx.run_id, load_items(cfg.evaluation))], {}
 
-    section = _ingest_section(config)
-    section.pop("seeds")
-    return run_stage(ctx, "seeds", section, [], body)
+    ingest = _ingest_section(cfg)
+    ingest.pop("seeds")
+    return run_stage(ctx, "seeds", ingest, [], body)
 
 
 @task(name="sample-candidates", **MODEL_STAGE)
-def sample_candidates(ctx: dict, config: dict, seeds_manifest: dict) -> dict:
+def sample_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict) -> dict:
     """n candidates per seed, checkpointed every `shard_seeds` seeds (each shard seeded by its index)."""
-    cfg = config_of(config)
-
     def body(lake, shards):
         seed_rows = read(seeds_manifest, "seeds")
-        backend = backend_for(models.resolve(cfg.model), cfg.backend)
-        bar, tick = progress_bar(len(seed_rows), "sampling")
-        before = backend.counters.generated_tokens
+        usage: dict = {}
+        with open_backend(cfg.model, cfg.backend, usage) as backend:
+            bar, tick = progress_bar(len(seed_rows), "sampling")
 
-        def work(chunk, shard):
-            try:
-                return {"candidates": sample(backend, chunk, replace(cfg.sampling, seed=cfg.sampling.seed + 7919 * shard))}
-            except Exception as e:  # noqa: BLE001 - becomes error rows; the shard is retried by the next attempt
-                reason = error_reason(e)
-                return {"_incomplete": True, "candidates": [
-                    {"candidate_id": f"{s['seed_id']}#{k}", "seed_id": s["seed_id"], "sample_index": k, "text": "",
-                     "final_answer": None, "n_tokens": 0, "error": reason} for s in chunk for k in range(cfg.sampling.n)]}
+            def work(chunk, shard):
+                try:
+                    return {"candidates": sample(backend, chunk, replace(cfg.sampling, seed=cfg.sampling.seed + 7919 * shard))}
+                except Exception as e:  # noqa: BLE001 - becomes error rows; the shard is retried by the next attempt
+                    reason = error_reason(e)
+                    return {"_incomplete": True, "candidates": [
+                        {"candidate_id": f"{s['seed_id']}#{k}", "seed_id": s["seed_id"], "sample_index": k, "text": "",
+                         "final_answer": None, "n_tokens": 0, "error": reason} for s in chunk for k in range(cfg.sampling.n)]}
 
-        rows = shards.run(seed_rows, cfg.shard_seeds, work, tick)["candidates"]
-        bar.close()
+            rows = shards.run(seed_rows, cfg.shard_seeds, work, tick)["candidates"]
+            bar.close()
         errors = check_error_rate("candidates", [r.get("error") for r in rows], cfg.max_error_rate)
-        return [lake.write("candidates", ctx["run_id"], rows)], {"generated_tokens": backend.counters.generated_tokens - before,
-                                                                 "error_rows": errors}
+        return [lake.write("candidates", ctx.run_id, rows)], {
+            "generated_tokens": usage["backends"][0]["counters"]["generated_tokens"], "error_rows": errors, **usage}
 
-    return run_stage(ctx, "candidates", {"model": _model_id(cfg.model), **_cfg(config, "sampling", "shard_seeds")},
+    return run_stage(ctx, "candidates", {"engine": engine(cfg.model, cfg.backend), **section(cfg, "sampling", "shard_seeds")},
                      [seeds_manifest], body, (cfg.sampling.prompt,), reads=("seeds",))
 
 
+def _judge_model(cfg: RunConfig) -> str | None:
+    """The model the cascade calls; None when no stage calls one (a rule filter, agreement alone)."""
+    calls = cfg.filter.rule == "none" and any(s.calls_model for s in cfg.cascade.stages)
+    return (cfg.judge_model or cfg.model) if calls else None
+
+
 @task(name="judge-candidates", **MODEL_STAGE)
-def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict) -> dict:
+def judge_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict) -> dict:
     """The cascade over every seed's candidates, checkpointed every `shard_seeds` seeds (or a method's rule filter)."""
-    cfg = config_of(config)
+    judge_model = _judge_model(cfg)
 
     def body(lake, shards):
         seed_rows, cands = read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates")
@@ -118,8 +120,9 @@ def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_m
         for c in cands:
             by_seed.setdefault(c["seed_id"], []).append(c)
         bar, tick = progress_bar(len(seed_rows), "judging", "seed")
+        usage: dict = {}
 
-        def work(chunk, shard):
+        def work(backend, chunk, shard):
             mine = [c for s in chunk for c in by_seed.get(s["seed_id"], [])]
             try:
                 judgments, verdicts = run_cascade(backend, chunk, mine, cfg.cascade)
@@ -131,73 +134,76 @@ def judge_candidates(ctx: dict, config: dict, seeds_manifest: dict, candidates_m
             return {"judgments": judgments, "verdicts": verdicts}
 
         if cfg.filter.rule != "none":  # SSD / RFT: a rule decides; no model is loaded or called
-            out, calls = {"judgments": [], "verdicts": filters.apply(cfg.filter, seed_rows, cands, cfg.sampling.answer_format)}, 0
+            out = {"judgments": [], "verdicts": filters.apply(cfg.filter, seed_rows, cands, cfg.sampling.answer_format)}
             tick(len(seed_rows))
+        elif judge_model is None:  # only model-free strategies: no engine is loaded
+            out = shards.run(seed_rows, cfg.shard_seeds, lambda chunk, shard: work(None, chunk, shard), tick)
         else:
-            backend = backend_for(models.resolve(cfg.judge_model or cfg.model), cfg.backend)
-            calls_before = backend.counters.generate_calls + backend.counters.scored_prompts
-            out = shards.run(seed_rows, cfg.shard_seeds, work, tick)
-            calls = backend.counters.generate_calls + backend.counters.scored_prompts - calls_before
+            with open_backend(judge_model, cfg.backend, usage) as backend:
+                out = shards.run(seed_rows, cfg.shard_seeds, lambda chunk, shard: work(backend, chunk, shard), tick)
         bar.close()
         judgments, verdicts = out["judgments"], out["verdicts"]
         errors = check_error_rate("judge", [v["reason"] if v["rejected_at_stage"] == "error" else None for v in verdicts],
                                   cfg.max_error_rate)
         labels = label_candidates(seed_rows, cands, cfg.sampling.answer_format)
         telemetry = stage_metrics(judgments, verdicts, cfg.cascade.stages, labels)
-        files = [lake.write("judgments", ctx["run_id"], judgments), lake.write("verdicts", ctx["run_id"], verdicts),
-                 lake.write("candidate_labels", ctx["run_id"], [{"candidate_id": k, "correct": v} for k, v in labels.items()]),
-                 lake.write("judge_metrics", ctx["run_id"], telemetry)]
-        return files, {"backend_prompts": calls, "error_rows": errors}
+        files = [lake.write("judgments", ctx.run_id, judgments), lake.write("verdicts", ctx.run_id, verdicts),
+                 lake.write("candidate_labels", ctx.run_id, [{"candidate_id": k, "correct": v} for k, v in labels.items()]),
+                 lake.write("judge_metrics", ctx.run_id, telemetry)]
+        calls = sum(b["counters"]["generate_calls"] + b["counters"]["scored_prompts"] for b in usage.get("backends", []))
+        return files, {"backend_prompts": calls, "error_rows": errors, **usage}
 
     used = tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
-    return run_stage(ctx, "judge", {"judge": _model_id(cfg.judge_model or cfg.model),
-                                    **_cfg(config, "cascade", "filter", "sampling", "shard_seeds")},
+    return run_stage(ctx, "judge", {"judge": engine(judge_model, cfg.backend),
+                                    **section(cfg, "cascade", "filter", "sampling", "shard_seeds")},
                      [seeds_manifest, candidates_manifest], body, used, reads=("seeds", "candidates"))
 
 
 @task(name="select-examples")
-def select_examples(ctx: dict, config: dict, seeds_manifest: dict, candidates_manifest: dict,
+def select_examples(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict,
                     judge_manifest: dict) -> dict:
-    cfg = config_of(config)
-
     def body(lake, shards):
         rows = select(read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates"),
                       read(judge_manifest, "verdicts"), cfg.cascade.selection, cfg.sampling.prompt)
-        return [lake.write("train_examples", ctx["run_id"], rows)], {}
+        return [lake.write("train_examples", ctx.run_id, rows)], {}
 
     return run_stage(ctx, "select", {"selection": cfg.cascade.selection, "prompt": cfg.sampling.prompt},
                      [seeds_manifest, candidates_manifest, judge_manifest], body, (cfg.sampling.prompt,),
                      reads=("seeds", "candidates", "verdicts"))
 
 
-@task(name="fine-tune", **MODEL_STAGE)
-def fine_tune(ctx: dict, config: dict, train_manifest: dict) -> dict:
-    cfg = config_of(config)
+def checkpoint_row(checkpoint_id: str, path: str, base: str, example_ids: list[str], steps: int, final_loss: float,
+                   method: str) -> dict:
+    """A checkpoints row: where the weights are, what they started from and which training rows made them."""
+    return {"checkpoint_id": checkpoint_id, "path": path, "base_model": base, "model_hash": models.model_identity(Path(path)),
+            "examples": len(example_ids), "example_ids": example_ids, "steps": steps, "final_loss": final_loss,
+            "method": method}
 
+
+@task(name="fine-tune", **MODEL_STAGE)
+def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict) -> dict:
     def body(lake, shards):
         examples = read(train_manifest, "train_examples")
         if len(examples) < cfg.training.min_examples:
             print(f"[fine-tune] {len(examples)} accepted examples < min_examples={cfg.training.min_examples}: skipped")
             return [], {"skipped": f"{len(examples)} training examples (< {cfg.training.min_examples})", "checkpoint": None}
         base = models.resolve(cfg.model)
-        checkpoint_id = f"{ctx['run_id']}-{cfg.training.method}"
-        out = lake.root / "checkpoints_store" / checkpoint_id
-        result = train(base, examples, out, cfg.training)
-        row = {"checkpoint_id": checkpoint_id, "path": result["path"], "base_model": str(base),
-               "examples": result["examples"], "steps": result["steps"], "final_loss": result["final_loss"],
-               "method": cfg.training.method}
+        checkpoint_id = f"{ctx.run_id}-{cfg.training.method}"
+        result = train(base, examples, lake.root / "checkpoints_store" / checkpoint_id, cfg.training)
+        row = checkpoint_row(checkpoint_id, result["path"], str(base), [e["candidate_id"] for e in examples],
+                             result["steps"], result["final_loss"], cfg.training.method)
         log = [{"checkpoint_id": checkpoint_id, **r} for r in result["log"]]
-        return [lake.write("checkpoints", ctx["run_id"], [row]), lake.write("train_log", ctx["run_id"], log)], \
+        return [lake.write("checkpoints", ctx.run_id, [row]), lake.write("train_log", ctx.run_id, log)], \
             {"checkpoint": result["path"], "final_loss": result["final_loss"], "steps": result["steps"]}
 
-    return run_stage(ctx, "train", {"model": _model_id(cfg.model), "training": config["training"]},
+    return run_stage(ctx, "train", {"model": models.model_identity(models.resolve(cfg.model)),
+                                    "training": section(cfg, "training")["training"]},
                      [train_manifest], body, reads=("train_examples",))
 
 
 @task(name="guard-contamination")
-def guard_contamination(ctx: dict, config: dict, seeds_manifest: dict, train_manifest: dict) -> dict:
+def guard_contamination(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, train_manifest: dict) -> dict:
     """Stop before training if training text contains a registered held-out item (unless allowed)."""
-    cfg = config_of(config)
     guard = cfg.contamination
 
     def body(lake, shards):
@@ -211,35 +217,38 @@ def guard_contamination(ctx: dict, config: dict, seeds_manifest: dict, train_man
                 heldout += builtin(name, EvalConfig().source)
         flagged = find_overlaps(train_texts, heldout, guard)
         action = "allowed" if guard.allow else "stopped"
-        files = [lake.write("contamination", ctx["run_id"], [{**f, "action": action} for f in flagged])]
+        files = [lake.write("contamination", ctx.run_id, [{**f, "action": action} for f in flagged])]
         if flagged and not guard.allow:
             raise ContaminationError(
                 f"contamination guard: {len(flagged)} held-out item(s) appear in the training data of run "
-                f"{ctx['run_id']}:\n{describe(flagged)}\nRemove them from the seeds, or rerun with "
+                f"{ctx.run_id}:\n{describe(flagged)}\nRemove them from the seeds, or rerun with "
                 "--allow-contamination (recorded in the run's config and the contamination table).")
         if flagged:
             print(f"[contamination] {len(flagged)} overlapping held-out items ALLOWED by override:\n{describe(flagged)}")
         return files, {"flagged": len(flagged), "action": action if flagged else "clean"}
 
-    return run_stage(ctx, "contamination", {"contamination": config["contamination"], "evaluation": config["evaluation"]},
+    return run_stage(ctx, "contamination", section(cfg, "contamination", "evaluation"),
                      [seeds_manifest, train_manifest], body, reads=("seeds", "eval_items", "train_examples"))
 
 
-def _eval_stage(ctx: dict, config: dict, items_manifest: dict, model: str, label: str, stage: str, section: dict,
-                produce, prompt_names: tuple[str, ...]) -> dict:
-    """An evaluation stage: `produce(backend, items, tick)` → eval_samples rows for `label`; metrics follow."""
-    cfg = config_of(config)
+def _eval_stage(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str, stage: str,
+                extra: dict, produce, prompt_names: tuple[str, ...]) -> dict:
+    """An evaluation stage: `produce(backend, items, tick)` → eval_samples rows for `label`; metrics follow.
+    Every row names the model it scored by path and weight hash."""
+    path = models.resolve(model)
 
     def body(lake, shards):
         items = read(items_manifest, "eval_items")
-        backend = backend_for(models.resolve(model), cfg.backend)
-        bar, tick = progress_bar(len(items), f"eval {label}")
-        rows = produce(backend, items, tick)
-        bar.close()
-        return [lake.write("eval_samples", ctx["run_id"], rows, part=label),
-                lake.write("eval_metrics", ctx["run_id"], metrics(rows, cfg.evaluation), part=label)], {"model": model}
+        usage: dict = {}
+        with open_backend(model, cfg.backend, usage) as backend:
+            bar, tick = progress_bar(len(items), f"eval {label}")
+            rows = produce(backend, items, tick)
+            bar.close()
+        rows = [{**r, "model_path": str(path), "model_hash": models.model_identity(path)} for r in rows]
+        return [lake.write("eval_samples", ctx.run_id, rows, part=label),
+                lake.write("eval_metrics", ctx.run_id, metrics(rows, cfg.evaluation), part=label)], {"model": model, **usage}
 
-    return run_stage(ctx, stage, {**section, "evaluation": config["evaluation"], "model": _model_id(model)},
+    return run_stage(ctx, stage, {**extra, **section(cfg, "evaluation"), "engine": engine(model, cfg.backend)},
                      [items_manifest], body, prompt_names, reads=("eval_items",))
 
 
@@ -247,20 +256,18 @@ _EVAL_PROMPTS = ("sample_math", "sample_choice", "sample_code")
 
 
 @task(name="evaluate-model", **MODEL_STAGE)
-def evaluate_model(ctx: dict, config: dict, items_manifest: dict, model: str, label: str) -> dict:
+def evaluate_model(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str) -> dict:
     """Score `model` ('default' or a checkpoint path) on the run's held-out items, stored under `label`."""
-    cfg = config_of(config)
-    return _eval_stage(ctx, config, items_manifest, model, label, f"eval-{label}", {},
+    return _eval_stage(ctx, cfg, items_manifest, model, label, f"eval-{label}", {},
                        lambda backend, items, tick: evaluate(backend, items, cfg.evaluation, label, progress=tick),
                        _EVAL_PROMPTS)
 
 
 @task(name="evaluate-uq-ttc", **MODEL_STAGE)
-def evaluate_uq_ttc(ctx: dict, config: dict, items_manifest: dict, model: str, label: str = "base+uq_ttc") -> dict:
+def evaluate_uq_ttc(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str = "base+uq_ttc") -> dict:
     """The test-time baseline: n samples per held-out item, judged by the run's cascade, first accepted answers."""
-    cfg = config_of(config)
     used = _EVAL_PROMPTS + tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
-    return _eval_stage(ctx, config, items_manifest, model, label, "eval-uq_ttc", _cfg(config, "uq_ttc", "sampling", "cascade"),
+    return _eval_stage(ctx, cfg, items_manifest, model, label, "eval-uq_ttc", section(cfg, "uq_ttc", "sampling", "cascade"),
                        lambda backend, items, tick: answer_with_cascade(backend, items, cfg.uq_ttc, cfg.sampling, cfg.cascade,
                                                                         cfg.evaluation, label, progress=tick),
                        used)

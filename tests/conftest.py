@@ -29,6 +29,6 @@ def prefect_harness():
 
 @pytest.fixture
 def lake(tmp_path):
-    from warehouse import Lake
+    from selfimprove.warehouse import Lake
 
     return Lake(tmp_path / "lake")

@@ -1,6 +1,6 @@
-from selfimprove.calibration import best_threshold, calibration_stages, recommend
-from selfimprove.judges import StageConfig
-from selfimprove.telemetry import auroc, stage_metrics
+from selfimprove.verification.calibration import best_threshold, calibration_stages, recommend
+from selfimprove.verification.judges import StageConfig
+from selfimprove.verification.telemetry import auroc, stage_metrics
 
 
 def test_auroc_matches_pairwise_definition():
@@ -23,9 +23,9 @@ def synthetic(n=60):
         cid, correct = f"c{i}", i % 3 == 0
         labels[cid] = correct
         share = 0.75 if correct else 0.25
-        judgments.append({"candidate_id": cid, "stage": "agreement", "call": "agreement", "decision": "Y" if share >= 0.5 else "N",
+        judgments.append({"candidate_id": cid, "stage": "agreement", "call": "agreement", "model_call": False, "decision": "Y" if share >= 0.5 else "N",
                           "p_yes": share, "vote_index": 0})
-        judgments.append({"candidate_id": cid, "stage": "correctness", "call": "verdict", "decision": "Y" if i % 2 else "N",
+        judgments.append({"candidate_id": cid, "stage": "correctness", "call": "verdict", "model_call": True, "decision": "Y" if i % 2 else "N",
                           "p_yes": 0.9 if i % 2 else 0.1, "vote_index": 0})
     return judgments, labels
 
@@ -50,8 +50,8 @@ def test_calibration_stages_are_all_advisory():
 
 
 def test_calibrate_flow_on_tiny_model(tiny_model, lake, prefect_harness):
-    from flows.calibrate import calibrate
-    from warehouse.views import query
+    from selfimprove.flows.calibrate import calibrate
+    from selfimprove.warehouse.views import query
 
     result = calibrate(model=str(tiny_model), seeds_size=4, lake=str(lake.root),
                        overrides={"sampling": {"n": 3, "max_new_tokens": 12}, "backend": {"dtype": "float32"}})
@@ -72,10 +72,10 @@ def test_a_judge_redundant_after_agreement_is_left_out():
     for i in range(90):
         cid, correct, agrees = f"c{i}", i % 3 == 0, i % 3 == 0 or i % 9 == 1
         labels[cid] = correct
-        judgments.append({"candidate_id": cid, "stage": "agreement", "call": "agreement", "p_yes": 0.75 if agrees else 0.25,
+        judgments.append({"candidate_id": cid, "stage": "agreement", "call": "agreement", "model_call": False, "p_yes": 0.75 if agrees else 0.25,
                           "decision": "Y" if agrees else "N", "vote_index": 0})
         p = 0.9 if agrees else 0.1
-        judgments.append({"candidate_id": cid, "stage": "correctness", "call": "verdict", "p_yes": p,
+        judgments.append({"candidate_id": cid, "stage": "correctness", "call": "verdict", "model_call": True, "p_yes": p,
                           "decision": "Y" if p > 0.5 else "N", "vote_index": 0})
     stages = [StageConfig("agreement", threshold=0.5, gate=False), StageConfig("correctness", scoring="probability", gate=False)]
     metrics = stage_metrics(judgments, [], stages, labels)

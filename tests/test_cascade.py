@@ -3,9 +3,11 @@ from collections import Counter
 
 import pytest
 
-from selfimprove.backends import BackendConfig, TransformersBackend
-from selfimprove.cascade import CascadeConfig, run_cascade
-from selfimprove.judges import StageConfig, combine
+from selfimprove.inference.base import BackendConfig
+from selfimprove.inference.transformers_backend import TransformersBackend
+from selfimprove.verification.cascade import CascadeConfig, run_cascade
+from selfimprove.verification.judges import StageConfig
+from selfimprove.verification.votes import combine
 
 SEEDS = [{"seed_id": f"s{i}", "domain": "math", "question": f"Calculate {i} + {i}."} for i in range(3)]
 

@@ -1,6 +1,6 @@
 import json
 
-from selfimprove.cli import main
+from selfimprove.flows.cli import main
 
 
 def test_sql_answers_from_the_lake(lake, capsys):
@@ -12,8 +12,17 @@ def test_sql_answers_from_the_lake(lake, capsys):
 
 
 def test_sql_error_is_reported_not_raised(lake, capsys):
+    lake.write("verdicts", "r1", [{"candidate_id": "a", "accepted": True}])
     assert main(["sql", "SELECT nope FROM judgments", "--lake", str(lake.root)]) == 2
     assert "SQL error" in capsys.readouterr().err
+
+
+def test_sql_on_a_missing_or_empty_lake_names_the_path_it_read(lake, capsys):
+    assert main(["sql", "SELECT 1", "--lake", str(lake.root)]) == 2
+    assert f"no lake at {lake.root}" in capsys.readouterr().err
+    (lake.root / "_manifests").mkdir(parents=True)
+    assert main(["sql", "SELECT 1", "--lake", str(lake.root)]) == 2
+    assert f"the lake at {lake.root} is empty" in capsys.readouterr().err
 
 
 def test_eval_bad_data_names_file_row_field(tmp_path, lake, capsys):
@@ -26,8 +35,8 @@ def test_eval_bad_data_names_file_row_field(tmp_path, lake, capsys):
 
 
 def test_eval_any_model_on_a_jsonl(tmp_path, lake, tiny_model, prefect_harness):
-    from flows.evaluate import evaluate_flow
-    from warehouse.views import query
+    from selfimprove.flows.evaluate import evaluate_flow
+    from selfimprove.warehouse.views import query
 
     data = tmp_path / "items.jsonl"
     data.write_text("".join(json.dumps({"question": f"{i}+1", "answer": str(i + 1)}) + "\n" for i in range(5)))
@@ -53,8 +62,8 @@ def test_run_with_bad_seed_file_fails_before_writing(tmp_path, lake, capsys):
 def test_flow_with_bad_seed_file_writes_nothing(tmp_path, lake, tiny_model, prefect_harness):
     import pytest
 
-    from flows.svd import svd
-    from selfimprove.seeds import SeedError
+    from selfimprove.flows.svd import svd
+    from selfimprove.data.seeds import SeedError
 
     seeds = tmp_path / "seeds.csv"
     seeds.write_text("question,seed_id\nfine,1\nalso fine,1\n")
@@ -64,7 +73,7 @@ def test_flow_with_bad_seed_file_writes_nothing(tmp_path, lake, tiny_model, pref
 
 
 def test_rescore_reapplies_scorers_without_generating(lake, prefect_harness, capsys):
-    from warehouse.views import query
+    from selfimprove.warehouse.views import query
 
     items = [{"dataset": "d", "item_id": f"i{k}", "domain": "math", "question": f"{k}+1", "answer": str(k + 1), "scorer": "math"}
              for k in range(4)]
@@ -84,8 +93,8 @@ def test_rescore_reapplies_scorers_without_generating(lake, prefect_harness, cap
 
 
 def test_eval_code_file_runs_in_the_sandbox(tmp_path, lake, tiny_model, prefect_harness):
-    from flows.evaluate import evaluate_flow
-    from warehouse.views import query
+    from selfimprove.flows.evaluate import evaluate_flow
+    from selfimprove.warehouse.views import query
 
     data = tmp_path / "code.jsonl"
     data.write_text(json.dumps({"task_id": "t0", "prompt": "def one():\n", "entry_point": "one",

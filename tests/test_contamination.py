@@ -1,6 +1,6 @@
 import pytest
 
-from selfimprove.contamination import ContaminationConfig, find_overlaps
+from selfimprove.evaluation.contamination import ContaminationConfig, find_overlaps
 
 TEMPLATE = "Consider these statements carefully and decide whether the conclusion logically follows from them: "
 
@@ -32,8 +32,8 @@ def test_short_items_only_match_exactly():
 @pytest.fixture
 def planted(lake):
     """A run whose accepted training example is a held-out syllogism question, word for word."""
-    from selfimprove.datasets import builtin
-    from selfimprove.seeds import SeedSource
+    from selfimprove.data.datasets import builtin
+    from selfimprove.data.seeds import SeedSource
 
     leak = builtin("syllogism", SeedSource(size=200, seed=777))[5]
     seeds = [{"seed_id": "s0", "domain": "math", "question": "Calculate 3 + 4."},
@@ -47,17 +47,19 @@ def planted(lake):
 
 def test_the_guard_stops_a_planted_overlap_and_the_override_is_recorded(lake, planted):
     from selfimprove.config import RunConfig
-    from selfimprove.contamination import ContaminationError
-    from tasks.stages import guard_contamination
-    from warehouse.views import query
+    from selfimprove.evaluation.contamination import ContaminationError
+    from selfimprove.tasks.stages import guard_contamination
+    from selfimprove.warehouse.views import query
 
     leak, seeds_m, train_m = planted
-    ctx = {"lake": str(lake.root), "run_id": "r"}
-    conf = RunConfig().to_dict()
+    from selfimprove.tasks.common import StageContext
+
+    ctx = StageContext(lake=str(lake.root), run_id="r")
+    conf = RunConfig()
     with pytest.raises(ContaminationError, match=rf"(?s)1 held-out item.*syllogism-heldout/{leak['item_id']}.*s1#0.*--allow-contamination"):
         guard_contamination.fn(ctx, conf, seeds_m, train_m)
     assert lake.read_manifest("r", "contamination") is None  # a stopped guard is not a finished stage
-    conf["contamination"]["allow"] = True
+    conf.contamination.allow = True
     m = guard_contamination.fn(ctx, conf, seeds_m, train_m)
     assert m["flagged"] == 1 and m["action"] == "allowed"
     assert query(lake, "SELECT item_id, kind, action FROM contamination")[1] == [(leak["item_id"], "exact", "allowed")]

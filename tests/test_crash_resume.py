@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.test_flow_svd import tiny_overrides
-from warehouse.views import query
+from selfimprove.warehouse.views import query
 
 SEEDS, N, SHARD = 8, 4, 2
 
@@ -32,7 +32,7 @@ def killed_run(o: dict, lake: Path, tmp_path: Path, stage: str) -> str:
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(o))
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "SELFIMPROVE_PAUSE_AFTER_SHARD": f"{stage}:60"}
-    proc = subprocess.Popen([sys.executable, "-m", "selfimprove.cli", "run", "svd", "--config", str(cfg), "--lake", str(lake)],
+    proc = subprocess.Popen([sys.executable, "-m", "selfimprove.flows.cli", "run", "svd", "--config", str(cfg), "--lake", str(lake)],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     try:
@@ -51,9 +51,9 @@ def killed_run(o: dict, lake: Path, tmp_path: Path, stage: str) -> str:
 
 @pytest.mark.parametrize("stage,table", [("candidates", "candidates"), ("judge", "verdicts")])
 def test_kill_9_mid_stage_then_resume_loses_and_regenerates_nothing(stage, table, tiny_model, tmp_path, prefect_harness):
-    from flows.svd import svd
+    from selfimprove.flows.svd import svd
     from selfimprove import config as configlib
-    from tasks.common import backend_for
+    from selfimprove.inference.base import usage
 
     import shutil
 
@@ -62,17 +62,16 @@ def test_kill_9_mid_stage_then_resume_loses_and_regenerates_nothing(stage, table
     o = overrides(tiny_model, judge)
     lake = tmp_path / "lake"
     run_id = killed_run(o, lake, tmp_path, stage)
-    from warehouse import Lake
+    from selfimprove.warehouse import Lake
 
     lk = Lake(lake)
     assert lk.read_manifest(run_id, stage) is None  # the stage did not finish...
     assert not list(lake.glob(f"{table}/run={run_id}/*.parquet"))  # ...and DuckDB sees none of it
     assert query(lk, f"SELECT count(*) FROM {table} WHERE run_id = '{run_id}'")[1] == [(0,)]
 
-    backend = backend_for(str(tiny_model), configlib.load("quickstart", overrides=o).backend)
-    before = backend.counters.as_dict()
+    before = usage(tiny_model).as_dict()
     svd(preset="quickstart", lake=str(lake), overrides=o, run_id=run_id, cache=False)
-    after = backend.counters.as_dict()
+    after = usage(tiny_model).as_dict()
 
     shards = lk.read_manifest(run_id, stage)["shards"]
     assert shards["resumed"] >= 1 and shards["resumed"] + shards["computed"] == SEEDS // SHARD
@@ -97,13 +96,13 @@ def test_kill_9_mid_stage_then_resume_loses_and_regenerates_nothing(stage, table
 
 def seed_rows(o):
     from selfimprove import config as configlib
-    from selfimprove import seeds
+    from selfimprove.data import seeds
 
     return seeds.load(configlib.load("quickstart", overrides=o).seeds)
 
 
 def _flaky_sample(fail_seed: str):
-    from selfimprove.sampling import sample
+    from selfimprove.generation.sampling import sample
 
     def flaky(backend, seeds, config, progress=None):
         if any(s["seed_id"] == fail_seed for s in seeds):
@@ -114,12 +113,12 @@ def _flaky_sample(fail_seed: str):
 
 
 def test_a_failing_shard_becomes_error_rows_with_a_reason(tiny_model, lake, prefect_harness, monkeypatch):
-    import tasks.stages
-    from flows.svd import svd
+    import selfimprove.tasks.stages
+    from selfimprove.flows.svd import svd
 
     o = {**overrides(tiny_model), "max_error_rate": 0.5}
     seeds = seed_rows(o)
-    monkeypatch.setattr(tasks.stages, "sample", _flaky_sample(seeds[2]["seed_id"]))
+    monkeypatch.setattr(selfimprove.tasks.stages, "sample", _flaky_sample(seeds[2]["seed_id"]))
     run = svd(preset="quickstart", lake=str(lake.root), overrides=o)["run_id"]
     errors = query(lake, f"SELECT seed_id, count(*), min(error) FROM candidates WHERE run_id = '{run}' AND error IS NOT NULL GROUP BY 1 ORDER BY 1")[1]
     shard = sorted(s["seed_id"] for s in seeds[2:4])  # the whole shard of the failing seed
@@ -132,15 +131,15 @@ def test_a_failing_shard_becomes_error_rows_with_a_reason(tiny_model, lake, pref
 
 
 def test_too_many_error_rows_fail_the_stage(tiny_model, lake, prefect_harness, monkeypatch):
-    import flows.pipeline
-    import tasks.stages
-    from flows.svd import svd
-    from tasks.common import StageError
+    import selfimprove.flows.pipeline
+    import selfimprove.tasks.stages
+    from selfimprove.flows.svd import svd
+    from selfimprove.tasks.common import StageError
 
     o = {**overrides(tiny_model), "max_error_rate": 0.1}
     seeds = seed_rows(o)
-    monkeypatch.setattr(tasks.stages, "sample", _flaky_sample(seeds[0]["seed_id"]))
-    monkeypatch.setattr(flows.pipeline, "sample_candidates", tasks.stages.sample_candidates.with_options(retries=0))
+    monkeypatch.setattr(selfimprove.tasks.stages, "sample", _flaky_sample(seeds[0]["seed_id"]))
+    monkeypatch.setattr(selfimprove.flows.pipeline, "sample_candidates", selfimprove.tasks.stages.sample_candidates.with_options(retries=0))
     with pytest.raises(StageError, match=r"8 of 32 rows are errors"):
         svd(preset="quickstart", lake=str(lake.root), overrides=o)
     (run,) = [p.name for p in (lake.root / "_manifests").iterdir()]

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from selfimprove.datasets import builtin, read_user_file
-from selfimprove.sandbox import SandboxConfig
-from selfimprove.scorers import score_items
-from selfimprove.seeds import SeedError, SeedSource
+from selfimprove.data.datasets import builtin, read_user_file
+from selfimprove.evaluation.sandbox import SandboxConfig
+from selfimprove.evaluation.scorers import score_items
+from selfimprove.data.seeds import SeedError, SeedSource
 
 
 def test_builtin_arithmetic_skips_training_questions():

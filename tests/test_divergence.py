@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from selfimprove.divergence import KINDS, divergence
+from selfimprove.training.divergence import KINDS, divergence
 
 V = 50
 

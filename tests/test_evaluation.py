@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from selfimprove.evaluation import EvalConfig, bootstrap_ci, metrics, pass_at_k, paired_difference, per_item_accuracy
-from selfimprove.scorers import ChoiceScorer, MathScorer, Scorer, math_equal, score
+from selfimprove.evaluation.heldout import EvalConfig, bootstrap_ci, metrics, pass_at_k, paired_difference, per_item_accuracy
+from selfimprove.evaluation.scorers import ChoiceScorer, MathScorer, Scorer, math_equal, score
 
 
 def rows(model, correct, samples_per_item=1):
@@ -113,12 +113,13 @@ def test_choice_gold_given_as_option_text():
 
 
 def test_uq_ttc_answers_with_an_accepted_candidate_or_its_fallback(tiny_model):
-    from selfimprove.backends import BackendConfig, TransformersBackend
-    from selfimprove.cascade import CascadeConfig
-    from selfimprove.judges import StageConfig
-    from selfimprove.sampling import SamplingConfig
-    from selfimprove.uq_ttc import UQTTCConfig, answer_with_cascade
-    from selfimprove.evaluation import evaluate
+    from selfimprove.inference.base import BackendConfig
+    from selfimprove.inference.transformers_backend import TransformersBackend
+    from selfimprove.verification.cascade import CascadeConfig
+    from selfimprove.verification.judges import StageConfig
+    from selfimprove.generation.sampling import SamplingConfig
+    from selfimprove.evaluation.uq_ttc import UQTTCConfig, answer_with_cascade
+    from selfimprove.evaluation.heldout import evaluate
 
     backend = TransformersBackend(tiny_model, BackendConfig(dtype="float32"))
     items = [{"item_id": f"i{k}", "dataset": "d", "domain": "math", "question": f"{k} + 1", "answer": str(k + 1),

@@ -1,5 +1,5 @@
 """The whole SVD flow on the tiny model, checked through the lake's DuckDB views."""
-from warehouse.views import query
+from selfimprove.warehouse.views import query
 
 
 def tiny_overrides(model_path, gate_judges=False, votes=2):
@@ -17,7 +17,7 @@ def tiny_overrides(model_path, gate_judges=False, votes=2):
 
 
 def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
-    from flows.svd import svd
+    from selfimprove.flows.svd import svd
 
     overrides = {**tiny_overrides(tiny_model), "uq_ttc": {"enabled": True, "n": 3}}
     result = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)
@@ -65,16 +65,15 @@ def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
 
 
 def test_other_method_reuses_candidates_with_zero_sampling_calls(tiny_model, lake, prefect_harness):
-    from flows.svd import svd
+    from selfimprove.flows.svd import svd
     from selfimprove import config as configlib
-    from tasks.common import backend_for
+    from selfimprove.inference.base import usage
 
     overrides = tiny_overrides(tiny_model)
     first = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)["run_id"]
-    policy = backend_for(str(tiny_model), configlib.load("quickstart", overrides=overrides).backend)
-    calls_before = policy.counters.generate_calls
+    calls_before = usage(tiny_model).generate_calls
     second = svd(preset="quickstart", lake=str(lake.root), overrides=overrides, method="no_filter", reuse=first)["run_id"]
-    assert policy.counters.generate_calls == calls_before  # no sampling, no judging, base eval copied
+    assert usage(tiny_model).generate_calls == calls_before  # no sampling, no judging, base eval copied
     manifest = lake.read_manifest(second, "candidates")
     assert manifest["reused_from"] == first
     q = lambda sql: query(lake, sql)[1]  # noqa: E731
@@ -87,26 +86,25 @@ def test_other_method_reuses_candidates_with_zero_sampling_calls(tiny_model, lak
     assert q(f"SELECT count(*) FROM judgments WHERE run_id = '{second}'") == [(0,)]
     # resuming a finished run recomputes nothing
     svd(preset="quickstart", lake=str(lake.root), overrides=overrides, method="no_filter", run_id=second)
-    assert policy.counters.generate_calls == calls_before
+    assert usage(tiny_model).generate_calls == calls_before
 
 
 def test_changed_judge_setting_rejudges_with_zero_sampling_calls(tiny_model, lake, prefect_harness, tmp_path):
     """A new run (no --reuse) whose only change is a judge setting: sampling comes from the version cache."""
     import shutil
 
-    from flows.svd import svd
+    from selfimprove.flows.svd import svd
     from selfimprove import config as configlib
-    from tasks.common import backend_for
+    from selfimprove.inference.base import usage
 
     judge = tmp_path / "judge-copy"  # same weights, own backend: the policy's counters see only sampling and eval
     shutil.copytree(tiny_model, judge)
     overrides = {**tiny_overrides(tiny_model), "judge_model": str(judge)}
     first = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)["run_id"]
-    policy = backend_for(str(tiny_model), configlib.load("quickstart", overrides=overrides).backend)
-    before = (policy.counters.generate_calls, policy.counters.sequences)
+    before = (usage(tiny_model).generate_calls, usage(tiny_model).sequences)
     changed = configlib.merge(overrides, {"cascade": {"stages": overrides["cascade"]["stages"][:2]}})
     second = svd(preset="quickstart", lake=str(lake.root), overrides=changed)["run_id"]
-    assert (policy.counters.generate_calls, policy.counters.sequences) == before  # zero sampling calls
+    assert (usage(tiny_model).generate_calls, usage(tiny_model).sequences) == before  # zero sampling calls
     assert lake.read_manifest(second, "candidates")["reused_from"] == first
     assert "reused_from" not in lake.read_manifest(second, "judge")  # judging was recomputed
     stages = {s for (s,) in query(lake, f"SELECT DISTINCT stage FROM judgments WHERE run_id = '{second}'")[1]}
@@ -117,7 +115,7 @@ def test_changed_judge_setting_rejudges_with_zero_sampling_calls(tiny_model, lak
 def test_from_stage_keeps_upstream_and_recomputes_the_rest(tiny_model, lake, prefect_harness):
     import pytest
 
-    from flows.svd import svd
+    from selfimprove.flows.svd import svd
 
     overrides = tiny_overrides(tiny_model)
     first = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)["run_id"]

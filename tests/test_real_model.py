@@ -6,17 +6,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def backend():
-    from selfimprove.backends import TransformersBackend
-    from selfimprove.models import default_checkpoint
+    from selfimprove.inference.transformers_backend import TransformersBackend
+    from selfimprove.inference.models import default_checkpoint
 
     return TransformersBackend(default_checkpoint())
 
 
 def test_real_model_samples_answers_and_judges(backend):
-    from selfimprove.cascade import CascadeConfig, run_cascade
-    from selfimprove.judges import StageConfig
-    from selfimprove.sampling import SamplingConfig, sample
-    from selfimprove.seeds import SeedSource, generate
+    from selfimprove.verification.cascade import CascadeConfig, run_cascade
+    from selfimprove.verification.judges import StageConfig
+    from selfimprove.generation.sampling import SamplingConfig, sample
+    from selfimprove.data.seeds import SeedSource, generate
 
     seeds = generate(SeedSource(size=8))
     cands = sample(backend, seeds, SamplingConfig(n=4, answer_format="boxed_or_last_number"))
@@ -28,8 +28,8 @@ def test_real_model_samples_answers_and_judges(backend):
 
 
 def test_real_model_held_out_accuracy_is_in_the_measured_range(backend):
-    from selfimprove.evaluation import EvalConfig, evaluate, load_items, metrics
-    from selfimprove.seeds import SeedSource
+    from selfimprove.evaluation.heldout import EvalConfig, evaluate, load_items, metrics
+    from selfimprove.data.seeds import SeedSource
 
     cfg = EvalConfig(source=SeedSource(size=60, seed=777))
     rows = evaluate(backend, load_items(cfg), cfg, "base")

@@ -9,8 +9,8 @@ from tests.test_flow_svd import tiny_overrides
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_model, prefect_harness, tmp_path_factory):
-    from flows.svd import svd
-    from warehouse import Lake
+    from selfimprove.flows.svd import svd
+    from selfimprove.warehouse import Lake
 
     lake = Lake(tmp_path_factory.mktemp("report-lake"))
     run = svd(preset="quickstart", lake=str(lake.root), overrides=tiny_overrides(tiny_model))["run_id"]
@@ -18,8 +18,8 @@ def finished_run(tiny_model, prefect_harness, tmp_path_factory):
 
 
 def test_report_has_every_section_and_its_figures(finished_run, tmp_path):
-    from selfimprove.cli import main
-    from warehouse.report import funnel
+    from selfimprove.flows.cli import main
+    from selfimprove.warehouse.report import funnel
 
     lake, run = finished_run
     assert main(["report", run, "--lake", str(lake.root), "--out", str(tmp_path)]) == 0
@@ -37,7 +37,7 @@ def test_report_renders_in_headless_chromium(finished_run, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
         pytest.skip("no chromium on this machine (Debian: apt-get install chromium); the HTML itself is checked above")
-    from warehouse.report import write_report
+    from selfimprove.warehouse.report import write_report
 
     lake, run = finished_run
     page = write_report(lake, run, tmp_path)

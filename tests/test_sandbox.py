@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.sandbox import SandboxConfig, SandboxError, launcher, run_program
-from selfimprove.scorers import CodeScorer
+from selfimprove.evaluation.sandbox import SandboxConfig, SandboxError, launcher, run_program
+from selfimprove.evaluation.scorers import CodeScorer
 
 CFG = SandboxConfig(timeout_s=3, memory_mb=512)
 PROJECT_FILE = Path(__file__).resolve().parents[1] / "pyproject.toml"

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from selfimprove.backends import BackendConfig, TransformersBackend
-from selfimprove.rewards import GroundTruthReward, Reward, SelfVerifiedReward
-from selfimprove.sdzero import DistillConfig, SDZeroConfig, control_phrase, split
+from selfimprove.inference.base import BackendConfig
+from selfimprove.inference.transformers_backend import TransformersBackend
+from selfimprove.methods.sdzero.rewards import GroundTruthReward, Reward, SelfVerifiedReward
+from selfimprove.methods.sdzero.config import DistillConfig, SDZeroConfig, control_phrase, split
 
 
 class EvenLength(Reward):
@@ -56,8 +57,8 @@ def test_truncated_support_is_refused_for_training():
 
 
 def test_phase1_revises_inside_the_assistant_turn_and_keeps_correct_revisions(tiny_model):
-    from selfimprove.revision import revise, training_rows
-    from selfimprove.sampling import SamplingConfig, sample
+    from selfimprove.methods.sdzero.revision import revise, training_rows
+    from selfimprove.generation.sampling import SamplingConfig, sample
 
     backend = TransformersBackend(tiny_model, BackendConfig(dtype="float32"))
     cands = sample(backend, SEEDS, SamplingConfig(n=3, max_new_tokens=12))
@@ -86,7 +87,7 @@ def test_phase1_revises_inside_the_assistant_turn_and_keeps_correct_revisions(ti
 
 
 def test_srt_trains_on_text_rows_with_loss_on_the_completion_only(tiny_model, tmp_path):
-    from selfimprove.training import TrainConfig, train
+    from selfimprove.training.sft import TrainConfig, train
 
     rows = [{"prompt": "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n1 + 1" + control_phrase(True),
              "completion": "\\boxed{2}", "format": "text"}] * 4
@@ -97,7 +98,7 @@ def test_srt_trains_on_text_rows_with_loss_on_the_completion_only(tiny_model, tm
 
 
 def test_phase2_contexts_align_the_second_copy_with_the_student(tiny_model):
-    from selfimprove.self_distill import Distiller
+    from selfimprove.methods.sdzero.distill import Distiller
 
     d = Distiller(tiny_model, DistillConfig(), "sample_math", device="cpu")
     prompt, y = d.prompt_ids("What is 1 + 1?"), d.tokenizer("it is 2", add_special_tokens=False).input_ids + [d.eos]
@@ -109,7 +110,7 @@ def test_phase2_contexts_align_the_second_copy_with_the_student(tiny_model):
 
 
 def test_phase2_steps_lower_the_divergence_and_sync_copies_the_student(tiny_model, tmp_path):
-    from selfimprove.self_distill import Distiller, distill
+    from selfimprove.methods.sdzero.distill import Distiller, distill
 
     cfg = DistillConfig(batch_size=4, learning_rate=3e-3, max_new_tokens=12, top_k=16)
     d = Distiller(tiny_model, cfg, "sample_math", device="cpu")
@@ -157,7 +158,7 @@ class FadingReward(Reward):
 def test_plateau_sync_and_the_saved_model_use_the_best_student(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
-    from selfimprove.self_distill import distill
+    from selfimprove.methods.sdzero.distill import distill
 
     out = distill(tiny_model, SEEDS[:6], SEEDS[6:], FadingReward({"s6"}, good_calls=1),
                   DistillConfig(steps=4, batch_size=2, max_new_tokens=8, eval_every=2, patience=1, learning_rate=1e-2),
@@ -187,9 +188,9 @@ def sdzero_overrides(model_path):
 
 
 def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, capsys, tmp_path):
-    from flows.sdzero import sdzero
-    from selfimprove.cli import main
-    from warehouse.views import query
+    from selfimprove.flows.sdzero import sdzero
+    from selfimprove.flows.cli import main
+    from selfimprove.warehouse.views import query
 
     runs = {}
     for reward in ("ground_truth", "self_verified"):
@@ -235,14 +236,14 @@ def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, 
         assert lake.read_manifest(again, stage)["reused_from"] == runs["ground_truth"]
     assert lake.read_manifest(again, "distill").get("reused_from") is None
 
-    from warehouse.report import write_report
+    from selfimprove.warehouse.report import write_report
 
     write_report(lake, again, tmp_path / "report")
     assert (tmp_path / "report" / "distill.png").exists() and "Self-distillation" in (tmp_path / "report" / "report.html").read_text()
 
 
 def test_cli_sdzero_needs_answers_for_ground_truth(tmp_path, lake, capsys):
-    from selfimprove.cli import main
+    from selfimprove.flows.cli import main
 
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n')

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from selfimprove.seeds import SeedError, SeedSource, generate, read_file
+from selfimprove.data.seeds import SeedError, SeedSource, generate, read_file
 
 
 def write_jsonl(path, rows):

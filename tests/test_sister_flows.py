@@ -4,11 +4,11 @@ import json
 import pytest
 
 from tests.test_flow_svd import tiny_overrides
-from warehouse.views import query
+from selfimprove.warehouse.views import query
 
 
 def test_ssd_keeps_raw_samples_and_sweeps_eval_temperature(tiny_model, lake, prefect_harness):
-    from flows.ssd import ssd
+    from selfimprove.flows.ssd import ssd
 
     run = ssd(lake=str(lake.root), overrides=tiny_overrides(tiny_model))["run_id"]
     q = lambda sql: query(lake, sql.replace("RUN", f"'{run}'"))[1]  # noqa: E731
@@ -28,7 +28,7 @@ def test_ssd_keeps_raw_samples_and_sweeps_eval_temperature(tiny_model, lake, pre
 
 
 def test_ssd_drops_empty_and_the_shortest_tenth():
-    from selfimprove.filters import FilterConfig, ssd_length
+    from selfimprove.verification.filters import FilterConfig, ssd_length
 
     cands = [{"candidate_id": f"c{i}", "text": "x" * i, "n_tokens": i} for i in range(20)]
     verdicts = {v["candidate_id"]: v for v in ssd_length(cands, FilterConfig(rule="ssd_length"))}
@@ -38,8 +38,8 @@ def test_ssd_drops_empty_and_the_shortest_tenth():
 
 
 def test_rft_keeps_exactly_the_correct_samples(tiny_model, lake, prefect_harness, capsys):
-    from flows.rft import rft
-    from selfimprove.cli import main
+    from selfimprove.flows.rft import rft
+    from selfimprove.flows.cli import main
 
     run = rft(lake=str(lake.root), overrides=tiny_overrides(tiny_model))["run_id"]
     q = lambda sql: query(lake, sql.replace("RUN", f"'{run}'"))[1]  # noqa: E731
@@ -56,7 +56,7 @@ def test_rft_keeps_exactly_the_correct_samples(tiny_model, lake, prefect_harness
 
 
 def test_rft_without_answers_is_a_clear_error(tiny_model, lake, prefect_harness, tmp_path):
-    from flows.rft import rft
+    from selfimprove.flows.rft import rft
 
     seeds = tmp_path / "s.jsonl"
     seeds.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n')

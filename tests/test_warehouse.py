@@ -1,6 +1,6 @@
 import pytest
 
-from warehouse.views import query
+from selfimprove.warehouse.views import query
 
 
 def test_parquet_duckdb_round_trip(lake):

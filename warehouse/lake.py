@@ -3,8 +3,8 @@
     <root>/<table>/run=<run_id>/<part>.parquet    the data, one file per stage output
     <root>/_manifests/<run_id>/<stage>.json       written last: the stage is complete
 
-A file is written under a hidden temporary name and renamed into place, so DuckDB's
-glob never sees a half-written partition. A manifest names the files, their row counts
+Every file goes through `selfimprove.atomic` (hidden temporary name, fsync, rename, folder
+fsync), so DuckDB's glob never sees a half-written partition. A manifest names the files, their row counts
 and content hashes; its presence is what makes a stage count as done.
 """
 from __future__ import annotations
@@ -12,27 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schemas import TABLES, to_table
+from selfimprove.atomic import write_bytes, write_file
+from selfimprove.warehouse.schemas import TABLES, to_table
 
 
 def lake_root(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get("SELFIMPROVE_LAKE") or "lake").resolve()
-
-
-def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{uuid.uuid4().hex}-{target.name}.partial"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
 
 
 def content_hash(table: pa.Table) -> str:
@@ -62,11 +52,7 @@ class Lake:
         arrow = to_table(table, rows, run_id)
         if self.provenance:
             arrow = arrow.replace_schema_metadata({b"selfimprove": json.dumps(self.provenance, default=str).encode()})
-        target = self.table_dir(table, run_id) / f"{part}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".tmp-{uuid.uuid4().hex}.partial"
-        pq.write_table(arrow, tmp)
-        os.replace(tmp, target)
+        target = write_file(self.table_dir(table, run_id) / f"{part}.parquet", lambda tmp: pq.write_table(arrow, tmp))
         return {"table": table, "path": str(target), "rows": arrow.num_rows, "sha256": content_hash(arrow)}
 
     def copy_to_run(self, entry: dict, run_id: str) -> dict:
@@ -84,7 +70,7 @@ class Lake:
         return self.root / "_manifests" / run_id / f"{stage}.json"
 
     def write_manifest(self, run_id: str, stage: str, manifest: dict) -> None:
-        _atomic_write_bytes(self.manifest_path(run_id, stage), json.dumps(manifest, indent=2, default=str).encode())
+        write_bytes(self.manifest_path(run_id, stage), json.dumps(manifest, indent=2, default=str).encode())
 
     def read_manifest(self, run_id: str, stage: str) -> dict | None:
         path = self.manifest_path(run_id, stage)
@@ -98,8 +84,4 @@ class Lake:
 
     def runs_with_version(self, stage: str, version: str) -> list[str]:
         folder = self.root / "_versions" / stage / version
-        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-    def run_ids(self) -> list[str]:
-        folder = self.root / "_manifests"
         return sorted(p.name for p in folder.iterdir()) if folder.exists() else []

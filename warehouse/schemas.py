@@ -8,12 +8,13 @@ LS = pa.list_(pa.string())
 
 TABLES: dict[str, pa.Schema] = {
     "runs": pa.schema([("run_id", S), ("flow", S), ("preset", S), ("started_at", pa.timestamp("us", tz="UTC")),
-                       ("config_json", S), ("model", S), ("library_version", S)]),
+                       ("config_json", S), ("model", S), ("model_path", S), ("model_hash", S), ("library_version", S)]),
     "seeds": pa.schema([("run_id", S), ("seed_id", S), ("domain", S), ("question", S), ("answer", S), ("task", S)]),
     "candidates": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("sample_index", I), ("text", S),
                              ("final_answer", S), ("n_tokens", I), ("prompt_hash", S), ("error", S)]),
     "judgments": pa.schema([("run_id", S), ("candidate_id", S), ("stage", S), ("vote_index", I), ("call", S),
-                            ("prompt_hash", S), ("raw_output", S), ("decision", S), ("p_yes", F), ("round", I)]),
+                            ("prompt_hash", S), ("raw_output", S), ("decision", S), ("p_yes", F), ("round", I),
+                            ("model_call", B), ("n_tokens", I)]),
     "verdicts": pa.schema([("run_id", S), ("candidate_id", S), ("accepted", B), ("rejected_at_stage", S), ("reason", S)]),
     # ground truth for telemetry only: the cascade never reads it
     "candidate_labels": pa.schema([("run_id", S), ("candidate_id", S), ("correct", B)]),
@@ -23,13 +24,15 @@ TABLES: dict[str, pa.Schema] = {
     # loss: SD-Zero's revision | generation row of a kept tuple
     "train_examples": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("prompt", S), ("completion", S),
                                  ("format", S), ("loss", S)]),
-    "checkpoints": pa.schema([("run_id", S), ("checkpoint_id", S), ("path", S), ("base_model", S), ("examples", I),
-                              ("steps", I), ("final_loss", F), ("method", S)]),
+    # example_ids: the train_examples rows (candidate_id) it was trained on; model_hash: its weights
+    "checkpoints": pa.schema([("run_id", S), ("checkpoint_id", S), ("path", S), ("base_model", S), ("model_hash", S),
+                              ("examples", I), ("example_ids", LS), ("steps", I), ("final_loss", F), ("method", S)]),
     "train_log": pa.schema([("run_id", S), ("checkpoint_id", S), ("step", I), ("loss", F), ("learning_rate", F)]),
-    # correct is NULL when the scorer could not decide (reason error:...); calls and n_tokens are test-time cost
+    # correct is NULL when the scorer could not decide (reason error:...); calls and n_tokens are test-time cost;
+    # model is the label, model_path / model_hash the checkpoint scored (checkpoints.path for a trained one)
     "eval_samples": pa.schema([("run_id", S), ("model", S), ("dataset", S), ("item_id", S), ("sample_index", I),
                                ("method", S), ("output", S), ("extracted", S), ("correct", B), ("reason", S),
-                               ("n_tokens", I), ("calls", I)]),
+                               ("n_tokens", I), ("calls", I), ("model_path", S), ("model_hash", S)]),
     "eval_metrics": pa.schema([("run_id", S), ("model", S), ("dataset", S), ("metric", S), ("value", F), ("n", I),
                                ("ci_low", F), ("ci_high", F)]),
     "eval_items": pa.schema([("run_id", S), ("dataset", S), ("item_id", S), ("domain", S), ("question", S),

@@ -13,14 +13,14 @@ import json
 import os
 import shutil
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
 import pyarrow.parquet as pq
 
-from .schemas import to_table
+from selfimprove.atomic import write_bytes, write_file
+from selfimprove.warehouse.schemas import to_table
 
 
 class ShardStore:
@@ -29,7 +29,6 @@ class ShardStore:
         self.run_id, self.stage = run_id, stage
         self.loaded = 0  # shards found finished on disk (resumed, not recomputed)
         self.computed = 0
-        self.failed = 0  # shards that produced error rows (not saved: retried by the next run)
 
     def run(self, units: list, size: int, work: Callable[[list, int], dict[str, list[dict]]],
             progress: Callable[[int], None] | None = None) -> dict[str, list[dict]]:
@@ -51,20 +50,15 @@ class ShardStore:
                 if produced.pop("_incomplete", False):
                     for table, rows in produced.items():
                         out[table] += rows
-                    self.failed += 1
                     if progress:
                         progress(len(chunk))
                     continue
                 self.folder.mkdir(parents=True, exist_ok=True)
                 for table, rows in produced.items():
-                    target = self.folder / f"{shard:05d}.{table}.parquet"
-                    tmp = self.folder / f".tmp-{uuid.uuid4().hex}.partial"
-                    pq.write_table(to_table(table, rows, self.run_id), tmp)
-                    os.replace(tmp, target)
+                    arrow = to_table(table, rows, self.run_id)
+                    write_file(self.folder / f"{shard:05d}.{table}.parquet", lambda tmp: pq.write_table(arrow, tmp))
                     out[table] += rows
-                tmp = self.folder / f".tmp-{uuid.uuid4().hex}.done"
-                tmp.write_text(json.dumps({"tables": sorted(produced), "units": len(chunk)}))
-                os.replace(tmp, done)
+                write_bytes(done, json.dumps({"tables": sorted(produced), "units": len(chunk)}).encode())
                 self.computed += 1
                 self._pause()
             if progress:

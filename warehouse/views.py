@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import duckdb
 
-from .lake import Lake
-from .schemas import TABLES, duck_type
+from selfimprove.warehouse.lake import Lake
+from selfimprove.warehouse.schemas import TABLES, duck_type
 
 EXAMPLE_QUERIES = {
     "Why was each candidate rejected, by stage?":
@@ -40,10 +40,11 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple]]:
+def query(lake: Lake, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
+    """Run `sql` over the lake's views; `params` bind `$name` placeholders (values never go into the SQL text)."""
     con = connect(lake)
     try:
-        cur = con.execute(sql)
+        cur = con.execute(sql, params) if params else con.execute(sql)
         columns = [d[0] for d in cur.description] if cur.description else []
         return columns, cur.fetchall()
     finally:
@@ -65,36 +66,37 @@ def _cell(v, width: int) -> str:
 
 
 def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]]:
-    """One row per run: method, training examples, generated tokens (samples, SD-Zero revisions and rollouts;
-    not judges), judge calls, held-out pass@1 of base
-    and fine-tuned models (each at its best evaluation temperature when T_eval was swept) with 95 % CIs."""
-    ids = ", ".join("'" + r.replace("'", "''") + "'" for r in run_ids)
-    known = {r for (r,) in query(lake, f"SELECT run_id FROM runs WHERE run_id IN ({ids})")[1]}
+    """One row per run: method (as its view labels it), training examples, generated tokens (what the
+    method's view counts: samples, and for SD-Zero its revisions and rollouts; never judges), judge
+    model calls, held-out pass@1 of base and fine-tuned models (each at its best evaluation
+    temperature when T_eval was swept) with 95 % CIs, the paired delta, and other evaluated models."""
+    from selfimprove.warehouse.method_views import run_config, view_of
+
+    known = {r for (r,) in query(lake, "SELECT run_id FROM runs WHERE list_contains($ids, run_id)", {"ids": run_ids})[1]}
     missing = [r for r in run_ids if r not in known]
     if missing:
         raise ValueError(f"no run {missing[0]!r} in the lake at {lake.root}")
-    return query(lake, f"""
-        WITH best AS (
-            SELECT run_id, split_part(model, '@', 1) AS kind,
-                   arg_max(model, value) AS label, max(value) AS p1,
-                   arg_max(ci_low, value) AS lo, arg_max(ci_high, value) AS hi, arg_max(n, value) AS n
-            FROM eval_metrics WHERE metric = 'pass@1' AND run_id IN ({ids}) GROUP BY 1, 2),
-        fmt AS (SELECT run_id, kind, label || ': ' || round(p1, 3) || ' [' || round(lo, 3) || ', ' || round(hi, 3) || ']' AS s, n
-                FROM best)
-        SELECT r.run_id, r.flow, json_extract_string(r.config_json, '$.method')
-                   || coalesce(' (' || CASE WHEN r.flow = 'sdzero' THEN json_extract_string(r.config_json, '$.sdzero.reward') END || ')', '')
-                   AS method,
-               (SELECT count(*) FROM train_examples t WHERE t.run_id = r.run_id) AS train_examples,
-               (SELECT coalesce(sum(n_tokens), 0) FROM candidates c WHERE c.run_id = r.run_id)
-                 + (SELECT coalesce(sum(revised_n_tokens), 0) FROM revisions v WHERE v.run_id = r.run_id)
-                 + (SELECT coalesce(sum(n_tokens), 0) FROM distill_samples d WHERE d.run_id = r.run_id)
-                 AS generated_tokens,
-               (SELECT count(*) FROM judgments j WHERE j.run_id = r.run_id AND j.call <> 'agreement') AS judge_calls,
-               (SELECT s FROM fmt WHERE fmt.run_id = r.run_id AND kind = 'base') AS "base pass@1 [95% CI]",
-               (SELECT s FROM fmt WHERE fmt.run_id = r.run_id AND kind = 'tuned') AS "tuned pass@1 [95% CI]",
-               (SELECT round(value, 3) || ' [' || round(ci_low, 3) || ', ' || round(ci_high, 3) || ']' FROM eval_metrics e
-                WHERE e.run_id = r.run_id AND metric = 'pass@1_delta_vs_base' AND model LIKE 'tuned%') AS "paired delta [95% CI]",
-               (SELECT string_agg(s, '; ' ORDER BY s) FROM fmt WHERE fmt.run_id = r.run_id AND kind NOT IN ('base', 'tuned'))
-                   AS "other models pass@1",
-               (SELECT max(n) FROM fmt WHERE fmt.run_id = r.run_id) AS heldout_items
-        FROM runs r WHERE r.run_id IN ({ids}) ORDER BY list_position([{ids}], r.run_id)""")
+    columns = ["run_id", "flow", "method", "train_examples", "generated_tokens", "judge_calls", "base pass@1 [95% CI]",
+               "tuned pass@1 [95% CI]", "paired delta [95% CI]", "other models pass@1", "heldout_items"]
+    rows = []
+    for run in run_ids:
+        view = view_of(lake, run)
+        _, [common] = query(lake, """
+            WITH best AS (
+                SELECT split_part(model, '@', 1) AS kind, arg_max(model, value) AS label, max(value) AS p1,
+                       arg_max(ci_low, value) AS lo, arg_max(ci_high, value) AS hi, arg_max(n, value) AS n
+                FROM eval_metrics WHERE metric = 'pass@1' AND run_id = $run GROUP BY 1),
+            fmt AS (SELECT kind, label || ': ' || round(p1, 3) || ' [' || round(lo, 3) || ', ' || round(hi, 3) || ']' AS s, n
+                    FROM best)
+            SELECT (SELECT flow FROM runs WHERE run_id = $run),
+                   (SELECT count(*) FROM train_examples WHERE run_id = $run),
+                   (SELECT count(*) FROM judgments WHERE run_id = $run AND model_call),
+                   (SELECT s FROM fmt WHERE kind = 'base'), (SELECT s FROM fmt WHERE kind = 'tuned'),
+                   (SELECT round(value, 3) || ' [' || round(ci_low, 3) || ', ' || round(ci_high, 3) || ']' FROM eval_metrics
+                    WHERE run_id = $run AND metric = 'pass@1_delta_vs_base' AND model LIKE 'tuned%'),
+                   (SELECT string_agg(s, '; ' ORDER BY s) FROM fmt WHERE kind NOT IN ('base', 'tuned')),
+                   (SELECT max(n) FROM fmt)""", {"run": run})
+        flow, examples, judge_calls, base, tuned, delta, other, items = common
+        rows.append((run, flow, view.label(run_config(lake, run)), examples, view.generated_tokens(lake, run), judge_calls,
+                     base, tuned, delta, other, items))
+    return columns, rows

@@ -36,6 +36,3 @@ def load(name: str) -> Prompt:
     data = path.read_bytes()
     return Prompt(name=name, text=data.decode("utf-8").strip(), hash=hashlib.sha256(data).hexdigest()[:12])
 
-
-def all_hashes() -> dict[str, str]:
-    return {p.stem: load(p.stem).hash for p in sorted(FOLDER.glob("*.txt"))}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .scorers import get_scorer
+from selfimprove.evaluation.scorers import get_scorer
 
 RULES = ("none", "ssd_length", "ground_truth")
 

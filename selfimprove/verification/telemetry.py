@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import random
 
-from .judges import StageConfig, combine
-from .scorers import score
+from selfimprove.verification.judges import StageConfig
+from selfimprove.verification.votes import combine
+from selfimprove.evaluation.scorers import score
 
 
 def label_candidates(seeds: list[dict], candidates: list[dict], answer_format: str) -> dict[str, bool]:
@@ -103,7 +104,7 @@ def stage_metrics(judgments: list[dict], verdicts: list[dict], stages: list[Stag
             for metric, (value, lo, hi) in stats.items():
                 add(stage.name, metric, value, counts[metric], lo, hi)
     accepted = [v["candidate_id"] for v in verdicts if v["accepted"]]
-    model_calls = sum(1 for j in judgments if j["call"] != "agreement")
+    model_calls = sum(1 for j in judgments if j["model_call"])
     add("all", "accepted", len(accepted), len(verdicts))
     add("all", "judge_calls", model_calls, len(judgments))
     add("all", "judge_calls_per_accepted", model_calls / len(accepted) if accepted else None, len(accepted))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .answers import format_problem
-from .backends import Backend
-from .judges import Item, StageConfig, make_items, run_stage
+from selfimprove.generation.answers import format_problem
+from selfimprove.inference.base import Backend
+from selfimprove.verification.judges import StageConfig, judge, make_items
+from selfimprove.verification.votes import Item
 
 SELECTIONS = ("first_valid", "all_valid")
 
@@ -64,13 +65,14 @@ def run_cascade(backend: Backend, seeds: list[dict], candidates: list[dict], con
             else:
                 alive.append(items[c["candidate_id"]])
         for stage in config.stages:
-            results = run_stage(backend, alive, stage, seed=config.seed + 7919 * r)
+            results = judge(backend, alive, stage, seed=config.seed + 7919 * r)
             survivors = []
             for it, res in zip(alive, results):
                 for call in res.calls:
                     judgments.append({"candidate_id": it.candidate_id, "stage": stage.name, "vote_index": call.vote_index,
                                       "call": call.call, "prompt_hash": call.prompt_hash, "raw_output": call.raw_output,
-                                      "decision": call.decision, "p_yes": call.p_yes, "round": r})
+                                      "decision": call.decision, "p_yes": call.p_yes, "round": r,
+                                      "model_call": call.model_call, "n_tokens": call.n_tokens})
                 if res.passed or not stage.gate:
                     survivors.append(it)
                 else:

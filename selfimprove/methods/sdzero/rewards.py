@@ -10,9 +10,9 @@
 """
 from __future__ import annotations
 
-from .agreement import agreement_scores
-from .answers import final_answer
-from .scorers import get_scorer, math_equal
+from selfimprove.verification.agreement import agreement_scores
+from selfimprove.generation.answers import final_answer
+from selfimprove.evaluation.scorers import get_scorer, math_equal
 
 SOURCES = ("ground_truth", "self_verified")
 

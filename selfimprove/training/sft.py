@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from selfimprove.inference.models import load_causal_lm, load_tokenizer, save_checkpoint
+
 
 @dataclass
 class TrainConfig:
@@ -43,16 +45,14 @@ def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, 
         raise ValueError("training rows mix chat and text formats; one run trains on one format")
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     if config.method not in ("full", "lora"):
         raise ValueError(f"training method must be 'full' or 'lora', got {config.method!r}")
     output_dir = Path(output_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    tokenizer = load_tokenizer(base_model)
+    model = load_causal_lm(base_model, "float32", "cpu")
     data = Dataset.from_list([as_trl_row(e) for e in examples])
     args = SFTConfig(
         output_dir=str(output_dir / "_trainer"), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
@@ -86,18 +86,3 @@ def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, 
     save_checkpoint(trained, tokenizer, output_dir)
     return {"path": str(output_dir), "steps": int(result.global_step), "log": log,
             "final_loss": log[-1]["loss"] if log else float("nan"), "examples": len(examples)}
-
-
-def save_checkpoint(model, tokenizer, output_dir: str | Path) -> None:
-    """Save beside the target and rename into place: a crash never leaves a half-written checkpoint."""
-    import shutil
-
-    output_dir = Path(output_dir)
-    tmp = output_dir.with_name(output_dir.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    tmp.rename(output_dir)

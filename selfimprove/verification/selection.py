@@ -1,7 +1,7 @@
 """Filtering: accepted candidates → training examples (prompt, completion)."""
 from __future__ import annotations
 
-from .sampling import user_message
+from selfimprove.generation.sampling import user_message
 
 
 def select(seeds: list[dict], candidates: list[dict], verdicts: list[dict], mode: str, prompt_name: str) -> list[dict]:

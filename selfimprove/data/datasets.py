@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .seeds import SeedError, SeedSource, generate, read_raw, validate
-from .scorers import SCORERS, gold_choice
+from selfimprove.data.seeds import SeedError, SeedSource, generate, read_raw, validate
+from selfimprove.evaluation.scorers import SCORERS, gold_choice
 
 BUILTIN = ("arithmetic", "syllogism", "humaneval")
 PROMPT_FOR_SCORER = {"math": "sample_math", "task": "sample_math", "choice": "sample_choice", "code": "sample_code"}

@@ -9,18 +9,18 @@ answer falls back to `fallback`:
   default model: its T 0.8 samples are worse than its greedy answers).
 
 Cost per question is recorded on its row: `calls` = n sampled sequences + the judge's
-model calls for that question's candidates (agreement needs none), `n_tokens` = sampled
-tokens + tokens the judges generated. SVD itself answers with one call.
+model calls for that question's candidates (strategies that call no model, like agreement, add
+none), `n_tokens` = sampled tokens + tokens the judges generated. SVD itself answers with one call.
 """
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from .backends import Backend, SamplingParams
-from .cascade import CascadeConfig, run_cascade
-from .evaluation import EvalConfig, message, sample_rows
-from .sampling import SamplingConfig, sample
+from selfimprove.inference.base import Backend, SamplingParams
+from selfimprove.verification.cascade import CascadeConfig, run_cascade
+from selfimprove.evaluation.heldout import EvalConfig, message, sample_rows
+from selfimprove.generation.sampling import SamplingConfig, sample
 
 FALLBACKS = ("first_answer", "majority", "greedy")
 
@@ -59,16 +59,13 @@ def answer_with_cascade(backend: Backend, items: list[dict], config: UQTTCConfig
     cascade = CascadeConfig(stages=cascade.stages, selection="first_valid", thinking=cascade.thinking, seed=cascade.seed)
     judgments, verdicts = run_cascade(backend, seeds, candidates, cascade)
     accepted = {v["candidate_id"] for v in verdicts if v["accepted"]}
-    sampled_scoring = {s.name for s in cascade.stages if s.scoring == "sample"}
     calls: Counter = Counter()
     tokens: Counter = Counter()
     item_of = {c["candidate_id"]: c["seed_id"] for c in candidates}
     for j in judgments:
-        if j["call"] == "agreement":
-            continue
-        calls[item_of[j["candidate_id"]]] += 1
-        if j["call"] == "infer" or j["stage"] in sampled_scoring:  # probability calls generate no tokens
-            tokens[item_of[j["candidate_id"]]] += len(backend.tokenizer(j["raw_output"], add_special_tokens=False).input_ids)
+        if j["model_call"]:
+            calls[item_of[j["candidate_id"]]] += 1
+            tokens[item_of[j["candidate_id"]]] += j["n_tokens"]
     by_item: dict[str, list[dict]] = {}
     for c in candidates:
         by_item.setdefault(c["seed_id"], []).append(c)

@@ -20,26 +20,22 @@ from pathlib import Path
 
 import torch
 
-from .backends import length_until_eos
-from .divergence import divergence
-from .rewards import Reward
-from .sampling import user_message
-from .sdzero import DistillConfig, control_phrase
-from .training import save_checkpoint
+from selfimprove.inference.base import length_until_eos
+from selfimprove.inference.models import load_causal_lm, load_tokenizer, resolve_device, save_checkpoint
+from selfimprove.training.divergence import divergence
+from selfimprove.methods.sdzero.rewards import Reward
+from selfimprove.generation.sampling import user_message
+from selfimprove.methods.sdzero.config import DistillConfig, control_phrase
 
 
 class Distiller:
     """Student, teacher, optimiser and tokenizer for one Phase-2 run."""
 
     def __init__(self, model_path: str | Path, config: DistillConfig, prompt_name: str, device: str = "auto") -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.config, self.prompt_name = config, prompt_name
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.student = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32).to(self.device)
+        self.device = resolve_device(device)
+        self.tokenizer = load_tokenizer(model_path)
+        self.student = load_causal_lm(model_path, "float32", self.device)
         self.teacher = copy.deepcopy(self.student).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=config.learning_rate, weight_decay=0.0)
         eos = self.student.generation_config.eos_token_id

@@ -11,11 +11,11 @@ SRT trains on each kept tuple twice (two rows, raw rendered text, loss on the co
 """
 from __future__ import annotations
 
-from .answers import final_answer
-from .backends import Backend, SamplingParams
-from .rewards import Reward
-from .sampling import user_message
-from .sdzero import SDZeroConfig, control_hash, control_phrase
+from selfimprove.generation.answers import final_answer
+from selfimprove.inference.base import Backend, SamplingParams
+from selfimprove.methods.sdzero.rewards import Reward
+from selfimprove.generation.sampling import user_message
+from selfimprove.methods.sdzero.config import SDZeroConfig, control_hash, control_phrase
 
 
 def initial_responses(seeds: list[dict], candidates: list[dict], per_seed: int) -> list[tuple[dict, dict]]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from . import prompts
-from .rewards import SOURCES
+from selfimprove import prompts
+from selfimprove.methods.sdzero.rewards import SOURCES
 
 CONTROL_PROMPTS = {True: "revise_correct", False: "revise_wrong"}
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from . import prompts
-from .backends import Backend, SamplingParams
-from .datasets import BUILTIN, PROMPT_FOR_SCORER, builtin, read_user_file
-from .sandbox import SandboxConfig
-from .scorers import LETTERS, score_items
-from .seeds import SeedSource
+from selfimprove import prompts
+from selfimprove.inference.base import Backend, SamplingParams
+from selfimprove.data.datasets import BUILTIN, PROMPT_FOR_SCORER, builtin, read_user_file
+from selfimprove.evaluation.sandbox import SandboxConfig
+from selfimprove.evaluation.scorers import LETTERS, score_items
+from selfimprove.data.seeds import SeedSource
+
+EVAL_METHODS = ("greedy", "uq_ttc")  # how an evaluation answers: one greedy call, or the UQ-TTC baseline
 
 
 @dataclass
@@ -48,10 +50,6 @@ class EvalConfig:
             self.sandbox = SandboxConfig(**self.sandbox)
         if self.samples > 1 and self.temperature <= 0:
             raise ValueError("evaluation.samples > 1 needs temperature > 0 (greedy decoding gives one answer)")
-
-    @property
-    def dataset_name(self) -> str:
-        return f"{self.dataset}-heldout" if self.dataset in BUILTIN else self.dataset
 
 
 def load_items(config: EvalConfig, exclude_questions: set[str] | frozenset = frozenset()) -> list[dict]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import prompts
-from .answers import final_answer
-from .backends import Backend, SamplingParams
+from selfimprove import prompts
+from selfimprove.generation.answers import final_answer
+from selfimprove.inference.base import Backend, SamplingParams
 
 
 @dataclass

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 
-from .judges import StageConfig
-from .telemetry import vote_score, with_intervals
+from selfimprove.verification.judges import StageConfig
+from selfimprove.verification.telemetry import vote_score, with_intervals
 
 SIGNAL_FLOOR = 0.5  # AUROC lower bound above which a verifier is said to carry signal
 MIN_PER_CLASS = 5  # right and wrong survivors each needed before an AUROC interval means anything

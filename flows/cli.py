@@ -1,0 +1,242 @@
+"""The `selfimprove` command: run flows, evaluate models, query the lake.
+
+Each command is a function registered with `@command`: it adds its arguments to its own
+parser and does its work when called; flows are imported only by the command that runs them.
+Choices (flows, methods, presets, datasets, scorers, stages) are read from the registries.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+import selfimprove.flows  # noqa: F401  (offline environment defaults, before anything reads them)
+
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}  # name → (help, add_arguments, run)
+
+
+def command(name: str, help: str):
+    """Register `run(args)`; the decorated function's `arguments` attribute fills its parser."""
+    def deco(run):
+        COMMANDS[name] = (help, getattr(run, "arguments", lambda p: None), run)
+        return run
+    return deco
+
+
+def arguments(add: Callable[[argparse.ArgumentParser], None]):
+    def deco(run):
+        run.arguments = add
+        return run
+    return deco
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    from selfimprove.config import PRESETS
+    from selfimprove.methods import METHODS, methods_of_flow
+    from selfimprove.tasks.common import STAGES
+
+    flows = sorted({m.flow for m in METHODS.values()} & set(RUNNABLE))
+    p.add_argument("flow", choices=flows, help="; ".join(f"{f}: {RUNNABLE[f]}" for f in flows))
+    p.add_argument("--preset", default="quickstart", choices=sorted(PRESETS), help="budgets")
+    p.add_argument("--method", default="svd", choices=methods_of_flow("svd"),
+                   help="svd flow only: " + "; ".join(f"{m}: {METHODS[m].help}" for m in methods_of_flow("svd")))
+    p.add_argument("--config", help="YAML/JSON file overriding the preset")
+    p.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
+    p.add_argument("--reuse", metavar="RUN_ID", help="copy that run's stages wherever their version matches")
+    p.add_argument("--reward", choices=_reward_sources(),
+                   help="sdzero only: grade responses by the seeds' answers (default) or by the model's own agreement")
+    p.add_argument("--from-stage", choices=[s for s in STAGES if s != "seeds"],
+                   help="with --reuse: keep that run's earlier stages, recompute this one and the rest")
+    p.add_argument("--no-cache", action="store_true", help="recompute stages even if an earlier run has the same version")
+    p.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
+    p.add_argument("--allow-contamination", action="store_true",
+                   help="train even if training text overlaps a held-out set (recorded in the run)")
+
+
+RUNNABLE = {"svd": "self-verified distillation", "ssd": "raw samples", "rft": "ground-truth filter",
+            "sdzero": "self-revision + self-distillation"}
+
+
+def _reward_sources() -> list[str]:
+    from selfimprove.methods.sdzero.rewards import SOURCES
+
+    return list(SOURCES)
+
+
+@command("run", "run a method's flow end to end")
+@arguments(_run_arguments)
+def run_command(args) -> None:
+    import importlib
+
+    from selfimprove import config as configlib
+    from selfimprove.data.seeds import load as load_seeds
+    from selfimprove.flows.sdzero import method_for
+
+    if args.from_stage and not args.reuse:
+        raise ValueError("--from-stage needs --reuse RUN_ID (the run whose earlier stages are kept)")
+    if args.flow != "svd" and args.method != "svd":
+        raise ValueError(f"--method picks the SVD cascade; `run {args.flow}` is its own method")
+    if args.reward and args.flow != "sdzero":
+        raise ValueError("--reward belongs to `run sdzero`")
+    overrides: dict = {"sdzero": {"reward": args.reward}} if args.reward else {}
+    method = args.method if args.flow == "svd" else args.flow
+    if args.flow == "sdzero":
+        method = method_for(configlib.load(args.preset, args.config, overrides, "sdzero").sdzero.reward)
+    cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
+    if cfg.seeds.path:
+        from selfimprove.methods import get_method
+
+        seeds = load_seeds(cfg.seeds)  # bad seeds fail here, before any flow run exists
+        if get_method(method).reads_answers and any(not s["answer"] for s in seeds):
+            row = next(i for i, s in enumerate(seeds, 1) if not s["answer"])
+            raise ValueError(f"{cfg.seeds.path}, row {row}, field 'answer': missing ({args.flow} grades by "
+                             "ground truth" + ("; use --reward self_verified" if args.flow == "sdzero" else "") + ")")
+    if args.uq_ttc:
+        overrides["uq_ttc"] = {"enabled": True}
+    if args.allow_contamination:
+        overrides["contamination"] = {"allow": True}
+    common = dict(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume, reuse=args.reuse,
+                  overrides=overrides or None, from_stage=args.from_stage, cache=not args.no_cache)
+    if args.flow == "svd":
+        common["method"] = args.method
+    flow = getattr(importlib.import_module(f"selfimprove.flows.{args.flow}"), args.flow)
+    print("\n" + flow(**common)["summary"])
+
+
+def _compare_arguments(p):
+    p.add_argument("run_ids", nargs="+")
+    p.add_argument("--lake")
+
+
+@command("compare", "side-by-side table of runs: method, data, cost, held-out pass@1")
+@arguments(_compare_arguments)
+def compare_command(args) -> None:
+    from selfimprove.warehouse.views import compare_runs, format_table
+
+    cols, rows = compare_runs(_existing_lake(args.lake), args.run_ids)
+    print(format_table(cols, rows, max_width=48))
+
+
+def _sql_arguments(p):
+    p.add_argument("query")
+    p.add_argument("--lake")
+
+
+@command("sql", "query the lake with DuckDB")
+@arguments(_sql_arguments)
+def sql_command(args) -> None:
+    from selfimprove.warehouse.views import format_table, query
+
+    cols, rows = query(_existing_lake(args.lake), args.query)
+    print(format_table(cols, rows))
+
+
+def _existing_lake(path: str | None):
+    """The lake at `path`; a missing or empty one is an error that names the path read."""
+    from selfimprove.warehouse.lake import Lake
+
+    lake = Lake(path)
+    if not lake.root.is_dir():
+        raise ValueError(f"no lake at {lake.root} (pass --lake PATH or set $SELFIMPROVE_LAKE; a run creates it)")
+    if not any(lake.root.glob("*/run=*/*.parquet")):
+        raise ValueError(f"the lake at {lake.root} is empty: no table has been written there yet")
+    return lake
+
+
+def _eval_arguments(p):
+    from selfimprove.data.datasets import BUILTIN
+    from selfimprove.evaluation.scorers import SCORERS
+    from selfimprove.evaluation.heldout import EVAL_METHODS
+
+    p.add_argument("--model", action="append", help="'default' or a local checkpoint folder; repeat it to score several "
+                                                    "models on the same items (paired deltas against the first)")
+    p.add_argument("--data", help="JSONL/CSV/Parquet of items for --scorer (math/task/choice: question, answer; "
+                                  "choice: + choices; code: question or prompt, tests, entry_point)")
+    p.add_argument("--scorer", choices=sorted(SCORERS), help="how --data is scored (default math)")
+    p.add_argument("--dataset", choices=sorted(BUILTIN), help="a built-in held-out set (default arithmetic)")
+    p.add_argument("--method", default="greedy", choices=EVAL_METHODS,
+                   help="uq_ttc: sample n, judge with the preset's cascade, answer with the first accepted")
+    p.add_argument("--rescore", metavar="RUN_ID", help="reapply the scorers to that run's stored outputs; no generation")
+    p.add_argument("--lake")
+
+
+@command("eval", "evaluate models on a held-out set, or rescore a stored evaluation")
+@arguments(_eval_arguments)
+def eval_command(args) -> None:
+    from selfimprove.data.datasets import read_user_file
+    from selfimprove.flows.evaluate import evaluate_flow, rescore_flow
+    from selfimprove.inference.models import resolve
+
+    if args.rescore:
+        result = rescore_flow(source_run=args.rescore, lake=args.lake)
+    else:
+        names = args.model or ["default"]
+        for name in names:
+            resolve(name)  # a wrong model path fails here, before any flow run exists
+        if args.data:
+            read_user_file(args.data, args.scorer or "math")  # bad input fails here, before any flow run exists
+        result = evaluate_flow(model=names, data=args.data, scorer=args.scorer, dataset=args.dataset,
+                               method=args.method, lake=args.lake)
+    print("\n" + result["summary"])
+
+
+def _report_arguments(p):
+    p.add_argument("run_id")
+    p.add_argument("--out", help="folder for report.html and the figures (default <lake>/reports/RUN_ID)")
+    p.add_argument("--lake")
+
+
+@command("report", "write a self-contained HTML report (and PNG figures) for one run")
+@arguments(_report_arguments)
+def report_command(args) -> None:
+    from selfimprove.warehouse.lake import Lake
+    from selfimprove.warehouse.report import write_report
+
+    lake = Lake(args.lake)
+    print(f"report: {write_report(lake, args.run_id, Path(args.out) if args.out else lake.root / 'reports' / args.run_id)}")
+
+
+def _calibrate_arguments(p):
+    from selfimprove.config import PRESETS
+
+    p.add_argument("--model", default="default")
+    p.add_argument("--preset", default="quickstart", choices=sorted(PRESETS))
+    p.add_argument("--seeds", type=int, default=48, help="generated seed questions to calibrate on")
+    p.add_argument("--reuse", metavar="RUN_ID", help="reuse that run's seeds and candidates if they match")
+    p.add_argument("--lake")
+
+
+@command("calibrate", "measure which verifiers carry signal for a model; recommend a cascade")
+@arguments(_calibrate_arguments)
+def calibrate_command(args) -> None:
+    from selfimprove.flows.calibrate import calibrate
+
+    result = calibrate(model=args.model, preset=args.preset, seeds_size=args.seeds, lake=args.lake, reuse=args.reuse)
+    print("\n" + result["summary"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="selfimprove", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add, _) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text))
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command][2](args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"selfimprove: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        import duckdb
+
+        if isinstance(e, duckdb.Error):
+            print(f"selfimprove: SQL error: {e}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

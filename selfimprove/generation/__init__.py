@@ -1,0 +1,1 @@
+"""Generation: candidate sampling from the policy model, and reading final answers out of text."""

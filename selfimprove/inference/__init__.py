@@ -1,0 +1,1 @@
+"""Inference engines behind one Backend seam, and model resolution (names, weights, identity)."""

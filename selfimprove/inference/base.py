@@ -1,0 +1,206 @@
+"""The Backend seam: every inference engine implements this one interface.
+
+`generate` turns chat prompts into n sampled completions each; `choice_probs` reads the
+next-token probabilities of a few fixed choices (e.g. "Y"/"N") after an assistant prefix,
+which is how probability judges and constrained verdicts avoid unparseable output;
+`render` is the chat template (plus an assistant prefix) as the engine applies it;
+`count_tokens` counts tokens as the engine's tokenizer does; `identity()` names everything
+that changes outputs (engine kind, weights, dtype, settings), so stage versions tell engines
+apart; `close()` frees the model and its memory. Callers never reach into an engine's model
+or tokenizer.
+
+Engines register by kind (`BACKENDS`); `load_backend` builds one from a `BackendConfig`.
+Built-ins: `transformers` (the default) and `scripted` (deterministic, no weights: tests and
+examples). Counters record calls and tokens so stages can report cost and tests can prove
+what was (not) recomputed.
+"""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ClassVar, Sequence
+
+Messages = list[dict]
+Progress = Callable[[int], None]
+
+
+@dataclass
+class SamplingParams:
+    """How to decode. temperature 0 means greedy."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 50  # 0 disables top-k truncation; 50 is transformers' own default
+    max_new_tokens: int = 64
+    n: int = 1  # completions per prompt
+    seed: int = 0
+
+
+@dataclass
+class Generation:
+    text: str
+    n_tokens: int
+
+
+@dataclass
+class BackendConfig:
+    """Which engine and how it runs.
+
+    Parameters:
+        kind: a registered engine (`BACKENDS`): transformers | scripted.
+        device: auto → cuda if available, else cpu.
+        dtype: weights and activations; bfloat16 is ~30 % faster than float32 on this CPU.
+        batch_size: sequences per forward batch; batching is the whole game on CPU.
+        max_prompt_tokens: longer prompts are truncated.
+    """
+
+    kind: str = "transformers"
+    device: str = "auto"
+    dtype: str = "bfloat16"
+    batch_size: int = 64
+    max_prompt_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKENDS:
+            raise ValueError(f"unknown backend kind {self.kind!r}; known: {sorted(BACKENDS)}")
+        if self.dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"backend dtype must be bfloat16, float16 or float32, got {self.dtype!r}")
+        if self.batch_size < 1:
+            raise ValueError("backend batch_size must be >= 1")
+
+
+@dataclass
+class Counters:
+    generate_calls: int = 0  # prompts sent to generate
+    sequences: int = 0  # completions returned
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    scored_prompts: int = 0  # prompts sent to choice_probs
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Backend(ABC):
+    """One loaded model behind one engine. Subclasses register with `@register_backend(kind)`."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, model_path: str | Path, config: BackendConfig) -> None:
+        self.model_path, self.config = str(model_path), config
+        self.counters = Counters()
+
+    @classmethod
+    def describe(cls, model_path: str | Path, config: BackendConfig) -> dict:
+        """What makes this engine's outputs what they are, known before loading anything."""
+        from .models import model_identity
+
+        path = Path(model_path)
+        weights = model_identity(path) if (path / "config.json").exists() else str(model_path)
+        return {"kind": cls.kind, "model": weights, **cls.settings(config)}
+
+    @classmethod
+    def settings(cls, config: BackendConfig) -> dict:
+        """The config fields that change this engine's outputs."""
+        return {"dtype": config.dtype, "batch_size": config.batch_size, "max_prompt_tokens": config.max_prompt_tokens}
+
+    def identity(self) -> dict:
+        return self.describe(self.model_path, self.config)
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams, assistant_prefix: str | Sequence[str] = "",
+                 progress: Progress | None = None) -> list[list[Generation]]:
+        """`params.n` completions per prompt. `assistant_prefix`: text the assistant turn starts with
+        (the completion continues it), one for all prompts or one per prompt."""
+
+    @abstractmethod
+    def choice_probs(self, prompts: Sequence[Messages], assistant_prefix: str,
+                     choices: Sequence[str]) -> list[dict[str, float]]:
+        """Per prompt, the probability of each single-token choice as the next token after the prefix."""
+
+    @abstractmethod
+    def render(self, messages: Messages, assistant_prefix: str = "") -> str:
+        """The prompt text the engine feeds the model: chat template, generation prompt, prefix."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` for this engine's tokenizer (no special tokens added)."""
+
+    def close(self) -> None:
+        """Free the model and its memory; the backend is unusable afterwards."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# calls and tokens of every backend closed in this process, by model path (tests count recomputation with it)
+LEDGER: dict[str, Counters] = {}
+
+
+def record_usage(backend: Backend) -> None:
+    total = LEDGER.setdefault(backend.model_path, Counters())
+    for key, value in backend.counters.as_dict().items():
+        setattr(total, key, getattr(total, key) + value)
+
+
+def usage(model_path: str | Path) -> Counters:
+    """What every backend of `model_path` closed in this process has done, summed."""
+    return LEDGER.get(str(model_path), Counters())
+
+
+def prefixes_for(prompts: Sequence, assistant_prefix: str | Sequence[str]) -> list[str]:
+    """One assistant prefix per prompt."""
+    prefixes = [assistant_prefix] * len(prompts) if isinstance(assistant_prefix, str) else list(assistant_prefix)
+    if len(prefixes) != len(prompts):
+        raise ValueError(f"{len(prefixes)} assistant prefixes for {len(prompts)} prompts")
+    return prefixes
+
+
+def length_until_eos(ids: list[int], stop: set[int]) -> int:
+    """Tokens before the first stop token (all of them if none)."""
+    for i, t in enumerate(ids):
+        if t in stop:
+            return i
+    return len(ids)
+
+
+# kind → "module:Class"; imported on first use so a CPU-only install never imports another engine's stack
+BACKENDS: dict[str, str | type[Backend]] = {
+    "transformers": "selfimprove.inference.transformers_backend:TransformersBackend",
+    "scripted": "selfimprove.inference.scripted:ScriptedBackend",
+}
+
+
+def register_backend(kind: str):
+    """Class decorator: make an engine available as `backend.kind: <kind>`."""
+    def deco(cls: type[Backend]) -> type[Backend]:
+        cls.kind = kind
+        BACKENDS[kind] = cls
+        return cls
+    return deco
+
+
+def backend_class(kind: str) -> type[Backend]:
+    entry = BACKENDS.get(kind)
+    if entry is None:
+        raise ValueError(f"unknown backend kind {kind!r}; known: {sorted(BACKENDS)}")
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(importlib.import_module(module), name)
+        BACKENDS[kind] = entry
+    return entry
+
+
+def load_backend(model_path: str | Path, config: BackendConfig | None = None) -> Backend:
+    config = config or BackendConfig()
+    return backend_class(config.kind)(model_path, config)
+
+
+def backend_identity(model_path: str | Path, config: BackendConfig) -> dict:
+    """`identity()` of the backend `load_backend` would build, without building it."""
+    return backend_class(config.kind).describe(model_path, config)

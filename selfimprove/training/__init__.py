@@ -1,0 +1,1 @@
+"""Training: supervised fine-tuning through TRL, and the divergences on-policy distillation minimises."""

@@ -1,0 +1,1 @@
+"""Verification: judge strategies, the cascade that votes with them, rule filters, selection, telemetry, calibration."""
