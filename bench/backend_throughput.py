@@ -12,7 +12,7 @@ import argparse
 import resource
 import time
 
-import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+import selfimprove.flows  # noqa: F401  (offline environment defaults)
 from selfimprove.inference import models
 from selfimprove.inference.base import BackendConfig, SamplingParams, length_until_eos
 from selfimprove.inference.transformers_backend import TransformersBackend
@@ -41,7 +41,7 @@ def main() -> None:
     ours = time.time() - start
     ours_tokens = backend.counters.generated_tokens
 
-    stop = backend._stop_ids()
+    stop = backend._stop
     raw_tokens, start = 0, time.time()
     for idx, enc in backend._batches([backend.render(m) for m in messages], args.n):
         torch.manual_seed(0)

@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 
-import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+import selfimprove.flows  # noqa: F401  (offline environment defaults)
 from selfimprove.flows.svd import svd
 from selfimprove import config as configlib
 from selfimprove.evaluation.heldout import paired_difference

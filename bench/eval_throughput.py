@@ -15,7 +15,7 @@ import argparse
 import subprocess
 import time
 
-import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+import selfimprove.flows  # noqa: F401  (offline environment defaults)
 from selfimprove.inference import models
 from selfimprove.inference.base import BackendConfig, SamplingParams
 from selfimprove.inference.transformers_backend import TransformersBackend

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+import selfimprove.flows  # noqa: F401  (offline environment defaults)
 from selfimprove.inference import models
 from selfimprove import prompts
 from selfimprove.inference.base import BackendConfig, SamplingParams

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-import selfimprove.flows.cli  # noqa: F401  (offline environment defaults)
+import selfimprove.flows  # noqa: F401  (offline environment defaults)
 from selfimprove.flows.calibrate import calibrate
 
 

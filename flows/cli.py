@@ -33,14 +33,16 @@ def arguments(add: Callable[[argparse.ArgumentParser], None]):
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
     from selfimprove.config import PRESETS
-    from selfimprove.methods import METHODS, methods_of_flow
+    from selfimprove.methods import METHODS, flows_of_command, methods_of_flow
     from selfimprove.tasks.common import STAGES
 
-    flows = sorted({m.flow for m in METHODS.values()} & set(RUNNABLE))
-    p.add_argument("flow", choices=flows, help="; ".join(f"{f}: {RUNNABLE[f]}" for f in flows))
+    flows = flows_of_command("run")
+    p.add_argument("flow", choices=flows, help="; ".join(f"{f} ({', '.join(methods_of_flow(f))})" for f in flows))
     p.add_argument("--preset", default="quickstart", choices=sorted(PRESETS), help="budgets")
-    p.add_argument("--method", default="svd", choices=methods_of_flow("svd"),
-                   help="svd flow only: " + "; ".join(f"{m}: {METHODS[m].help}" for m in methods_of_flow("svd")))
+    run_methods = [m for f in flows for m in methods_of_flow(f)]
+    p.add_argument("--method", choices=run_methods,
+                   help="one of the flow's methods (default: the flow's own): " +
+                        "; ".join(f"{m}: {METHODS[m].help}" for m in run_methods))
     p.add_argument("--config", help="YAML/JSON file overriding the preset")
     p.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
@@ -53,10 +55,6 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
     p.add_argument("--allow-contamination", action="store_true",
                    help="train even if training text overlaps a held-out set (recorded in the run)")
-
-
-RUNNABLE = {"svd": "self-verified distillation", "ssd": "raw samples", "rft": "ground-truth filter",
-            "sdzero": "self-revision + self-distillation"}
 
 
 def _reward_sources() -> list[str]:
@@ -73,21 +71,20 @@ def run_command(args) -> None:
     from selfimprove import config as configlib
     from selfimprove.data.seeds import load as load_seeds
     from selfimprove.flows.sdzero import method_for
+    from selfimprove.methods import get_method, methods_of_flow
 
     if args.from_stage and not args.reuse:
         raise ValueError("--from-stage needs --reuse RUN_ID (the run whose earlier stages are kept)")
-    if args.flow != "svd" and args.method != "svd":
-        raise ValueError(f"--method picks the SVD cascade; `run {args.flow}` is its own method")
+    if args.method and args.method not in methods_of_flow(args.flow):
+        raise ValueError(f"--method {args.method} is not a method of `run {args.flow}`: {methods_of_flow(args.flow)}")
     if args.reward and args.flow != "sdzero":
         raise ValueError("--reward belongs to `run sdzero`")
     overrides: dict = {"sdzero": {"reward": args.reward}} if args.reward else {}
-    method = args.method if args.flow == "svd" else args.flow
-    if args.flow == "sdzero":
+    method = args.method or args.flow
+    if args.flow == "sdzero" and not args.method:  # the reward decides how many samples SD-Zero needs
         method = method_for(configlib.load(args.preset, args.config, overrides, "sdzero").sdzero.reward)
     cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
     if cfg.seeds.path:
-        from selfimprove.methods import get_method
-
         seeds = load_seeds(cfg.seeds)  # bad seeds fail here, before any flow run exists
         if get_method(method).reads_answers and any(not s["answer"] for s in seeds):
             row = next(i for i, s in enumerate(seeds, 1) if not s["answer"])
@@ -98,9 +95,7 @@ def run_command(args) -> None:
     if args.allow_contamination:
         overrides["contamination"] = {"allow": True}
     common = dict(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume, reuse=args.reuse,
-                  overrides=overrides or None, from_stage=args.from_stage, cache=not args.no_cache)
-    if args.flow == "svd":
-        common["method"] = args.method
+                  overrides=overrides or None, from_stage=args.from_stage, cache=not args.no_cache, method=method)
     flow = getattr(importlib.import_module(f"selfimprove.flows.{args.flow}"), args.flow)
     print("\n" + flow(**common)["summary"])
 

@@ -10,5 +10,5 @@ from selfimprove.flows.pipeline import run_method
 @flow(name="rft")
 def rft(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
         overrides: dict | None = None, run_id: str | None = None, reuse: str | None = None,
-        from_stage: str | None = None, cache: bool = True) -> dict:
-    return run_method("rft", "rft", preset, config_file, lake, overrides, run_id, reuse, from_stage, cache)
+        from_stage: str | None = None, cache: bool = True, method: str = "rft") -> dict:
+    return run_method("rft", method, preset, config_file, lake, overrides, run_id, reuse, from_stage, cache)

@@ -21,13 +21,14 @@ from selfimprove.flows.pipeline import evaluate_models, start_run
 @flow(name="sdzero")
 def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
            overrides: dict | None = None, run_id: str | None = None, reward: str | None = None,
-           reuse: str | None = None, from_stage: str | None = None, cache: bool = True) -> dict:
+           reuse: str | None = None, from_stage: str | None = None, cache: bool = True, method: str | None = None) -> dict:
     """`reward`: ground_truth | self_verified (method `sdzero_self_verified`: 8 samples per seed for the
-    agreement labels). None: the config's, ground_truth by default. `run_id`,
+    agreement labels). None: the config's, ground_truth by default. `method`: a registered sdzero method;
+    None = the one the reward needs. `run_id`,
     `reuse`, `from_stage` and `cache` work as in the svd flow."""
     if reward:
         overrides = merge(overrides or {}, {"sdzero": {"reward": reward}})
-    cfg = load(preset, config_file, overrides, method_for(load(preset, config_file, overrides, "sdzero").sdzero.reward))
+    cfg = load(preset, config_file, overrides, method or method_for(load(preset, config_file, overrides, "sdzero").sdzero.reward))
     ctx = start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache)
     m: dict[str, dict] = {}
     m["seeds"] = ingest_seeds(ctx, cfg)

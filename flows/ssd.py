@@ -11,5 +11,5 @@ from selfimprove.flows.pipeline import run_method
 @flow(name="ssd")
 def ssd(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
         overrides: dict | None = None, run_id: str | None = None, reuse: str | None = None,
-        from_stage: str | None = None, cache: bool = True) -> dict:
-    return run_method("ssd", "ssd", preset, config_file, lake, overrides, run_id, reuse, from_stage, cache)
+        from_stage: str | None = None, cache: bool = True, method: str = "ssd") -> dict:
+    return run_method("ssd", method, preset, config_file, lake, overrides, run_id, reuse, from_stage, cache)

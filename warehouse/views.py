@@ -22,6 +22,19 @@ EXAMPLE_QUERIES = {
         "FROM eval_metrics WHERE run_id = '{run_id}' ORDER BY model, metric",
 }
 
+# From one held-out sample of the fine-tuned model back to the checkpoint that answered it, the training
+# rows it was trained on, their candidates and every judge call behind them.
+LINEAGE_QUERY = """WITH sample AS (
+    SELECT run_id, item_id, model_path, correct FROM eval_samples WHERE run_id = '{run_id}' AND model = 'tuned' LIMIT 1),
+trained AS (
+    SELECT c.run_id, c.checkpoint_id, unnest(c.example_ids) AS candidate_id FROM checkpoints c JOIN sample s
+    ON c.run_id = s.run_id AND c.path = s.model_path)
+SELECT s.item_id, s.correct, t.checkpoint_id, t.candidate_id, left(x.completion, 40) AS trained_on,
+       j.stage, j.vote_index, j.call, j.decision, left(j.raw_output, 40) AS judge_said
+FROM sample s JOIN trained t USING (run_id) JOIN train_examples x USING (run_id, candidate_id)
+JOIN candidates k USING (run_id, candidate_id) LEFT JOIN judgments j USING (run_id, candidate_id)
+ORDER BY t.candidate_id, j.stage, j.vote_index, j.call"""
+
 
 def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")

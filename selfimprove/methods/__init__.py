@@ -19,6 +19,7 @@ class Method:
     overrides: dict = field(default_factory=dict)
     view: str = "cascade"  # cascade | sdzero | evaluate
     reads_answers: bool = False  # grades by the seeds' ground-truth answers (seed files must carry them)
+    command: str = "run"  # the CLI command that starts its flow: run | calibrate | eval
 
 
 METHODS: dict[str, Method] = {}
@@ -37,6 +38,11 @@ def get_method(name: str) -> Method:
 
 def methods_of_flow(flow: str) -> list[str]:
     return [m.name for m in METHODS.values() if m.flow == flow]
+
+
+def flows_of_command(command: str) -> list[str]:
+    """The flows a CLI command starts, in registration order."""
+    return list(dict.fromkeys(m.flow for m in METHODS.values() if m.command == command))
 
 
 _SVD_JUDGES = [
@@ -75,5 +81,6 @@ register_method(Method("sdzero", "sdzero", "SD-Zero graded by the seeds' answers
 register_method(Method("sdzero_self_verified", "sdzero", "SD-Zero graded by the model's own agreement (no answers)",
                        {"sampling": {"n": 8}, "cascade": {"stages": []}, "sdzero": {"reward": "self_verified"},
                         "training": {"max_length": 384, "epochs": 1}}, view="sdzero"))
-register_method(Method("calibrate", "calibrate", "every verifier advisory on labelled seeds; recommends a cascade"))
-register_method(Method("evaluate", "evaluate", "a model on held-out items, no training", view="evaluate"))
+register_method(Method("calibrate", "calibrate", "every verifier advisory on labelled seeds; recommends a cascade",
+                       command="calibrate"))
+register_method(Method("evaluate", "evaluate", "a model on held-out items, no training", view="evaluate", command="eval"))

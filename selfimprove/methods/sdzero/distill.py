@@ -5,7 +5,7 @@ Per step: the student samples one response y per prompt x; the reward grades y; 
 right and what a reviser would keep. On each token of that second copy of y, the loss is the
 divergence between the student's next-token distribution (at the same token of y after chat(x))
 and the teacher's, over the teacher's top-k tokens renormalised on that support
-(`divergence.py`); the teacher runs under no-grad. The loss is averaged over tokens.
+(`selfimprove.training.divergence`); the teacher runs under no-grad. The loss is averaged over tokens.
 
 Synchronisation copies the student into the teacher every `sync_every` steps and/or when the
 reward on held-out Phase-2 seeds (greedy) stops improving. Every step, sample and sync is

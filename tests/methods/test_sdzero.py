@@ -179,7 +179,7 @@ def test_plateau_sync_and_the_saved_model_use_the_best_student(tiny_model, tmp_p
 
 
 def sdzero_overrides(model_path):
-    from tests.test_flow_svd import tiny_overrides
+    from tests.tiny_model import tiny_overrides
 
     return {**tiny_overrides(model_path), "seeds": {"size": 12},
             "sdzero": {"agreement_threshold": 0.0, "revise_max_new_tokens": 12,

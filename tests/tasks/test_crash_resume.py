@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_flow_svd import tiny_overrides
+from tests.tiny_model import tiny_overrides
 from selfimprove.warehouse.views import query
 
 SEEDS, N, SHARD = 8, 4, 2

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from tests.test_flow_svd import tiny_overrides
+from tests.tiny_model import tiny_overrides
 
 
 @pytest.fixture(scope="module")

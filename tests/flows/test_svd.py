@@ -1,19 +1,6 @@
 """The whole SVD flow on the tiny model, checked through the lake's DuckDB views."""
 from selfimprove.warehouse.views import query
-
-
-def tiny_overrides(model_path, gate_judges=False, votes=2):
-    judge = lambda s: {"strategy": s, "votes": votes, "max_new_tokens": 8, "gate": gate_judges}  # noqa: E731
-    return {
-        "model": str(model_path),
-        "seeds": {"size": 6},
-        "sampling": {"n": 4, "max_new_tokens": 16, "answer_format": "boxed_or_last_number"},
-        "cascade": {"stages": [{"strategy": "agreement", "threshold": 0.0}, judge("cycle_consistency"),
-                               judge("factuality"), judge("correctness")]},
-        "training": {"epochs": 1, "batch_size": 4, "max_length": 64},
-        "evaluation": {"source": {"size": 8, "seed": 777}, "max_new_tokens": 16},
-        "backend": {"dtype": "float32", "batch_size": 16},
-    }
+from tests.tiny_model import tiny_overrides
 
 
 def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
@@ -62,6 +49,27 @@ def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
     assert "held-out evaluation" in result["summary"]
     assert "selfimprove sql" in result["summary"]
     assert accepted > 0, "the tiny-model run should accept some candidates (agreement threshold 0, judges advisory)"
+    # lineage: one tuned sample -> its checkpoint -> the training rows -> their candidates -> every judge call
+    from selfimprove.warehouse.views import LINEAGE_QUERY
+
+    walk = q(LINEAGE_QUERY.format(run_id=run))
+    trained = {c for (c,) in q("SELECT candidate_id FROM train_examples WHERE run_id = RUN")}
+    assert walk and {r[3] for r in walk} == trained
+    calls = q("SELECT count(*) FROM judgments j JOIN train_examples t USING (run_id, candidate_id) WHERE j.run_id = RUN")
+    assert len(walk) == calls[0][0]  # one row per judge call behind the training rows
+    (hash_,), = q("SELECT DISTINCT e.model_hash FROM eval_samples e WHERE e.run_id = RUN AND e.model = 'tuned'")
+    assert q("SELECT count(*) FROM checkpoints WHERE run_id = RUN AND model_hash = '%s'" % hash_) == [(1,)]
+    (model, path, mhash), = q("SELECT model, model_path, model_hash FROM runs WHERE run_id = RUN")
+    assert model == path == str(tiny_model) and len(mhash) == 16
+    # every engine was closed by the stage that opened it: none holds a model once the flow is done
+    import gc
+
+    from selfimprove.inference.transformers_backend import TransformersBackend
+
+    assert not [o for o in gc.get_objects() if isinstance(o, TransformersBackend) and o.model is not None]
+    # every model stage names its engine in its manifest, with what it did
+    engines = lake.read_manifest(run, "candidates")["backends"]
+    assert engines[0]["identity"]["dtype"] == "float32" and engines[0]["counters"]["sequences"] == 24
 
 
 def test_other_method_reuses_candidates_with_zero_sampling_calls(tiny_model, lake, prefect_harness):

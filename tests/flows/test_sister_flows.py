@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from tests.test_flow_svd import tiny_overrides
+from tests.tiny_model import tiny_overrides
 from selfimprove.warehouse.views import query
 
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from selfimprove.flows.cli import main
 
@@ -46,6 +47,30 @@ def test_eval_any_model_on_a_jsonl(tmp_path, lake, tiny_model, prefect_harness):
     assert query(lake, "SELECT count(*), count(DISTINCT item_id), min(dataset) FROM eval_samples")[1] == [(5, 5, "items")]
     (value,), = query(lake, "SELECT value FROM eval_metrics WHERE metric = 'pass@1'")[1]
     assert 0.0 <= value <= 1.0
+
+
+def test_eval_several_models_on_the_same_items_records_each_and_the_paired_delta(tmp_path, lake, tiny_model,
+                                                                             prefect_harness, capsys):
+    import shutil
+
+    from selfimprove.inference.models import model_identity
+    from selfimprove.warehouse.views import query
+
+    other = tmp_path / "other-ckpt"
+    shutil.copytree(tiny_model, other)
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{i}+1", "answer": str(i + 1)}) + "\n" for i in range(4)))
+    assert main(["eval", "--model", str(tiny_model), "--model", str(other), "--data", str(data),
+                 "--lake", str(lake.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"other-ckpt vs {Path(tiny_model).name}" in out  # the paired delta is in the printed table
+    rows = query(lake, "SELECT model, model_path, model_hash, count(*) FROM eval_samples GROUP BY ALL ORDER BY model")[1]
+    assert [(r[1], r[3]) for r in rows] == [(str(other), 4), (str(tiny_model), 4)]
+    assert {r[2] for r in rows} == {model_identity(tiny_model)}  # same weights, same hash, whatever the folder
+    (label, value), = query(lake, "SELECT model, value FROM eval_metrics WHERE metric = 'pass@1_delta_vs_base'")[1]
+    assert label == f"other-ckpt vs {Path(tiny_model).name}" and value == 0.0  # identical weights, greedy: no difference
+    (model, path), = query(lake, "SELECT model, model_path FROM runs")[1]
+    assert model == path == str(tiny_model)
 
 
 def test_run_with_bad_seed_file_fails_before_writing(tmp_path, lake, capsys):

@@ -11,7 +11,7 @@ from selfimprove.evaluation.sandbox import SandboxConfig, SandboxError, launcher
 from selfimprove.evaluation.scorers import CodeScorer
 
 CFG = SandboxConfig(timeout_s=3, memory_mb=512)
-PROJECT_FILE = Path(__file__).resolve().parents[1] / "pyproject.toml"
+PROJECT_FILE = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 ITEM = {"question": 'def add(a, b):\n    """Return a + b."""\n', "entry_point": "add",
         "tests": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"}

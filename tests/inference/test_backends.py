@@ -1,0 +1,87 @@
+"""The Backend seam: the registry, the scripted engine, identity, and memory handed back on close."""
+import pytest
+
+from selfimprove.inference.base import (BACKENDS, Backend, BackendConfig, SamplingParams, backend_identity, load_backend,
+                                        register_backend)
+from selfimprove.inference.scripted import ScriptedBackend
+
+ASK = [[{"role": "user", "content": "What is 12 + 30? Put the final answer in \\boxed{}."}]]
+
+
+def test_every_engine_implements_the_whole_seam():
+    for kind in ("transformers", "scripted"):
+        cls = load_backend.__globals__["backend_class"](kind)
+        assert issubclass(cls, Backend) and cls.kind == kind and not cls.__abstractmethods__
+    with pytest.raises(ValueError, match="unknown backend kind 'nope'"):
+        BackendConfig(kind="nope")
+
+
+def test_scripted_engine_is_deterministic_and_counts_its_work():
+    a, b = load_backend("scripted", BackendConfig(kind="scripted")), ScriptedBackend()
+    params = SamplingParams(n=4, max_new_tokens=32, seed=3)
+    out_a, out_b = a.generate(ASK, params), b.generate(ASK, params)
+    assert [g.text for g in out_a[0]] == [g.text for g in out_b[0]]
+    assert "\\boxed{42}" in out_a[0][0].text and "\\boxed{43}" in out_a[0][1].text  # right on even, off by one on odd
+    assert a.counters.sequences == 4 and a.counters.generated_tokens == sum(g.n_tokens for g in out_a[0])
+    probs = a.choice_probs(ASK, "[[", ["Y", "N"])[0]
+    assert probs == b.choice_probs(ASK, "[[", ["Y", "N"])[0] and abs(sum(probs.values()) - 1) < 1e-9
+    assert a.render(ASK[0], "so far").endswith("<|assistant|>\nso far") and a.count_tokens("a b c") == 3
+    a.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        a.generate(ASK, params)
+
+
+def test_a_new_engine_is_one_registered_class(tiny_model):
+    @register_backend("upper")
+    class Upper(ScriptedBackend):
+        """Scripted, but shouting: a third-party engine needs nothing but this class."""
+
+        def generate(self, prompts, params, assistant_prefix="", progress=None):
+            return [[type(g)(g.text.upper(), g.n_tokens) for g in gens]
+                    for gens in super().generate(prompts, params, assistant_prefix, progress)]
+
+    try:
+        backend = load_backend(tiny_model, BackendConfig(kind="upper"))
+        assert "THE ANSWER IS" in backend.generate(ASK, SamplingParams(n=1))[0][0].text
+        assert backend.identity()["kind"] == "upper"
+    finally:
+        BACKENDS.pop("upper")
+
+
+def test_identity_names_engine_weights_and_every_setting_that_changes_outputs(tiny_model, tmp_path):
+    import shutil
+
+    base = backend_identity(tiny_model, BackendConfig(dtype="float32"))
+    assert base["kind"] == "transformers" and base["device"] == "cpu" and len(base["model"]) == 16
+    for change in ({"dtype": "bfloat16"}, {"batch_size": 8}, {"kind": "scripted"}):
+        assert backend_identity(tiny_model, BackendConfig(**{"dtype": "float32", **change})) != base
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model, copy)
+    assert backend_identity(copy, BackendConfig(dtype="float32")) == base  # named by weights, not by path
+    loaded = load_backend(tiny_model, BackendConfig(dtype="float32"))
+    assert loaded.identity() == base
+    loaded.close()
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_closing_a_backend_gives_its_memory_back(tmp_path_factory):
+    """A ~100 MB model: RSS grows when it loads and returns near its level before the backend was built."""
+    from tests.tiny_model import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("mid-model"), hidden=512, layers=8)
+    warm = load_backend(folder, BackendConfig(dtype="float32"))  # first load pays for imports and caches once
+    warm.generate(ASK, SamplingParams(temperature=0, max_new_tokens=4))
+    warm.close()
+    before = _rss_mib()
+    backend = load_backend(folder, BackendConfig(dtype="float32"))
+    backend.generate(ASK, SamplingParams(temperature=0, max_new_tokens=4))
+    loaded = _rss_mib()
+    backend.close()  # the object stays referenced: close() itself must let the weights go
+    after = _rss_mib()
+    print(f"RSS before {before:.0f} MiB, loaded {loaded:.0f} MiB, after close {after:.0f} MiB")
+    assert loaded - before > 60  # the weights were really resident
+    assert after - before < 0.2 * (loaded - before)

@@ -1,0 +1,1 @@
+"""Tests of selfimprove's tasks layer."""
