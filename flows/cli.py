@@ -70,8 +70,7 @@ def run_command(args) -> None:
 
     from selfimprove import config as configlib
     from selfimprove.data.seeds import load as load_seeds
-    from selfimprove.flows.sdzero import method_for
-    from selfimprove.methods import get_method, methods_of_flow
+    from selfimprove.methods import default_method, get_method, methods_of_flow
 
     if args.from_stage and not args.reuse:
         raise ValueError("--from-stage needs --reuse RUN_ID (the run whose earlier stages are kept)")
@@ -80,16 +79,15 @@ def run_command(args) -> None:
     if args.reward and args.flow != "sdzero":
         raise ValueError("--reward belongs to `run sdzero`")
     overrides: dict = {"sdzero": {"reward": args.reward}} if args.reward else {}
-    method = args.method or args.flow
-    if args.flow == "sdzero" and not args.method:  # the reward decides how many samples SD-Zero needs
-        method = method_for(configlib.load(args.preset, args.config, overrides, "sdzero").sdzero.reward)
+    method = args.method or default_method(args.flow, configlib.requested(args.preset, args.config, overrides).to_dict())
     cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
     if cfg.seeds.path:
         seeds = load_seeds(cfg.seeds)  # bad seeds fail here, before any flow run exists
         if get_method(method).reads_answers and any(not s["answer"] for s in seeds):
             row = next(i for i, s in enumerate(seeds, 1) if not s["answer"])
-            raise ValueError(f"{cfg.seeds.path}, row {row}, field 'answer': missing ({args.flow} grades by "
-                             "ground truth" + ("; use --reward self_verified" if args.flow == "sdzero" else "") + ")")
+            label_free = [m for m in methods_of_flow(args.flow) if not get_method(m).reads_answers]
+            raise ValueError(f"{cfg.seeds.path}, row {row}, field 'answer': missing ({method} grades by ground truth"
+                             + (f"; label-free: --method {' | '.join(label_free)}" if label_free else "") + ")")
     if args.uq_ttc:
         overrides["uq_ttc"] = {"enabled": True}
     if args.allow_contamination:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from selfimprove.config import load, merge
+from selfimprove.config import load, merge, requested
+from selfimprove.methods import default_method
 from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.sdzero import revise_candidates, self_distill
 from selfimprove.tasks.stages import fine_tune, guard_contamination, ingest_seeds, sample_candidates
@@ -28,7 +29,7 @@ def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str
     `reuse`, `from_stage` and `cache` work as in the svd flow."""
     if reward:
         overrides = merge(overrides or {}, {"sdzero": {"reward": reward}})
-    cfg = load(preset, config_file, overrides, method or method_for(load(preset, config_file, overrides, "sdzero").sdzero.reward))
+    cfg = load(preset, config_file, overrides, method or default_method("sdzero", requested(preset, config_file, overrides).to_dict()))
     ctx = start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache)
     m: dict[str, dict] = {}
     m["seeds"] = ingest_seeds(ctx, cfg)
@@ -42,7 +43,3 @@ def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str
                                            "tuned": m["distill"]["checkpoint"]}, m)
     return summarize_run(ctx, cfg, m)
 
-
-def method_for(reward: str) -> str:
-    """The registered method of a reward source: self-verified labels need 8 samples per seed."""
-    return "sdzero_self_verified" if reward == "self_verified" else "sdzero"

@@ -112,6 +112,14 @@ PRESETS: dict[str, dict] = {
     },
 }
 
+def requested(preset: str = "quickstart", path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
+    """The preset with the file and the overrides on top, before any method's changes."""
+    data = merge({}, PRESETS[preset]) if preset in PRESETS else {}
+    if path:
+        data = merge(data, read_file(Path(path)))
+    return from_dict(merge(data, overrides or {}))
+
+
 def load(preset: str = "quickstart", path: str | Path | None = None, overrides: dict | None = None,
          method: str = "svd") -> RunConfig:
     if preset not in PRESETS:

@@ -43,3 +43,13 @@ def test_bad_config_is_named(tmp_path, text, words):
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(ValueError, match=words.replace("[", r"\[")):
         configlib.load("quickstart", tmp_path / "c.yaml")
+
+
+def test_a_flow_default_method_follows_the_config():
+    from selfimprove.config import requested
+    from selfimprove.methods import default_method
+
+    assert default_method("sdzero", requested("quickstart").to_dict()) == "sdzero"
+    self_verified = requested("quickstart", overrides={"sdzero": {"reward": "self_verified"}}).to_dict()
+    assert default_method("sdzero", self_verified) == "sdzero_self_verified"
+    assert default_method("svd", self_verified) == "svd"

@@ -20,6 +20,7 @@ class Method:
     view: str = "cascade"  # cascade | sdzero | evaluate
     reads_answers: bool = False  # grades by the seeds' ground-truth answers (seed files must carry them)
     command: str = "run"  # the CLI command that starts its flow: run | calibrate | eval
+    when: dict = field(default_factory=dict)  # config values that make it its flow's default (see default_method)
 
 
 METHODS: dict[str, Method] = {}
@@ -38,6 +39,15 @@ def get_method(name: str) -> Method:
 
 def methods_of_flow(flow: str) -> list[str]:
     return [m.name for m in METHODS.values() if m.flow == flow]
+
+
+def default_method(flow: str, config: dict) -> str:
+    """The method a flow runs when none is named: the first of its methods whose `when` the (preset +
+    file + overrides) config matches, else the method named like the flow."""
+    def matches(want: dict, have: dict) -> bool:
+        return all(matches(v, have.get(k) or {}) if isinstance(v, dict) else have.get(k) == v for k, v in want.items())
+
+    return next((m.name for m in METHODS.values() if m.flow == flow and m.when and matches(m.when, config)), flow)
 
 
 def flows_of_command(command: str) -> list[str]:
@@ -80,7 +90,8 @@ register_method(Method("sdzero", "sdzero", "SD-Zero graded by the seeds' answers
 # agree on is right 35 % of the time (3 of 4: 69 %), while agreement >= 0.5 of 8 is right ~95 %.
 register_method(Method("sdzero_self_verified", "sdzero", "SD-Zero graded by the model's own agreement (no answers)",
                        {"sampling": {"n": 8}, "cascade": {"stages": []}, "sdzero": {"reward": "self_verified"},
-                        "training": {"max_length": 384, "epochs": 1}}, view="sdzero"))
+                        "training": {"max_length": 384, "epochs": 1}}, view="sdzero",
+                       when={"sdzero": {"reward": "self_verified"}}))
 register_method(Method("calibrate", "calibrate", "every verifier advisory on labelled seeds; recommends a cascade",
                        command="calibrate"))
 register_method(Method("evaluate", "evaluate", "a model on held-out items, no training", view="evaluate", command="eval"))

@@ -249,7 +249,7 @@ def test_cli_sdzero_needs_answers_for_ground_truth(tmp_path, lake, capsys):
     seeds.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n')
     assert main(["run", "sdzero", "--config", _seed_config(tmp_path, seeds), "--lake", str(lake.root)]) == 2
     err = capsys.readouterr().err
-    assert "row 2" in err and "'answer'" in err and "--reward self_verified" in err
+    assert "row 2" in err and "'answer'" in err and "--method sdzero_self_verified" in err
     assert main(["run", "svd", "--reward", "self_verified", "--lake", str(lake.root)]) == 2
     assert not list(lake.root.glob("*/*/*.parquet"))
 
