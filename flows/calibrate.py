@@ -7,7 +7,7 @@ from selfimprove import config as configlib
 from selfimprove.verification.calibration import calibration_stages, recommend
 from selfimprove.config import RunConfig
 from selfimprove.flows.pipeline import start_run
-from selfimprove.tasks.common import read
+from selfimprove.tasks.common import read, release_engines
 from selfimprove.tasks.report import render_calibration
 from selfimprove.tasks.stages import ingest_seeds, judge_candidates, sample_candidates
 
@@ -35,6 +35,7 @@ def calibrate(model: str = "default", preset: str = "quickstart", seeds_size: in
     seeds = ingest_seeds(ctx, base)
     candidates = sample_candidates(ctx, base, seeds)
     judged = judge_candidates(ctx, base, seeds, candidates)
+    release_engines()
     rec = recommend_cascade(base, judged)
     text = render_calibration(ctx.lake, ctx.run_id, rec)
     return {"run_id": ctx.run_id, "summary": text, "recommended": rec["stages"]}

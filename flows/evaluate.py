@@ -10,7 +10,7 @@ from selfimprove import config as configlib
 from selfimprove.evaluation.heldout import EVAL_METHODS, metrics, paired_difference, rescore
 from selfimprove.flows.pipeline import new_run_id, start_run
 from selfimprove.inference import models as modellib
-from selfimprove.tasks.common import StageContext, read
+from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.tasks.report import render_eval
 from selfimprove.tasks.stages import evaluate_model, evaluate_uq_ttc, ingest_heldout, register_run
 from selfimprove.warehouse.lake import Lake, lake_root
@@ -49,6 +49,7 @@ def evaluate_flow(model: str | list[str] = "default", data: str | None = None, s
             evals[label] = evaluate_uq_ttc(ctx, cfg, items, name, f"{label}+uq_ttc")
         else:
             evals[label] = evaluate_model(ctx, cfg, items, name, label)
+    release_engines()
     first, *rest = evals
     lk = Lake(ctx.lake)
     for i, label in enumerate(rest, 1):

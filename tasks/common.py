@@ -9,6 +9,7 @@ above all) starts.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import json
@@ -222,17 +223,45 @@ def engine(model: str | None, config: BackendConfig) -> dict | None:
     return None if model is None else backend_identity(models.resolve(model), config)
 
 
+# an engine that is slow to start (vLLM: tens of seconds) stays up between consecutive stages that use
+# the same (checkpoint, settings); at most one is kept, and it is closed before any training stage
+_WARM: dict[str, Backend] = {}
+
+
 @contextmanager
 def open_backend(model: str, config: BackendConfig, usage: dict):
-    """A loaded engine for one stage, closed (its memory freed) when the stage is done with it.
-    `usage` receives its identity and counters for the stage's manifest."""
-    backend: Backend = load_backend(models.resolve(model), config)
+    """A loaded engine for one stage, closed (its memory freed) when the stage is done with it, unless
+    the engine keeps warm (`Backend.keep_warm`): then it serves the next stage with the same checkpoint
+    and settings and is closed by `release_engines()` (before training, at the end of a flow) or when
+    another engine is needed. `usage` receives its identity and counters for the stage's manifest."""
+    path = models.resolve(model)
+    key = json.dumps([str(path), dataclasses.asdict(config)], sort_keys=True)
+    backend = _WARM.pop(key, None)
+    release_engines()
+    if backend is None:
+        backend = load_backend(path, config)
+    before = backend.counters.as_dict()
     try:
         yield backend
     finally:
-        usage.setdefault("backends", []).append({"identity": backend.identity(), "counters": backend.counters.as_dict()})
-        record_usage(backend)
-        backend.close()
+        after = backend.counters.as_dict()
+        spent = {k: after[k] - before[k] for k in after}
+        usage.setdefault("backends", []).append({"identity": backend.identity(), "counters": spent,
+                                                 **backend.run_notes()})
+        record_usage(backend, spent)
+        if backend.keep_warm:
+            _WARM[key] = backend
+        else:
+            backend.close()
+
+
+def release_engines() -> None:
+    """Close every engine kept warm (before training, and when a flow ends)."""
+    while _WARM:
+        _WARM.popitem()[1].close()
+
+
+atexit.register(release_engines)  # a flow that failed midway leaves no engine running
 
 
 def progress_bar(total: int, desc: str, unit: str = "prompt"):

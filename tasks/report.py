@@ -8,7 +8,7 @@ from prefect import task
 from selfimprove.verification.calibration import recommended_yaml
 from selfimprove.evaluation.heldout import paired_difference
 from selfimprove.config import RunConfig
-from selfimprove.tasks.common import StageContext, read
+from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.method_views import view_of
 from selfimprove.warehouse.views import EXAMPLE_QUERIES, format_table, query
@@ -16,6 +16,7 @@ from selfimprove.warehouse.views import EXAMPLE_QUERIES, format_table, query
 
 @task(name="summarize-run")
 def summarize_run(ctx: StageContext, cfg: RunConfig, manifests: dict) -> dict:
+    release_engines()  # the run's model stages are over
     lake, run_id = Lake(ctx.lake), ctx.run_id
     base = _best(manifests, "base")
     for model in ("tuned", "srt"):  # srt: SD-Zero's Phase-1 model, beside its final one

@@ -15,7 +15,8 @@ from selfimprove.methods.sdzero.revision import revise, training_rows
 from selfimprove.methods.sdzero.config import CONTROL_PROMPTS, phases
 from selfimprove.methods.sdzero.distill import distill
 
-from selfimprove.tasks.common import MODEL_STAGE, StageContext, engine, open_backend, progress_bar, read, run_stage, section
+from selfimprove.tasks.common import (MODEL_STAGE, StageContext, engine, open_backend, progress_bar, read,
+                                      release_engines, run_stage, section)
 from selfimprove.tasks.stages import checkpoint_row
 
 _CONTROLS = tuple(CONTROL_PROMPTS.values())
@@ -88,6 +89,7 @@ def self_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candid
         if not train_seeds:  # e.g. no Phase-2 seed has a self-verified label: SD-Zero is the SRT model
             print("[distill] no gradable Phase-2 seeds: Phase 2 skipped, the SRT model is the result")
             return [], {"skipped": "no gradable Phase-2 seeds", "checkpoint": start}
+        release_engines()  # no engine holds memory while the student trains
         checkpoint_id = f"{ctx.run_id}-sdzero"
         out = lake.root / "checkpoints_store" / checkpoint_id
         bar, tick = progress_bar(cfg.sdzero.distill.steps, "self-distilling", "step")

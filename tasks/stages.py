@@ -30,7 +30,7 @@ from selfimprove.evaluation.uq_ttc import answer_with_cascade
 from selfimprove.config import RunConfig
 from selfimprove.inference import models
 from selfimprove.tasks.common import (MODEL_STAGE, StageContext, check_error_rate, engine, error_reason, open_backend,
-                                      progress_bar, read, run_stage, section)
+                                      progress_bar, read, release_engines, run_stage, section)
 from selfimprove.warehouse.lake import Lake
 
 
@@ -187,6 +187,7 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict) -> dict:
         if len(examples) < cfg.training.min_examples:
             print(f"[fine-tune] {len(examples)} accepted examples < min_examples={cfg.training.min_examples}: skipped")
             return [], {"skipped": f"{len(examples)} training examples (< {cfg.training.min_examples})", "checkpoint": None}
+        release_engines()  # no engine holds memory while the model trains
         base = models.resolve(cfg.model)
         checkpoint_id = f"{ctx.run_id}-{cfg.training.method}"
         result = train(base, examples, lake.root / "checkpoints_store" / checkpoint_id, cfg.training)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
@@ -45,15 +45,54 @@ class Generation:
 
 
 @dataclass
+class VLLMSettings:
+    """The vLLM engine's settings (`backend: {kind: vllm, vllm: {...}}`); those that change outputs are
+    part of the backend identity.
+
+    Parameters:
+        max_model_len: context length the engine reserves KV cache for.
+        gpu_memory_utilization: share of GPU memory the engine may take (GPU only).
+        tensor_parallel_size: GPUs one model is split over.
+        data_parallel_size: engine replicas.
+        enable_prefix_caching: share the prefill of prompts with a common prefix (judge votes,
+            candidates of one seed); off changes speed, not outputs.
+        cpu_kvcache_space_gib: KV-cache space on CPU (VLLM_CPU_KVCACHE_SPACE).
+        enforce_eager: no CUDA graphs / compilation; slower, starts faster.
+        max_num_seqs: sequences the scheduler keeps in flight.
+        startup_timeout_s: how long the engine may take to come up.
+    """
+
+    max_model_len: int = 1024
+    gpu_memory_utilization: float = 0.85
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    enable_prefix_caching: bool = True
+    cpu_kvcache_space_gib: int = 2
+    enforce_eager: bool = True
+    max_num_seqs: int = 256
+    startup_timeout_s: float = 600.0
+
+
+@dataclass
 class BackendConfig:
     """Which engine and how it runs.
 
     Parameters:
-        kind: a registered engine (`BACKENDS`): transformers | scripted.
+        kind: a registered engine (`BACKENDS`): transformers | vllm | openai | scripted.
         device: auto → cuda if available, else cpu.
         dtype: weights and activations; bfloat16 is ~30 % faster than float32 on this CPU.
-        batch_size: sequences per forward batch; batching is the whole game on CPU.
-        max_prompt_tokens: longer prompts are truncated.
+        batch_size: sequences per forward batch (transformers); requests per call (vllm).
+        max_prompt_tokens: longer prompts are truncated (transformers).
+        vllm: the vLLM engine's settings.
+        base_url: openai: the server, e.g. http://127.0.0.1:8000/v1.
+        model: openai: the served model name (None: the server's only model).
+        api_key_env: openai: the environment variable holding the API key (the key itself is never
+            in a config, manifest or log).
+        tokenizer: openai: a local folder with the served model's tokenizer (for `render`).
+        max_concurrency: openai/vllm: requests in flight at once.
+        timeout_s: openai/vllm: per request.
+        max_retries: openai/vllm: retries (exponential backoff) on 408, 409, 429, 5xx, timeouts.
+        send_seed: openai: send a per-request seed (vLLM on CPU refuses them).
     """
 
     kind: str = "transformers"
@@ -61,8 +100,19 @@ class BackendConfig:
     dtype: str = "bfloat16"
     batch_size: int = 64
     max_prompt_tokens: int = 1024
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    tokenizer: str | None = None
+    max_concurrency: int = 16
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    send_seed: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.vllm, dict):
+            self.vllm = VLLMSettings(**self.vllm)
         if self.kind not in BACKENDS:
             raise ValueError(f"unknown backend kind {self.kind!r}; known: {sorted(BACKENDS)}")
         if self.dtype not in ("bfloat16", "float16", "float32"):
@@ -87,6 +137,7 @@ class Backend(ABC):
     """One loaded model behind one engine. Subclasses register with `@register_backend(kind)`."""
 
     kind: ClassVar[str] = ""
+    keep_warm: ClassVar[bool] = False  # slow to start: stages that follow each other share one (tasks.common)
 
     def __init__(self, model_path: str | Path, config: BackendConfig) -> None:
         self.model_path, self.config = str(model_path), config
@@ -128,6 +179,10 @@ class Backend(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` for this engine's tokenizer (no special tokens added)."""
 
+    def run_notes(self) -> dict:
+        """What a stage's manifest should know about this engine beyond its identity (start-up, repeatability)."""
+        return {}
+
     def close(self) -> None:
         """Free the model and its memory; the backend is unusable afterwards."""
 
@@ -142,9 +197,10 @@ class Backend(ABC):
 LEDGER: dict[str, Counters] = {}
 
 
-def record_usage(backend: Backend) -> None:
+def record_usage(backend: Backend, spent: dict | None = None) -> None:
+    """Add `spent` (default: everything the backend counted) to the process-wide tally of its model."""
     total = LEDGER.setdefault(backend.model_path, Counters())
-    for key, value in backend.counters.as_dict().items():
+    for key, value in (spent or backend.counters.as_dict()).items():
         setattr(total, key, getattr(total, key) + value)
 
 
@@ -173,6 +229,8 @@ def length_until_eos(ids: list[int], stop: set[int]) -> int:
 BACKENDS: dict[str, str | type[Backend]] = {
     "transformers": "selfimprove.inference.transformers_backend:TransformersBackend",
     "scripted": "selfimprove.inference.scripted:ScriptedBackend",
+    "vllm": "selfimprove.inference.vllm_backend:VLLMBackend",
+    "openai": "selfimprove.inference.openai_backend:OpenAIBackend",
 }
 
 

@@ -1,0 +1,162 @@
+"""Any OpenAI-compatible server (`vllm serve`, SGLang, a provider) through the official `openai` client.
+
+`backend: {kind: openai, base_url: http://host:8000/v1, model: NAME, api_key_env: OPENAI_API_KEY}`.
+- `generate`: the chat API with `n` and a per-request `seed` (`send_seed: false` for servers that
+  refuse seeds, e.g. vLLM on CPU). An assistant prefix continues the assistant turn through
+  vLLM's `continue_final_message`; a server without it fails with one line naming the server.
+- `choice_probs`: one token with logprobs; on vLLM the choices' exact logprobs
+  (`logprob_token_ids`), elsewhere the `top_logprobs` (a choice outside the top 20 counts as 0).
+  A server that returns no logprobs fails with one clear line.
+- `render` / `count_tokens` need the model's tokenizer: `tokenizer: <local folder>`; on a vLLM
+  server without one, `count_tokens` asks its `/tokenize`.
+- Usage (prompt and completion tokens) from every response goes into the counters.
+- Identity: the served model name, what /v1/models reports for it, and the base URL's host.
+"""
+from __future__ import annotations
+
+import json
+import math
+import urllib.request
+
+from .base import Backend, BackendConfig, Generation, prefixes_for, register_backend
+from .served import ServedClient, ServerError
+
+
+@register_backend("openai")
+class OpenAIBackend(Backend):
+
+    def __init__(self, model_path, config: BackendConfig) -> None:
+        super().__init__(model_path, config)
+        if not config.base_url:
+            raise ValueError("backend kind 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        self.client = ServedClient(config.base_url, config.api_key_env, config.timeout_s, config.max_retries,
+                                   config.max_concurrency, self.counters)
+        listed = self.client.models()
+        self.served = config.model or self._only_model(listed)
+        self.is_vllm = any(m.get("owned_by") == "vllm" for m in listed)  # then vLLM's extra request fields work
+        self.tokenizer = None
+        if config.tokenizer:
+            from .models import load_tokenizer
+
+            self.tokenizer = load_tokenizer(config.tokenizer)
+
+    @classmethod
+    def describe(cls, model_path, config: BackendConfig) -> dict:
+        client = ServedClient(config.base_url or "", config.api_key_env, config.timeout_s, 0, 1, None)
+        listed = client.models()
+        name = config.model or (listed[0]["id"] if len(listed) == 1 else None)
+        match = [m for m in listed if m["id"] == name]
+        if not match:
+            raise ServerError(f"OpenAI-compatible server at {config.base_url} serves {[m['id'] for m in listed]}, "
+                              f"not {name!r}: set backend.model")
+        return {"kind": cls.kind, "server": client.host, "served_model": name, "models": match[0],
+                "send_seed": config.send_seed}
+
+    def _only_model(self, listed: list[dict]) -> str:
+        if len(listed) != 1:
+            raise ServerError(f"OpenAI-compatible server at {self.client.base_url} serves {[m['id'] for m in listed]}: "
+                              "set backend.model to one of them")
+        return listed[0]["id"]
+
+    # -- the seam ----------------------------------------------------------------------------------
+    def render(self, messages, assistant_prefix=""):
+        tok = self._need_tokenizer("render a chat template")
+        return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + assistant_prefix
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    def generate(self, prompts, params, assistant_prefix="", progress=None):
+        greedy = params.temperature <= 0
+        n = 1 if greedy else params.n
+        jobs = list(enumerate(zip(prompts, prefixes_for(prompts, assistant_prefix))))
+
+        async def one(client, job):
+            i, (messages, prefix) = job
+            kwargs = self._chat_kwargs(messages, prefix)
+            kwargs.update(n=n, max_tokens=params.max_new_tokens, temperature=max(params.temperature, 0.0),
+                          top_p=1.0 if greedy else params.top_p)
+            if self.config.send_seed:
+                kwargs["seed"] = params.seed * 1_000_003 + i
+            if params.top_k > 0 and not greedy and self.is_vllm:
+                kwargs.setdefault("extra_body", {})["top_k"] = params.top_k
+            response = await self._create(client, kwargs)
+            self.client.count_usage(response, 1)
+            texts = [c.message.content or "" for c in sorted(response.choices, key=lambda c: c.index)]
+            return [Generation(t, self._tokens_of(t, response, len(texts))) for t in texts]
+
+        results = self.client.map(one, jobs, progress)
+        self.counters.generate_calls += len(prompts)
+        self.counters.sequences += sum(map(len, results))
+        return [r * params.n for r in results] if greedy and params.n > 1 else results
+
+    def choice_probs(self, prompts, assistant_prefix, choices):
+        ids = [self._choice_id(c) for c in choices] if self.is_vllm else None
+
+        async def one(client, messages):
+            kwargs = self._chat_kwargs(messages, assistant_prefix)
+            kwargs.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
+            if ids:
+                kwargs.setdefault("extra_body", {})["logprob_token_ids"] = ids
+            response = await self._create(client, kwargs)
+            self.client.count_usage(response, 1)
+            content = (response.choices[0].logprobs.content or []) if response.choices[0].logprobs else []
+            if not content:
+                raise ServerError(f"OpenAI-compatible server at {self.client.base_url} returned no logprobs for "
+                                  f"{self.served!r}: probability judges need a server that returns them")
+            seen = {t.token: t.logprob for t in content[0].top_logprobs or []}
+            seen.setdefault(content[0].token, content[0].logprob)
+            return {c: math.exp(seen[c]) if c in seen else 0.0 for c in choices}
+
+        out = self.client.map(one, list(prompts))
+        self.counters.scored_prompts += len(prompts)
+        return out
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _chat_kwargs(self, messages, prefix: str) -> dict:
+        kwargs = {"model": self.served, "messages": list(messages)}
+        if prefix:
+            kwargs["messages"] = kwargs["messages"] + [{"role": "assistant", "content": prefix}]
+            kwargs["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
+        return kwargs
+
+    async def _create(self, client, kwargs):
+        import openai
+
+        try:
+            return await client.chat.completions.create(**kwargs)
+        except openai.BadRequestError as e:
+            if "continue_final_message" in str(kwargs.get("extra_body", {})):
+                raise ServerError(f"OpenAI-compatible server at {self.client.base_url} cannot continue an assistant "
+                                  f"turn (continue_final_message): {e.message}") from None
+            raise
+
+    def _tokens_of(self, text: str, response, n: int) -> int:
+        if self.tokenizer is not None or self.is_vllm:
+            return self.count_tokens(text) if text else 0
+        usage = getattr(response, "usage", None)
+        return round((usage.completion_tokens or 0) / max(1, n)) if usage else 0
+
+    def _choice_id(self, choice: str) -> int:
+        ids = self._tokenize(choice)
+        if len(ids) != 1:
+            raise ValueError(f"verdict choice {choice!r} is {len(ids)} tokens for {self.served!r}; choices must be single tokens")
+        return ids[0]
+
+    def _tokenize(self, text: str) -> list[int]:
+        """Token ids of `text`: the local tokenizer, else the vLLM server's /tokenize."""
+        if self.tokenizer is not None:
+            return self.tokenizer(text, add_special_tokens=False).input_ids
+        if not self.is_vllm:
+            self._need_tokenizer("count tokens")
+        root = self.client.base_url.removesuffix("/v1")
+        body = json.dumps({"model": self.served, "prompt": text, "add_special_tokens": False}).encode()
+        req = urllib.request.Request(f"{root}/tokenize", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=self.config.timeout_s) as r:
+            return json.loads(r.read())["tokens"]
+
+    def _need_tokenizer(self, what: str):
+        if self.tokenizer is None:
+            raise ServerError(f"backend kind 'openai' at {self.client.base_url}: to {what}, set backend.tokenizer to a "
+                              "local folder with the served model's tokenizer")
+        return self.tokenizer
