@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from selfimprove import config as configlib
 from selfimprove.config import RunConfig
+from selfimprove.inference.base import for_checkpoint
 from selfimprove.tasks.common import StageContext
 from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination, ingest_seeds,
@@ -38,10 +39,12 @@ def evaluate_models(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, mod
     for label, model in models.items():
         if model is None:
             continue
-        m[f"eval-{label}"] = evaluate_model(ctx, cfg, seeds_manifest, model, label)
+        # a checkpoint this run trained is evaluated by an engine that can load it
+        of_model = cfg if model == cfg.model else replace(cfg, backend=for_checkpoint(cfg.backend))
+        m[f"eval-{label}"] = evaluate_model(ctx, of_model, seeds_manifest, model, label)
         for t in cfg.evaluation.temperature_sweep:  # SSD tunes T_eval for base and trained model alike
-            at_t = replace(cfg, evaluation=replace(cfg.evaluation, temperature=t,
-                                                   samples=cfg.evaluation.sweep_samples if t > 0 else 1))
+            at_t = replace(of_model, evaluation=replace(cfg.evaluation, temperature=t,
+                                                        samples=cfg.evaluation.sweep_samples if t > 0 else 1))
             m[f"eval-{label}@T{t}"] = evaluate_model(ctx, at_t, seeds_manifest, model, f"{label}@T{t}")
     if cfg.uq_ttc.enabled:
         m["eval-uq_ttc"] = evaluate_uq_ttc(ctx, cfg, seeds_manifest, cfg.model)

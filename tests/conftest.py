@@ -32,3 +32,15 @@ def lake(tmp_path):
     from selfimprove.warehouse import Lake
 
     return Lake(tmp_path / "lake")
+
+
+@pytest.fixture(scope="session")
+def vllm_server():
+    """A real `vllm serve` of the embedded model on 127.0.0.1, started once for the session and stopped at its end."""
+    from selfimprove.inference.base import BackendConfig
+    from selfimprove.inference.models import default_checkpoint
+    from selfimprove.inference.vllm_backend import EngineProcess
+
+    server = EngineProcess(str(default_checkpoint()), BackendConfig(kind="vllm"))
+    yield server
+    server.stop()

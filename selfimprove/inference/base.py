@@ -93,6 +93,8 @@ class BackendConfig:
         timeout_s: openai/vllm: per request.
         max_retries: openai/vllm: retries (exponential backoff) on 408, 409, 429, 5xx, timeouts.
         send_seed: openai: send a per-request seed (vLLM on CPU refuses them).
+        checkpoint_kind: the engine that evaluates checkpoints this run trains when `kind` answers with a
+            model served elsewhere (openai): the server does not serve them.
     """
 
     kind: str = "transformers"
@@ -109,6 +111,7 @@ class BackendConfig:
     timeout_s: float = 120.0
     max_retries: int = 4
     send_seed: bool = True
+    checkpoint_kind: str = "transformers"
 
     def __post_init__(self) -> None:
         if isinstance(self.vllm, dict):
@@ -138,6 +141,7 @@ class Backend(ABC):
 
     kind: ClassVar[str] = ""
     keep_warm: ClassVar[bool] = False  # slow to start: stages that follow each other share one (tasks.common)
+    loads_checkpoints: ClassVar[bool] = True  # False: it answers with a model served elsewhere (openai)
 
     def __init__(self, model_path: str | Path, config: BackendConfig) -> None:
         self.model_path, self.config = str(model_path), config
@@ -158,7 +162,10 @@ class Backend(ABC):
         return {"dtype": config.dtype, "batch_size": config.batch_size, "max_prompt_tokens": config.max_prompt_tokens}
 
     def identity(self) -> dict:
-        return self.describe(self.model_path, self.config)
+        """`describe()` of this engine, computed once (a served model is not asked again at the end of a stage)."""
+        if getattr(self, "_identity", None) is None:
+            self._identity = self.describe(self.model_path, self.config)
+        return self._identity
 
     @abstractmethod
     def generate(self, prompts: Sequence[Messages], params: SamplingParams, assistant_prefix: str | Sequence[str] = "",
@@ -252,6 +259,14 @@ def backend_class(kind: str) -> type[Backend]:
         entry = getattr(importlib.import_module(module), name)
         BACKENDS[kind] = entry
     return entry
+
+
+def for_checkpoint(config: BackendConfig) -> BackendConfig:
+    """The engine config for a checkpoint this run trained: the same, unless the engine answers with a
+    model served elsewhere, which cannot load it."""
+    from dataclasses import replace
+
+    return config if backend_class(config.kind).loads_checkpoints else replace(config, kind=config.checkpoint_kind)
 
 
 def load_backend(model_path: str | Path, config: BackendConfig | None = None) -> Backend:

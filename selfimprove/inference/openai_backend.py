@@ -24,6 +24,7 @@ from .served import ServedClient, ServerError
 
 @register_backend("openai")
 class OpenAIBackend(Backend):
+    loads_checkpoints = False
 
     def __init__(self, model_path, config: BackendConfig) -> None:
         super().__init__(model_path, config)
@@ -34,6 +35,7 @@ class OpenAIBackend(Backend):
         listed = self.client.models()
         self.served = config.model or self._only_model(listed)
         self.is_vllm = any(m.get("owned_by") == "vllm" for m in listed)  # then vLLM's extra request fields work
+        self.identity()  # asked now, while the server answers
         self.tokenizer = None
         if config.tokenizer:
             from .models import load_tokenizer

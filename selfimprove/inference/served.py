@@ -26,7 +26,7 @@ class ServedClient:
     def __init__(self, base_url: str, api_key_env: str | None, timeout_s: float, max_retries: int,
                  max_concurrency: int, counters: Counters) -> None:
         self.base_url = base_url.rstrip("/")
-        self.host = urlparse(self.base_url).netloc
+        self.host = urlparse(self.base_url).hostname or ""  # identity: the host, not the port it listens on today
         self.api_key_env, self.timeout_s, self.max_retries = api_key_env, timeout_s, max_retries
         self.max_concurrency, self.counters = max_concurrency, counters
 
