@@ -1,59 +1,112 @@
-"""Sampling throughput of the project's backend against raw `model.generate`, same prompts, one run.
+"""Sampling throughput of each engine against its own raw engine and the full-batch ceiling, one run.
 
-    python bench/backend_throughput.py [--model default] [--prompts 32] [--n 8] [--batch-size 64]
+    python bench/backend_throughput.py [--backend transformers vllm openai] [--prompts 32] [--n 8]
 
-Both sides generate n samples per prompt, 64 new tokens, the same batches of the same
-chat-formatted prompts. Reported: generated tokens/s (tokens up to EOS) of each, the time
-ratio ours/raw (1.0 = no overhead), and the process's peak resident memory.
+The same chat-formatted arithmetic prompts, n samples each, up to 64 new tokens, T 0.8:
+- stage: the sampling stage's own call (`generation.sampling.sample` through the Backend);
+- own raw engine: transformers `model.generate` on the same batches; vLLM: one completions
+  request with every prompt, straight to the engine (`openai` uses the same server);
+- ceiling: raw transformers `generate` with every sequence forced to the full 64 tokens, so no
+  batch slot idles after an early EOS (the issue's 358 tok/s measurement).
+Reported: useful tokens/s (tokens up to EOS), the ratios stage/ceiling and stage/own raw, and
+the engine's start-up time. `openai` is served by a `vllm serve` this script starts.
 """
 from __future__ import annotations
 
 import argparse
-import resource
+import asyncio
 import time
 
 import selfimprove.flows  # noqa: F401  (offline environment defaults)
-from selfimprove.inference import models
-from selfimprove.inference.base import BackendConfig, SamplingParams, length_until_eos
-from selfimprove.inference.transformers_backend import TransformersBackend
-from selfimprove.generation.sampling import user_message
 from selfimprove.data.seeds import SeedSource, generate
+from selfimprove.generation.sampling import SamplingConfig, sample, user_message
+from selfimprove.inference import models
+from selfimprove.inference.base import BackendConfig, SamplingParams, length_until_eos, load_backend
+from selfimprove.inference.transformers_backend import TransformersBackend
+
+
+def useful(rows: list[dict]) -> int:
+    return sum(r["n_tokens"] for r in rows)
+
+
+def ceiling(path, seeds, cfg: SamplingConfig, batch_size: int) -> tuple[float, float]:
+    """(useful tok/s of raw generate, tok/s of raw generate forced to full length) on the stage's batches."""
+    import torch
+
+    hf = TransformersBackend(path, BackendConfig(dtype="bfloat16", batch_size=batch_size))
+    texts = [hf.render(user_message(s["question"], cfg.prompt)) for s in seeds]
+    rates = []
+    for forced in (False, True):
+        tokens, start = 0, time.time()
+        for idx, enc in hf._batches(texts, cfg.n):
+            torch.manual_seed(0)
+            kwargs = {"min_new_tokens": cfg.max_new_tokens} if forced else {}
+            with torch.inference_mode():
+                out = hf.model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
+                                        top_p=cfg.top_p, top_k=cfg.top_k, num_return_sequences=cfg.n, **kwargs)
+            new = out[:, enc["input_ids"].shape[1]:]
+            tokens += new.numel() if forced else sum(length_until_eos(seq.tolist(), hf._stop) for seq in new)
+        rates.append(tokens / (time.time() - start))
+    hf.close()
+    return rates[0], rates[1]
+
+
+def raw_vllm(base_url: str, texts: list[str], cfg: SamplingConfig) -> float:
+    """Useful tok/s of one completions request carrying every prompt, straight to the engine."""
+    from openai import AsyncOpenAI
+
+    async def run():
+        async with AsyncOpenAI(base_url=base_url, api_key="EMPTY") as client:
+            return await client.completions.create(model="policy", prompt=texts, n=cfg.n, max_tokens=cfg.max_new_tokens,
+                                                   temperature=cfg.temperature, top_p=cfg.top_p,
+                                                   extra_body={"top_k": cfg.top_k})
+
+    start = time.time()
+    response = asyncio.run(run())
+    return response.usage.completion_tokens / (time.time() - start)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="default")
+    ap.add_argument("--backend", nargs="+", default=["transformers", "vllm", "openai"])
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--dtype", default="bfloat16")
     args = ap.parse_args()
-    import torch
+    path = models.resolve(args.model)
+    seeds = generate(SeedSource(size=args.prompts))
+    cfg = SamplingConfig(n=args.n, max_new_tokens=64)
+    raw_hf, full = ceiling(path, seeds, cfg, args.batch_size)
+    print(f"{args.prompts} prompts x {args.n} samples, up to 64 tokens, T 0.8, bf16, 2 CPU cores")
+    print(f"ceiling (raw generate, every sequence forced to 64 tokens): {full:.1f} tok/s; raw generate: {raw_hf:.1f} useful tok/s")
+    server = None
+    for kind in args.backend:
+        config = BackendConfig(kind=kind, dtype="bfloat16", batch_size=args.batch_size)
+        start = time.time()
+        if kind == "openai":
+            from selfimprove.inference.vllm_backend import EngineProcess
 
-    backend = TransformersBackend(models.resolve(args.model), BackendConfig(dtype=args.dtype, batch_size=args.batch_size))
-    messages = [user_message(s["question"], "sample_math") for s in generate(SeedSource(size=args.prompts))]
-    params = SamplingParams(n=args.n, max_new_tokens=64, seed=0)
-    backend.generate(messages[:1], SamplingParams(n=1, max_new_tokens=4))  # warm-up, not timed
-    backend.counters.generated_tokens = 0
-
-    start = time.time()
-    backend.generate(messages, params)
-    ours = time.time() - start
-    ours_tokens = backend.counters.generated_tokens
-
-    stop = backend._stop
-    raw_tokens, start = 0, time.time()
-    for idx, enc in backend._batches([backend.render(m) for m in messages], args.n):
-        torch.manual_seed(0)
-        with torch.inference_mode():
-            out = backend.model.generate(**enc, max_new_tokens=64, do_sample=True, temperature=params.temperature,
-                                         top_p=params.top_p, top_k=params.top_k, num_return_sequences=args.n)
-        raw_tokens += sum(length_until_eos(seq.tolist(), stop) for seq in out[:, enc["input_ids"].shape[1]:])
-    raw = time.time() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.prompts} prompts x {args.n} samples, batch {args.batch_size}, {args.dtype}")
-    print(f"ours: {ours_tokens / ours:.1f} tok/s ({ours:.1f} s); raw generate: {raw_tokens / raw:.1f} tok/s ({raw:.1f} s)")
-    print(f"time ratio ours/raw = {ours / raw:.3f}; peak RSS {peak:.0f} MiB")
+            server = EngineProcess(str(path), BackendConfig(kind="vllm"))
+            config = BackendConfig(kind="openai", base_url=server.base_url, send_seed=False, tokenizer=str(path),
+                                   max_concurrency=64)
+        backend = load_backend(path, config)
+        startup = time.time() - start
+        sample(backend, seeds[:2], SamplingConfig(n=1, max_new_tokens=4))  # warm-up, not timed
+        t0 = time.time()
+        rows = sample(backend, seeds, cfg)
+        rate = useful(rows) / (time.time() - t0)
+        if kind == "transformers":
+            own = raw_hf
+        else:
+            texts = [backend.render(user_message(s["question"], cfg.prompt)) for s in seeds]
+            own = raw_vllm(server.base_url if kind == "openai" else backend.engine.base_url, texts, cfg)
+        print(f"{kind:12s} stage {rate:6.1f} useful tok/s | stage/ceiling {rate / full:.2f} | stage/own raw {rate / own:.2f} "
+              f"(own raw {own:.1f}) | start-up {startup:.1f} s")
+        backend.close()
+        if server:
+            server.stop()
+            server = None
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ PY=${PYTHON:-python3}
 KIND=${SELFIMPROVE_VLLM:-cpu}
 step() { printf '[setup-vllm %s] %s\n' "$1" "$2"; }
 [ -x .venv-vllm/bin/python ] || { step 1/3 "engine environment in .venv-vllm"; "$PY" -m venv .venv-vllm; }
-pip() { .venv-vllm/bin/python -m pip -q --disable-pip-version-check "$@"; }
+pip() { .venv-vllm/bin/python -m pip -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
 if ! .venv-vllm/bin/python -c "import vllm" 2>/dev/null; then
   if [ "$KIND" = cuda ]; then
     step 2/3 "vllm (CUDA wheel)"

@@ -58,13 +58,34 @@ def default_checkpoint() -> Path:
 
 
 def resolve(model: str) -> Path:
-    """`default` → the embedded checkpoint; anything else must be a local folder."""
+    """`default` → the embedded checkpoint; a local folder with config.json → itself; else a Hugging Face
+    model id (`org/name`, optionally `@revision`) already in the standard HF cache. Nothing is downloaded:
+    a model that is not cached gets one line that says how to fetch it."""
     if model == DEFAULT_MODEL:
         return default_checkpoint()
     path = Path(model)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"model {model!r}: not 'default' and not a local checkpoint folder with config.json")
-    return path
+    if (path / "config.json").exists():
+        return path
+    repo, _, revision = model.partition("@")
+    if repo.count("/") == 1 and not path.exists():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(repo, revision=revision or None, local_files_only=True))
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            raise FileNotFoundError(
+                f"model {model!r} is not in the Hugging Face cache ({_hf_cache()}) and selfimprove never downloads "
+                f"at run time: fetch it once where the hub is reachable (`huggingface-cli download {repo}`), "
+                "copy the cache here, or pass a local folder") from None
+    raise FileNotFoundError(f"model {model!r}: not 'default', not a local checkpoint folder with config.json, "
+                            "and not a Hugging Face model id (org/name)")
+
+
+def _hf_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
 
 
 def model_identity(path: Path) -> str:

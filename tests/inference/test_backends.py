@@ -85,3 +85,24 @@ def test_closing_a_backend_gives_its_memory_back(tmp_path_factory):
     print(f"RSS before {before:.0f} MiB, loaded {loaded:.0f} MiB, after close {after:.0f} MiB")
     assert loaded - before > 60  # the weights were really resident
     assert after - before < 0.2 * (loaded - before)
+
+
+def test_models_by_name_default_folder_or_cached_hub_id(tiny_model, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub.constants
+
+    from selfimprove.inference.models import resolve
+
+    assert resolve(str(tiny_model)) == tiny_model
+    cache = tmp_path / "hub"
+    snap = cache / "models--acme--tiny" / "snapshots" / ("a" * 40)
+    shutil.copytree(tiny_model, snap)
+    (cache / "models--acme--tiny" / "refs").mkdir()
+    (cache / "models--acme--tiny" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert resolve("acme/tiny") == snap  # the standard cache, offline
+    with pytest.raises(FileNotFoundError, match=r"'acme/absent' is not in the Hugging Face cache .*huggingface-cli download acme/absent"):
+        resolve("acme/absent")
+    with pytest.raises(FileNotFoundError, match="not a Hugging Face model id"):
+        resolve(str(tmp_path / "nowhere" / "deep" / "x"))
