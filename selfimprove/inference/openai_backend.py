@@ -83,7 +83,7 @@ class OpenAIBackend(Backend):
             if params.top_k > 0 and not greedy and self.is_vllm:
                 kwargs.setdefault("extra_body", {})["top_k"] = params.top_k
             response = await self._create(client, kwargs)
-            self.client.count_usage(response, 1)
+            self.client.count_usage(response)
             texts = [c.message.content or "" for c in sorted(response.choices, key=lambda c: c.index)]
             return [Generation(t, self._tokens_of(t, response, len(texts))) for t in texts]
 
@@ -101,7 +101,7 @@ class OpenAIBackend(Backend):
             if ids:
                 kwargs.setdefault("extra_body", {})["logprob_token_ids"] = ids
             response = await self._create(client, kwargs)
-            self.client.count_usage(response, 1)
+            self.client.count_usage(response)
             content = (response.choices[0].logprobs.content or []) if response.choices[0].logprobs else []
             if not content:
                 raise ServerError(f"OpenAI-compatible server at {self.client.base_url} returned no logprobs for "
@@ -134,8 +134,9 @@ class OpenAIBackend(Backend):
             raise
 
     def _tokens_of(self, text: str, response, n: int) -> int:
-        if self.tokenizer is not None or self.is_vllm:
-            return self.count_tokens(text) if text else 0
+        """Tokens of one completion: counted by the local tokenizer, else the response's usage shared by its n."""
+        if self.tokenizer is not None:
+            return len(self.tokenizer(text, add_special_tokens=False).input_ids)
         usage = getattr(response, "usage", None)
         return round((usage.completion_tokens or 0) / max(1, n)) if usage else 0
 

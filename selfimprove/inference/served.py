@@ -52,7 +52,7 @@ class ServedClient:
 
         return asyncio.run(run()) if items else []
 
-    def count_usage(self, response, prompts: int) -> None:
+    def count_usage(self, response) -> None:
         usage = getattr(response, "usage", None)
         if usage is not None:
             self.counters.prompt_tokens += usage.prompt_tokens or 0

@@ -183,7 +183,7 @@ class VLLMBackend(Backend):
             if self.on_gpu:
                 kwargs["seed"] = params.seed * 1_000_003 + start
             response = await client.completions.create(**kwargs)
-            self.client.count_usage(response, len(batch))
+            self.client.count_usage(response)
             choices = sorted(response.choices, key=lambda c: c.index)
             out = [[Generation(c.text, self.count_tokens(c.text)) for c in choices[i * n:(i + 1) * n]] for i in range(len(batch))]
             if progress:
@@ -208,7 +208,7 @@ class VLLMBackend(Backend):
             _, batch = chunk
             response = await client.completions.create(model=SERVED_NAME, prompt=batch, max_tokens=1, temperature=0.0,
                                                        logprobs=len(choices), extra_body={"logprob_token_ids": ids})
-            self.client.count_usage(response, len(batch))
+            self.client.count_usage(response)
             out = []
             for c in sorted(response.choices, key=lambda c: c.index):
                 top = (c.logprobs.top_logprobs or [{}])[0] if c.logprobs else {}
