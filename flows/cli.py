@@ -70,6 +70,7 @@ def run_command(args) -> None:
 
     from selfimprove import config as configlib
     from selfimprove.data.seeds import load as load_seeds
+    from selfimprove.inference.base import backend_class
     from selfimprove.methods import default_method, get_method, methods_of_flow
 
     if args.from_stage and not args.reuse:
@@ -81,6 +82,7 @@ def run_command(args) -> None:
     overrides: dict = {"sdzero": {"reward": args.reward}} if args.reward else {}
     method = args.method or default_method(args.flow, configlib.requested(args.preset, args.config, overrides).to_dict())
     cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
+    backend_class(cfg.backend.kind).check(cfg.backend)  # an engine that cannot start says so before any run exists
     if cfg.seeds.path:
         seeds = load_seeds(cfg.seeds)  # bad seeds fail here, before any flow run exists
         if get_method(method).reads_answers and any(not s["answer"] for s in seeds):

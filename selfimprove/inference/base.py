@@ -161,6 +161,10 @@ class Backend(ABC):
         """The config fields that change this engine's outputs."""
         return {"dtype": config.dtype, "batch_size": config.batch_size, "max_prompt_tokens": config.max_prompt_tokens}
 
+    @classmethod
+    def check(cls, config: BackendConfig) -> None:
+        """Raise ValueError with one line when this engine cannot run with `config` (before any run starts)."""
+
     def identity(self) -> dict:
         """`describe()` of this engine, computed once (a served model is not asked again at the end of a stage)."""
         if getattr(self, "_identity", None) is None:

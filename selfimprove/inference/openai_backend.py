@@ -28,8 +28,7 @@ class OpenAIBackend(Backend):
 
     def __init__(self, model_path, config: BackendConfig) -> None:
         super().__init__(model_path, config)
-        if not config.base_url:
-            raise ValueError("backend kind 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        self.check(config)
         self.client = ServedClient(config.base_url, config.api_key_env, config.timeout_s, config.max_retries,
                                    config.max_concurrency, self.counters)
         listed = self.client.models()
@@ -41,6 +40,11 @@ class OpenAIBackend(Backend):
             from .models import load_tokenizer
 
             self.tokenizer = load_tokenizer(config.tokenizer)
+
+    @classmethod
+    def check(cls, config: BackendConfig) -> None:
+        if not config.base_url:
+            raise ValueError("backend kind 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
 
     @classmethod
     def describe(cls, model_path, config: BackendConfig) -> dict:

@@ -154,6 +154,13 @@ class VLLMBackend(Backend):
                 "engine": engine_version(engine_python()), "max_model_len": s.max_model_len,
                 "tensor_parallel_size": s.tensor_parallel_size, "batch_size": config.batch_size}
 
+    @classmethod
+    def check(cls, config: BackendConfig) -> None:
+        try:
+            engine_python()
+        except RuntimeError as e:
+            raise ValueError(str(e)) from None
+
     def run_notes(self) -> dict:
         repeatable = ("per-request seeds; not batch-invariant" if self.on_gpu else
                       "no per-request seeds on CPU (vLLM refuses them): samples are not repeatable run to run; greedy is")

@@ -130,3 +130,19 @@ def test_eval_code_file_runs_in_the_sandbox(tmp_path, lake, tiny_model, prefect_
     assert (scorer, entry) == ("code", "one")
     (correct, reason), = query(lake, "SELECT correct, reason FROM eval_samples")[1]
     assert correct is False and reason  # random weights write no working code; the reason says why
+
+
+def test_an_engine_that_cannot_start_says_so_before_any_run(tmp_path, lake, capsys, monkeypatch):
+    import selfimprove.inference.vllm_backend as vllm_backend
+
+    def missing():
+        raise RuntimeError("the vLLM engine is not installed: run `bash scripts/setup-vllm.sh`")
+
+    monkeypatch.setattr(vllm_backend, "engine_python", missing)
+    for body, expected in (("backend: {kind: vllm}\n", "run `bash scripts/setup-vllm.sh`"),
+                           ("backend: {kind: openai}\n", "needs base_url")):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(body)
+        assert main(["run", "svd", "--config", str(cfg), "--lake", str(lake.root)]) == 2
+        assert expected in capsys.readouterr().err
+    assert not lake.root.exists() or not list(lake.root.rglob("*.parquet"))
