@@ -220,6 +220,24 @@ def usage(model_path: str | Path) -> Counters:
     return LEDGER.get(str(model_path), Counters())
 
 
+class LocalTokenizer:
+    """`render` and `count_tokens` from the checkpoint's own tokenizer (`self.tokenizer`): engines that feed
+    prompts rendered here share one chat-template path, so they see the same text."""
+
+    def render(self, messages, assistant_prefix=""):
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + assistant_prefix
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def single_token_id(choice: str, ids: list[int], where: str = "this tokenizer") -> int:
+    """The one token id of a verdict choice; a choice that is several tokens is a config error."""
+    if len(ids) != 1:
+        raise ValueError(f"verdict choice {choice!r} is {len(ids)} tokens for {where}; choices must be single tokens")
+    return ids[0]
+
+
 def prefixes_for(prompts: Sequence, assistant_prefix: str | Sequence[str]) -> list[str]:
     """One assistant prefix per prompt."""
     prefixes = [assistant_prefix] * len(prompts) if isinstance(assistant_prefix, str) else list(assistant_prefix)

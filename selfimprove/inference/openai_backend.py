@@ -18,7 +18,7 @@ import json
 import math
 import urllib.request
 
-from .base import Backend, BackendConfig, Generation, prefixes_for, register_backend
+from .base import Backend, BackendConfig, Generation, LocalTokenizer, prefixes_for, register_backend, single_token_id
 from .served import ServedClient, ServerError
 
 
@@ -66,8 +66,8 @@ class OpenAIBackend(Backend):
 
     # -- the seam ----------------------------------------------------------------------------------
     def render(self, messages, assistant_prefix=""):
-        tok = self._need_tokenizer("render a chat template")
-        return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + assistant_prefix
+        self._need_tokenizer("render a chat template")
+        return LocalTokenizer.render(self, messages, assistant_prefix)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
@@ -145,10 +145,7 @@ class OpenAIBackend(Backend):
         return round((usage.completion_tokens or 0) / max(1, n)) if usage else 0
 
     def _choice_id(self, choice: str) -> int:
-        ids = self._tokenize(choice)
-        if len(ids) != 1:
-            raise ValueError(f"verdict choice {choice!r} is {len(ids)} tokens for {self.served!r}; choices must be single tokens")
-        return ids[0]
+        return single_token_id(choice, self._tokenize(choice), repr(self.served))
 
     def _tokenize(self, text: str) -> list[int]:
         """Token ids of `text`: the local tokenizer, else the vLLM server's /tokenize."""

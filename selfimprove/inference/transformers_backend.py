@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import math
 
-from .base import Backend, BackendConfig, Generation, length_until_eos, prefixes_for, register_backend
+from .base import (Backend, BackendConfig, Generation, LocalTokenizer, length_until_eos, prefixes_for, register_backend,
+                   single_token_id)
 from .models import free_memory, load_causal_lm, load_tokenizer, resolve_device
 
 
 @register_backend("transformers")
-class TransformersBackend(Backend):
+class TransformersBackend(LocalTokenizer, Backend):
 
     def __init__(self, model_path, config: BackendConfig | None = None) -> None:
         super().__init__(model_path, config or BackendConfig())
@@ -31,13 +32,6 @@ class TransformersBackend(Backend):
     @classmethod
     def settings(cls, config: BackendConfig) -> dict:
         return {**super().settings(config), "device": resolve_device(config.device).split(":")[0]}
-
-    def render(self, messages, assistant_prefix=""):
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return text + assistant_prefix
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def _batches(self, texts: list[str], per_prompt: int):
         """Yield (indices, encoded batch) with prompts sorted by length to limit padding."""
@@ -82,7 +76,7 @@ class TransformersBackend(Backend):
 
     def choice_probs(self, prompts, assistant_prefix, choices):
         torch = self.torch
-        choice_ids = [self._single_token(c) for c in choices]
+        choice_ids = [single_token_id(c, self.tokenizer(c, add_special_tokens=False).input_ids) for c in choices]
         texts = [self.render(p, assistant_prefix) for p in prompts]
         results: list[dict[str, float]] = [{} for _ in texts]
         for idx, enc in self._batches(texts, 1):
@@ -94,12 +88,6 @@ class TransformersBackend(Backend):
             self.counters.scored_prompts += len(idx)
             self.counters.prompt_tokens += int(enc["attention_mask"].sum())
         return results
-
-    def _single_token(self, choice: str) -> int:
-        ids = self.tokenizer(choice, add_special_tokens=False).input_ids
-        if len(ids) != 1:
-            raise ValueError(f"verdict choice {choice!r} is {len(ids)} tokens for this tokenizer; choices must be single tokens")
-        return ids[0]
 
     def close(self) -> None:
         self.model = self.tokenizer = None

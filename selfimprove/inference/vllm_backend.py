@@ -29,7 +29,7 @@ import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
-from .base import Backend, BackendConfig, Generation, prefixes_for, register_backend
+from .base import Backend, BackendConfig, Generation, LocalTokenizer, prefixes_for, register_backend, single_token_id
 from .models import load_tokenizer, resolve_device
 from .served import ServedClient
 
@@ -136,7 +136,7 @@ class EngineProcess:
 
 
 @register_backend("vllm")
-class VLLMBackend(Backend):
+class VLLMBackend(LocalTokenizer, Backend):
     keep_warm = True
 
     def __init__(self, model_path, config: BackendConfig) -> None:
@@ -165,12 +165,6 @@ class VLLMBackend(Backend):
         repeatable = ("per-request seeds; not batch-invariant" if self.on_gpu else
                       "no per-request seeds on CPU (vLLM refuses them): samples are not repeatable run to run; greedy is")
         return {"reproducibility": repeatable, "engine_startup_s": round(self.engine.startup_s, 1)}
-
-    def render(self, messages, assistant_prefix=""):
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + assistant_prefix
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def _chunks(self, texts: list[str]) -> list[tuple[int, list[str]]]:
         step = max(1, self.config.batch_size)
@@ -203,12 +197,7 @@ class VLLMBackend(Backend):
         return [r * params.n for r in results] if greedy and params.n > 1 else results
 
     def choice_probs(self, prompts, assistant_prefix, choices):
-        ids = []
-        for c in choices:
-            tok = self.tokenizer(c, add_special_tokens=False).input_ids
-            if len(tok) != 1:
-                raise ValueError(f"verdict choice {c!r} is {len(tok)} tokens for this tokenizer; choices must be single tokens")
-            ids.append(tok[0])
+        ids = [single_token_id(c, self.tokenizer(c, add_special_tokens=False).input_ids) for c in choices]
         texts = [self.render(p, assistant_prefix) for p in prompts]
 
         async def one(client, chunk):
