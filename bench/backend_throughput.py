@@ -1,11 +1,13 @@
 """Sampling throughput of each engine against its own raw engine and the full-batch ceiling, one run.
 
-    python bench/backend_throughput.py [--backend transformers vllm openai] [--prompts 32] [--n 8]
+    python bench/backend_throughput.py [--backend transformers transformers/static vllm openai] [--prompts 32] [--n 8]
 
 The same chat-formatted arithmetic prompts, n samples each, up to 64 new tokens, T 0.8:
 - stage: the sampling stage's own call (`generation.sampling.sample` through the Backend);
-- own raw engine: transformers `model.generate` on the same batches; vLLM: one completions
-  request with every prompt, straight to the engine (`openai` uses the same server);
+  `transformers` is continuous batching (the default), `transformers/static` padded batches;
+- own raw engine: transformers `model.generate` on the same batches, or one `generate_batch`
+  call with the stage's paged-cache sizing; vLLM: one completions request with every prompt,
+  straight to the engine (`openai` uses the same server);
 - ceiling: raw transformers `generate` with every sequence forced to the full 64 tokens, so no
   batch slot idles after an early EOS (the issue's 358 tok/s measurement).
 Reported: useful tokens/s (tokens up to EOS), the ratios stage/ceiling and stage/own raw, and
@@ -51,6 +53,21 @@ def ceiling(path, seeds, cfg: SamplingConfig, batch_size: int) -> tuple[float, f
     return rates[0], rates[1]
 
 
+def raw_continuous(backend: TransformersBackend, texts: list[str], cfg: SamplingConfig) -> float:
+    """Useful tok/s of one `generate_batch` call (prompts repeated n times) with the stage's cache sizing."""
+    from transformers import ContinuousBatchingConfig, GenerationConfig
+
+    ids = [backend.tokenizer(t, add_special_tokens=False).input_ids for t in texts for _ in range(cfg.n)]
+    generation = GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
+                                  top_p=cfg.top_p, top_k=cfg.top_k, eos_token_id=sorted(backend._stop),
+                                  pad_token_id=backend.tokenizer.pad_token_id)
+    sizing = backend._paged_cache(ids, 1, cfg.max_new_tokens)
+    start = time.time()
+    out = backend.model.generate_batch(ids, generation_config=generation, warmup=False,
+                                       continuous_batching_config=ContinuousBatchingConfig(seed=0, **sizing))
+    return sum(length_until_eos(o.generated_tokens, backend._stop) for o in out.values()) / (time.time() - start)
+
+
 def raw_vllm(base_url: str, texts: list[str], cfg: SamplingConfig) -> float:
     """Useful tok/s of one completions request carrying every prompt, straight to the engine."""
     from openai import AsyncOpenAI
@@ -69,7 +86,7 @@ def raw_vllm(base_url: str, texts: list[str], cfg: SamplingConfig) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="default")
-    ap.add_argument("--backend", nargs="+", default=["transformers", "vllm", "openai"])
+    ap.add_argument("--backend", nargs="+", default=["transformers", "transformers/static", "vllm", "openai"])
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -81,8 +98,9 @@ def main() -> None:
     print(f"{args.prompts} prompts x {args.n} samples, up to 64 tokens, T 0.8, bf16, 2 CPU cores")
     print(f"ceiling (raw generate, every sequence forced to 64 tokens): {full:.1f} tok/s; raw generate: {raw_hf:.1f} useful tok/s")
     server = None
-    for kind in args.backend:
-        config = BackendConfig(kind=kind, dtype="bfloat16", batch_size=args.batch_size)
+    for name in args.backend:
+        kind, _, batching = name.partition("/")
+        config = BackendConfig(kind=kind, dtype="bfloat16", batch_size=args.batch_size, batching=batching or "continuous")
         start = time.time()
         if kind == "openai":
             from selfimprove.inference.vllm_backend import EngineProcess
@@ -96,12 +114,12 @@ def main() -> None:
         t0 = time.time()
         rows = sample(backend, seeds, cfg)
         rate = useful(rows) / (time.time() - t0)
+        texts = [backend.render(user_message(s["question"], cfg.prompt)) for s in seeds]
         if kind == "transformers":
-            own = raw_hf
+            own = raw_hf if config.batching == "static" else raw_continuous(backend, texts, cfg)
         else:
-            texts = [backend.render(user_message(s["question"], cfg.prompt)) for s in seeds]
             own = raw_vllm(server.base_url if kind == "openai" else backend.engine.base_url, texts, cfg)
-        print(f"{kind:12s} stage {rate:6.1f} useful tok/s | stage/ceiling {rate / full:.2f} | stage/own raw {rate / own:.2f} "
+        print(f"{name:20s} stage {rate:6.1f} useful tok/s | stage/ceiling {rate / full:.2f} | stage/own raw {rate / own:.2f} "
               f"(own raw {own:.1f}) | start-up {startup:.1f} s")
         backend.close()
         if server:

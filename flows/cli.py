@@ -57,6 +57,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="train even if training text overlaps a held-out set (recorded in the run)")
 
 
+RUN_FLAGS = {"run_id": "--resume", "reuse": "--reuse", "from_stage": "--from-stage"}
+
+
 def _reward_sources() -> list[str]:
     from selfimprove.methods.sdzero.rewards import SOURCES
 
@@ -69,12 +72,9 @@ def run_command(args) -> None:
     import importlib
 
     from selfimprove import config as configlib
-    from selfimprove.data.seeds import load as load_seeds
-    from selfimprove.inference.base import backend_class
-    from selfimprove.methods import default_method, get_method, methods_of_flow
+    from selfimprove.flows.pipeline import check_start
+    from selfimprove.methods import default_method, methods_of_flow
 
-    if args.from_stage and not args.reuse:
-        raise ValueError("--from-stage needs --reuse RUN_ID (the run whose earlier stages are kept)")
     if args.method and args.method not in methods_of_flow(args.flow):
         raise ValueError(f"--method {args.method} is not a method of `run {args.flow}`: {methods_of_flow(args.flow)}")
     if args.reward and args.flow != "sdzero":
@@ -82,14 +82,8 @@ def run_command(args) -> None:
     overrides: dict = {"sdzero": {"reward": args.reward}} if args.reward else {}
     method = args.method or default_method(args.flow, configlib.requested(args.preset, args.config, overrides).to_dict())
     cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
-    backend_class(cfg.backend.kind).check(cfg.backend)  # an engine that cannot start says so before any run exists
-    if cfg.seeds.path:
-        seeds = load_seeds(cfg.seeds)  # bad seeds fail here, before any flow run exists
-        if get_method(method).reads_answers and any(not s["answer"] for s in seeds):
-            row = next(i for i, s in enumerate(seeds, 1) if not s["answer"])
-            label_free = [m for m in methods_of_flow(args.flow) if not get_method(m).reads_answers]
-            raise ValueError(f"{cfg.seeds.path}, row {row}, field 'answer': missing ({method} grades by ground truth"
-                             + (f"; label-free: --method {' | '.join(label_free)}" if label_free else "") + ")")
+    # run ids, seeds and the engine, as the flow will check them, but before any flow run exists
+    check_start(cfg, args.lake, args.resume, args.reuse, args.from_stage, RUN_FLAGS)
     if args.uq_ttc:
         overrides["uq_ttc"] = {"enabled": True}
     if args.allow_contamination:
@@ -110,8 +104,10 @@ def _compare_arguments(p):
 def compare_command(args) -> None:
     from selfimprove.warehouse.views import compare_runs, format_table
 
-    cols, rows = compare_runs(_existing_lake(args.lake), args.run_ids)
+    lake = _existing_lake(args.lake)
+    cols, rows = compare_runs(lake, args.run_ids)
     print(format_table(cols, rows, max_width=48))
+    _warn_damaged(lake)
 
 
 def _sql_arguments(p):
@@ -124,8 +120,17 @@ def _sql_arguments(p):
 def sql_command(args) -> None:
     from selfimprove.warehouse.views import format_table, query
 
-    cols, rows = query(_existing_lake(args.lake), args.query)
+    lake = _existing_lake(args.lake)
+    cols, rows = query(lake, args.query)
     print(format_table(cols, rows))
+    _warn_damaged(lake)
+
+
+def _warn_damaged(lake) -> None:
+    from selfimprove.warehouse.views import damaged_files
+
+    for path, why in damaged_files(lake):
+        print(f"selfimprove: warning: {path} is damaged ({why}); every view leaves it out", file=sys.stderr)
 
 
 def _existing_lake(path: str | None):
@@ -165,6 +170,7 @@ def eval_command(args) -> None:
     from selfimprove.inference.models import resolve
 
     if args.rescore:
+        _existing_lake(args.lake).require_run(args.rescore, "--rescore")  # before any flow run exists
         result = rescore_flow(source_run=args.rescore, lake=args.lake)
     else:
         names = args.model or ["default"]
@@ -186,11 +192,11 @@ def _report_arguments(p):
 @command("report", "write a self-contained HTML report (and PNG figures) for one run")
 @arguments(_report_arguments)
 def report_command(args) -> None:
-    from selfimprove.warehouse.lake import Lake
     from selfimprove.warehouse.report import write_report
 
-    lake = Lake(args.lake)
+    lake = _existing_lake(args.lake)
     print(f"report: {write_report(lake, args.run_id, Path(args.out) if args.out else lake.root / 'reports' / args.run_id)}")
+    _warn_damaged(lake)
 
 
 def _calibrate_arguments(p):
@@ -213,24 +219,34 @@ def calibrate_command(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success; 2 for a user's mistake (bad input, config, SQL, unknown run), 1 for a failure
+    the user did not cause. Either is one line on stderr; `--debug` re-raises for the traceback."""
     parser = argparse.ArgumentParser(prog="selfimprove", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add, _) in COMMANDS.items():
         add(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
     try:
         COMMANDS[args.command][2](args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"selfimprove: error: {e}", file=sys.stderr)
-        return 2
     except Exception as e:
-        import duckdb
-
-        if isinstance(e, duckdb.Error):
-            print(f"selfimprove: SQL error: {e}", file=sys.stderr)
-            return 2
-        raise
+        if args.debug:
+            raise
+        code, line = _one_line(e)
+        print(f"selfimprove: {line}", file=sys.stderr)
+        return code
     return 0
+
+
+def _one_line(e: Exception) -> tuple[int, str]:
+    import duckdb
+
+    if isinstance(e, duckdb.Error):
+        return 2, "SQL error: " + str(e).splitlines()[0]
+    if isinstance(e, (ValueError, FileNotFoundError, KeyError)):
+        return 2, f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    first = str(e).splitlines()[0] if str(e) else ""
+    return 1, f"failed: {type(e).__name__}: {first} (rerun with --debug for the traceback)"
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def evaluate_flow(model: str | list[str] = "default", data: str | None = None, s
 def rescore_flow(source_run: str, lake: str | None = None) -> dict:
     """Reapply the scorers to the outputs stored by `source_run`, into a new run; nothing is regenerated."""
     lk = Lake(lake_root(lake))
+    lk.require_run(source_run, "rescore")
     items = [r for rows in lk.read("eval_items", source_run).values() for r in rows]
     samples = lk.read("eval_samples", source_run)
     if not items or not samples:

@@ -13,21 +13,58 @@ from dataclasses import replace
 
 from selfimprove import config as configlib
 from selfimprove.config import RunConfig
-from selfimprove.inference.base import for_checkpoint
+from selfimprove.data import seeds as seedlib
+from selfimprove.data.datasets import BUILTIN
+from selfimprove.evaluation.heldout import load_items
+from selfimprove.inference.base import backend_class, for_checkpoint
+from selfimprove.methods import get_method, methods_of_flow
+from selfimprove.validation import InputError
+from selfimprove.warehouse.lake import file_sha256
 from selfimprove.tasks.common import StageContext
 from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination, ingest_seeds,
                           judge_candidates, register_run, sample_candidates, select_examples)
-from selfimprove.warehouse.lake import lake_root
+from selfimprove.warehouse.lake import Lake, lake_root
 
 
 def new_run_id(flow_name: str) -> str:
     return f"{flow_name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
+def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reuse: str | None = None,
+                from_stage: str | None = None, flags: dict | None = None) -> None:
+    """Everything a run's start can refuse, checked before its first write: run ids, seeds, the held-out
+    file, the engine.
+    `flags` names the options as the user gave them (CLI flags; Prefect parameter names by default)."""
+    names = {"run_id": "run_id", "reuse": "reuse", "from_stage": "from_stage", **(flags or {})}
+    if from_stage and not reuse:
+        raise InputError(f"{names['from_stage']} needs {names['reuse']} RUN_ID (the run whose earlier stages are kept)")
+    lk = Lake(lake_root(lake))
+    for given, name in ((run_id, "run_id"), (reuse, "reuse")):
+        if given is not None:
+            lk.require_run(given, names[name])
+    if cfg.seeds.path:
+        seeds = seedlib.load(cfg.seeds)
+        method = get_method(cfg.method)
+        if method.reads_answers and any(not s["answer"] for s in seeds):
+            row = next(i for i, s in enumerate(seeds, 1) if not s["answer"])
+            label_free = [m for m in methods_of_flow(method.flow) if not get_method(m).reads_answers]
+            raise InputError(f"missing ({cfg.method} grades by ground truth"
+                             + (f"; label-free: --method {' | '.join(label_free)})" if label_free else ")"),
+                             file=cfg.seeds.path, row=row, field="answer")
+        stored = (lk.read_manifest(run_id, "seeds") or {}).get("seed_file_sha256") if run_id else None
+        if stored and stored != file_sha256(cfg.seeds.path):
+            raise InputError(f"changed since run {run_id} read it; resuming would mix two seed sets "
+                             "(restore the file, or start a new run)", file=cfg.seeds.path)
+    if cfg.evaluation.dataset not in BUILTIN:
+        load_items(cfg.evaluation)  # a held-out file is checked like a seed file
+    backend_class(cfg.backend.kind).check(cfg.backend)
+
+
 def start_run(flow_name: str, cfg: RunConfig, preset: str, lake: str | None, run_id: str | None = None,
               reuse: str | None = None, from_stage: str | None = None, cache: bool = True) -> StageContext:
-    """The stage context of a registered run."""
+    """The stage context of a registered run (its inputs checked first: a refused start writes nothing)."""
+    check_start(cfg, lake, run_id, reuse, from_stage)
     ctx = StageContext(lake=str(lake_root(lake)), run_id=run_id or new_run_id(flow_name), reuse=reuse,
                        from_stage=from_stage, cache=cache)
     register_run(ctx, cfg, flow_name, preset)

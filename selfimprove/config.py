@@ -6,6 +6,7 @@ is applied on top of the preset. Unknown keys are errors that name the key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from selfimprove.methods.sdzero.config import SDZeroConfig
 from selfimprove.data.seeds import SeedSource
 from selfimprove.training.sft import TrainConfig
 from selfimprove.evaluation.uq_ttc import UQTTCConfig
+from selfimprove.validation import AtLeast1, InputError, Share, check_value
 
 
 @dataclass
@@ -41,34 +43,47 @@ class RunConfig:
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # guard before training
     sdzero: SDZeroConfig = field(default_factory=SDZeroConfig)  # the sdzero flow's two phases
     backend: BackendConfig = field(default_factory=BackendConfig)
-    shard_seeds: int = 32  # seeds per checkpointed shard of sampling and judging (a crash loses at most one)
-    max_error_rate: float = 0.05  # a stage whose share of error rows (backend failures) exceeds this fails
+    shard_seeds: AtLeast1 = 32  # seeds per checkpointed shard of sampling and judging (a crash loses at most one)
+    max_error_rate: Share = 0.05  # a stage whose share of error rows (backend failures) exceeds this fails
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _build(cls, data: dict, where: str):
-    """`cls(**data)`, nested dataclasses (and lists of them) built from their type hints; errors name the key."""
+def _build(cls, data: dict, where: str = "", source: str | None = None):
+    """`cls(**data)`, nested dataclasses (and lists of them) built from their type hints. Every value is
+    held to its hint (type and `Range`) first; errors name `source` (the file) and the field's path."""
     if not isinstance(data, dict):
-        raise ValueError(f"config {where}: expected a mapping, got {type(data).__name__}")
+        raise InputError(f"must be a mapping, got {type(data).__name__}", file=source, field=where or None)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     kwargs = {}
     for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
         if key not in fields:
-            raise ValueError(f"config {where}: unknown key {key!r}; known: {sorted(fields)}")
-        hint = hints[key]
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(fields))}"
+            raise InputError(f"unknown key ({hint})", file=source, field=path)
+        hint = _bare(hints[key])
         item = typing.get_args(hint)[0] if typing.get_origin(hint) is list and typing.get_args(hint) else None
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = _build(hint, value, f"{where}.{key}")
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value, path, source)
         elif dataclasses.is_dataclass(item) and isinstance(value, list):
-            value = [_build(item, s, f"{where}.{key}[{i}]") if isinstance(s, dict) else s for i, s in enumerate(value)]
+            value = [_build(item, v, f"{path}[{i}]", source) if isinstance(v, dict) else v for i, v in enumerate(value)]
+        else:
+            try:
+                check_value(value, hints[key], path)
+            except InputError as e:
+                raise InputError(e.reason, file=source, field=path) from None
         kwargs[key] = value
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"config {where}: {e}") from None
+        raise InputError(getattr(e, "reason", str(e)), file=source, field=where or None) from None
+
+
+def _bare(hint):
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -78,8 +93,8 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
-def from_dict(data: dict) -> RunConfig:
-    return _build(RunConfig, data, "run")
+def from_dict(data: dict, source: str | None = "config") -> RunConfig:
+    return _build(RunConfig, data, "", source)
 
 
 # The quickstart gates on self-consistency agreement, the cascade `selfimprove calibrate`
@@ -114,39 +129,63 @@ PRESETS: dict[str, dict] = {
 
 def requested(preset: str = "quickstart", path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
     """The preset with the file and the overrides on top, before any method's changes."""
-    data = merge({}, PRESETS[preset]) if preset in PRESETS else {}
-    if path:
-        data = merge(data, read_file(Path(path)))
-    return from_dict(merge(data, overrides or {}))
+    return from_dict(_layers(preset, path, overrides))
 
 
 def load(preset: str = "quickstart", path: str | Path | None = None, overrides: dict | None = None,
          method: str = "svd") -> RunConfig:
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+        raise InputError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
     chosen = get_method(method)
-    data = merge({}, PRESETS[preset])
-    if path:
-        data = merge(data, read_file(Path(path)))
-    if overrides:
-        data = merge(data, overrides)
+    origin = " + ".join([f"preset {preset}"] + ([str(path)] if path else []) + (["overrides"] if overrides else []))
     # an explicitly chosen method's cascade wins over the preset's and the file's
-    return from_dict(merge(data, {"method": method, **chosen.overrides}))
+    cfg = from_dict(merge(_layers(preset, path, overrides), {"method": method, **chosen.overrides}), origin)
+    chosen.check(cfg, origin)
+    return cfg
+
+
+def _layers(preset: str, path: str | Path | None, overrides: dict | None) -> dict:
+    """Preset, then file, then overrides, merged; the file and the overrides are each checked on their
+    own first, so a bad value is named with the place it came from."""
+    data = merge({}, PRESETS.get(preset, {}))
+    if path:
+        layer = read_file(Path(path))
+        from_dict(layer, str(path))
+        data = merge(data, layer)
+    if overrides:
+        from_dict(overrides, "overrides")
+        data = merge(data, overrides)
+    return data
 
 
 def read_file(path: Path) -> dict:
-    if not path.exists():
-        raise FileNotFoundError(f"config file {path} not found")
-    text = path.read_text()
+    name = str(path)
+    if not path.is_file():
+        raise InputError("config file not found" if not path.exists() else "not a file", file=name)
     try:
-        if path.suffix == ".json":
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise InputError(f"not UTF-8 (byte 0x{path.read_bytes()[e.start]:02x}); save the file as UTF-8", file=name,
+                         line=line) from None
+    if path.suffix == ".json":
+        try:
             data = json.loads(text)
-        else:
-            import yaml
+        except json.JSONDecodeError as e:
+            raise InputError(f"not valid JSON: {e.msg}", file=name, line=e.lineno, column=e.colno) from None
+    else:
+        import yaml
 
-            data = yaml.safe_load(text) or {}
-    except Exception as e:
-        raise ValueError(f"config file {path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({e})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            raise InputError(f"not valid YAML: {e.problem or e.context}", file=name,
+                             line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None) from None
+        except yaml.YAMLError as e:
+            raise InputError(f"not valid YAML: {e}", file=name) from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path}: top level must be a mapping")
+        raise InputError(f"the top level must be a mapping of settings, got {type(data).__name__}", file=name)
     return data

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import errno
 import hashlib
 import json
 import time
@@ -167,11 +168,14 @@ class StageError(RuntimeError):
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:
-    """Retry backend trouble (with shards, a retry resumes); never bad input or config (ValueError)."""
+    """Retry backend trouble (with shards, a retry resumes); never bad input or config (ValueError), nor a
+    full or read-only disk: that waits for someone to free space, then `--resume`."""
     try:
         exc = state.result(raise_on_failure=False)
     except Exception as e:  # noqa: BLE001 - the result itself failed to load: treat as transient
         exc = e
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return False
     return not isinstance(exc, (ValueError, KeyError, TypeError))
 
 

@@ -6,7 +6,6 @@ for its own work only (`open_backend`) and names the engine's identity in its ve
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -31,7 +30,7 @@ from selfimprove.config import RunConfig
 from selfimprove.inference import models
 from selfimprove.tasks.common import (MODEL_STAGE, StageContext, check_error_rate, engine, error_reason, open_backend,
                                       progress_bar, read, release_engines, run_stage, section)
-from selfimprove.warehouse.lake import Lake
+from selfimprove.warehouse.lake import Lake, file_sha256
 
 
 @task(name="register-run")
@@ -49,7 +48,7 @@ def _ingest_section(cfg: RunConfig) -> dict:
     out = section(cfg, "seeds", "evaluation")
     for key, path in (("seed_file_sha256", cfg.seeds.path), ("eval_file_sha256", cfg.evaluation.dataset)):
         if path and Path(path).is_file():  # a changed file is a new version even under the same name
-            out[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            out[key] = file_sha256(path)
     return out
 
 
@@ -59,9 +58,11 @@ def ingest_seeds(ctx: StageContext, cfg: RunConfig) -> dict:
     def body(lake, shards):
         train_rows = seedlib.load(cfg.seeds)
         items = load_items(cfg.evaluation, exclude_questions={r["question"] for r in train_rows})
-        return [lake.write("seeds", ctx.run_id, train_rows), lake.write("eval_items", ctx.run_id, items)], {}
+        files = [lake.write("seeds", ctx.run_id, train_rows), lake.write("eval_items", ctx.run_id, items)]
+        return files, {k: v for k, v in ingest.items() if k.endswith("_sha256")}
 
-    return run_stage(ctx, "seeds", _ingest_section(cfg), [], body)
+    ingest = _ingest_section(cfg)
+    return run_stage(ctx, "seeds", ingest, [], body)
 
 
 @task(name="ingest-heldout")

@@ -33,7 +33,7 @@ def test_config_file_overrides_preset(tmp_path):
 
 
 @pytest.mark.parametrize("text, words", [
-    ("sampling: {n_candidates: 3}", "unknown key 'n_candidates'"),
+    ("sampling: {n_candidates: 3}", "field 'sampling.n_candidates': unknown key"),
     ("cascade: {stages: [{strategy: telepathy}]}", "unknown judge strategy"),
     ("cascade: {selection: best}", "selection must be"),
     ("- just a list", "top level must be a mapping"),

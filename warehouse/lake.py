@@ -18,11 +18,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from selfimprove.atomic import write_bytes, write_file
+from selfimprove.validation import InputError
 from selfimprove.warehouse.schemas import TABLES, to_table
 
 
 def lake_root(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get("SELFIMPROVE_LAKE") or "lake").resolve()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def content_hash(table: pa.Table) -> str:
@@ -64,6 +69,24 @@ class Lake:
         """Every part of one table for one run: {part name: rows}."""
         folder = self.table_dir(table, run_id)
         return {p.stem: pq.read_table(p).to_pylist() for p in sorted(folder.glob("*.parquet"))} if folder.exists() else {}
+
+    def run_ids(self) -> list[str]:
+        """Runs with rows in this lake (any table's partition), oldest first."""
+        first: dict[str, float] = {}
+        for p in self.root.glob("*/run=*"):
+            run = p.name.removeprefix("run=")
+            first[run] = min(first.get(run, float("inf")), p.stat().st_mtime)
+        return sorted(first, key=lambda r: (first[r], r))
+
+    def has_run(self, run_id: str) -> bool:
+        return any(self.table_dir(table, run_id).is_dir() for table in TABLES)
+
+    def require_run(self, run_id: str, given_as: str) -> None:
+        """InputError unless `run_id` names a run in this lake; says where it looked and what is there."""
+        if not isinstance(run_id, str) or "/" in run_id or not self.has_run(run_id):
+            known = self.run_ids()
+            there = f"latest: {', '.join(known[-3:])}" if known else "it has no runs yet"
+            raise InputError(f"{given_as} {run_id!r}: no such run in the lake at {self.root} ({there})")
 
     # manifests: a stage is done when its manifest exists
     def manifest_path(self, run_id: str, stage: str) -> Path:

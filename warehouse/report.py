@@ -41,9 +41,8 @@ def _rows(lake: Lake, sql: str, run: str) -> list[tuple]:
 
 
 def write_report(lake: Lake, run: str, out_dir: Path) -> Path:
+    lake.require_run(run, "report")  # before any folder is made
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not _rows(lake, "SELECT 1 FROM runs WHERE run_id = $run", run):
-        raise ValueError(f"no run {run!r} in the lake at {lake.root}")
     draw = lambda name, plot: _figure(plot, out_dir / f"{name}.png")  # noqa: E731
     view = view_of(lake, run)
     parts = view.figures(lake, run, draw)

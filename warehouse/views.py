@@ -1,9 +1,14 @@
 """DuckDB over the lake: one view per table plus `accepted` / `rejected`, and audit queries.
 
 Views are created fresh on an in-memory connection for every reader, so the lake
-has no shared database file and no single writer to contend for.
+has no shared database file and no single writer to contend for. A damaged part (a file
+whose Parquet footer cannot be read) is left out of every view and reported by
+`damaged_files`, so one bad file does not make the other runs unreadable.
 """
 from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
 
 import duckdb
 
@@ -36,13 +41,21 @@ JOIN candidates k USING (run_id, candidate_id) LEFT JOIN judgments j USING (run_
 ORDER BY t.candidate_id, j.stage, j.vote_index, j.call"""
 
 
+READING_STATEMENTS = {"SELECT", "EXPLAIN"}  # SELECT covers DESCRIBE, SHOW and SUMMARIZE
+
+
+class ReadOnlyError(ValueError):
+    """A statement `selfimprove sql` refuses: the lake is inspected, never changed through it."""
+
+
 def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(":memory:")
+    """An in-memory DuckDB with one view per table; it can read the lake's files and nothing else on the
+    machine (external access off, the lake the only allowed directory, the configuration locked)."""
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     for name, schema in TABLES.items():
-        folder = lake.root / name
-        if any(folder.glob("run=*/*.parquet")):
-            glob = str(folder / "run=*" / "*.parquet").replace("'", "''")
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)")
+        files = [str(p.resolve()) for p in sorted((lake.root / name).glob("run=*/*.parquet")) if not damage(p)]
+        if files:
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_sql_list(files)}, union_by_name=true)")
         else:
             cols = ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {f.name}" for f in schema)
             con.execute(f"CREATE VIEW {name} AS SELECT {cols} WHERE false")
@@ -50,13 +63,57 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
                 "JOIN candidates c USING (run_id, candidate_id) WHERE v.accepted")
     con.execute("CREATE VIEW rejected AS SELECT c.*, v.rejected_at_stage, v.reason FROM verdicts v "
                 "JOIN candidates c USING (run_id, candidate_id) WHERE NOT v.accepted")
+    con.execute("SET allowed_directories = $dirs", {"dirs": [str(lake.root.resolve()) + "/"]})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
     return con
+
+
+def _sql_list(items: list[str]) -> str:
+    return "[" + ", ".join("'" + i.replace("'", "''") + "'" for i in items) + "]"
+
+
+@lru_cache(maxsize=4096)
+def _damage(path: str, size: int, mtime_ns: int) -> str | None:
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except Exception as e:
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'}"
+    return None
+
+
+def damage(path: Path) -> str | None:
+    """Why a Parquet part cannot be read (its footer checked, cached per size and mtime), or None."""
+    st = path.stat()
+    return _damage(str(path), st.st_size, st.st_mtime_ns)
+
+
+def damaged_files(lake: Lake) -> list[tuple[Path, str]]:
+    """Parts of the lake every view leaves out because they cannot be read: (path, why)."""
+    return [(p, why) for name in TABLES for p in sorted((lake.root / name).glob("run=*/*.parquet")) for why in [damage(p)]
+            if why]
+
+
+def reading_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Raise ReadOnlyError unless every statement in `sql` only reads (DuckDB's parser says which)."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as e:
+        raise ValueError(f"SQL error: {str(e).splitlines()[0]}") from None
+    for st in statements:
+        kind = st.type.name
+        if kind not in READING_STATEMENTS:
+            raise ReadOnlyError(f"refused: {kind} statement; the lake is read-only here (SELECT, WITH, DESCRIBE, "
+                                "SHOW, SUMMARIZE and EXPLAIN run)")
 
 
 def query(lake: Lake, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
     """Run `sql` over the lake's views; `params` bind `$name` placeholders (values never go into the SQL text)."""
     con = connect(lake)
     try:
+        reading_only(con, sql)
         cur = con.execute(sql, params) if params else con.execute(sql)
         columns = [d[0] for d in cur.description] if cur.description else []
         return columns, cur.fetchall()

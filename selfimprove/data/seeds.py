@@ -7,18 +7,22 @@ raises `SeedError` naming the file, row and field, before anything is written.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selfimprove.validation import AtLeast1, InputError
+
 DOMAINS = ("math", "science", "code")
 
 
-class SeedError(ValueError):
+MAX_QUESTION_CHARS = 20_000  # longer questions are refused, naming the row (`seeds.max_question_chars`)
+
+
+class SeedError(InputError):
     def __init__(self, file: str, row: int | None, field: str | None, problem: str) -> None:
-        where = file + (f", row {row}" if row is not None else "") + (f", field '{field}'" if field else "")
-        super().__init__(f"{where}: {problem}")
-        self.file, self.row, self.field = file, row, field
+        super().__init__(problem, file=file, row=row, field=field)
 
 
 @dataclass
@@ -27,8 +31,9 @@ class SeedSource:
 
     path: str | None = None  # JSONL / Parquet / CSV with `question` (+ optional seed_id, domain, answer, task)
     tasks: list[str] = field(default_factory=lambda: ["basic_arithmetic"])  # reasoning-gym task names
-    size: int = 64  # generated questions (split evenly over tasks)
+    size: AtLeast1 = 64  # generated questions (split evenly over tasks)
     seed: int = 1234  # generator seed; held-out sets use another one
+    max_question_chars: AtLeast1 = MAX_QUESTION_CHARS  # a longer question in a file is refused, naming its row
     difficulty: dict = field(default_factory=lambda: {
         "basic_arithmetic": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2,
                              "operators": ["+", "-", "*"], "allow_parentheses": False, "allow_negation": False},
@@ -36,7 +41,7 @@ class SeedSource:
 
 
 def load(source: SeedSource) -> list[dict]:
-    return read_file(Path(source.path)) if source.path else generate(source)
+    return read_file(Path(source.path), source.max_question_chars) if source.path else generate(source)
 
 
 def generate(source: SeedSource, exclude_questions: set[str] | frozenset = frozenset()) -> list[dict]:
@@ -63,20 +68,21 @@ def generate(source: SeedSource, exclude_questions: set[str] | frozenset = froze
     return rows
 
 
-def read_file(path: Path) -> list[dict]:
-    return validate(read_raw(Path(path)), str(path))
+def read_file(path: Path, max_question_chars: int = MAX_QUESTION_CHARS) -> list[dict]:
+    return validate(read_raw(Path(path)), str(path), max_question_chars)
 
 
 def read_raw(path: Path) -> list[tuple[int, object]]:
-    """(row number, record) pairs of a JSONL/CSV/Parquet file, before validation."""
+    """(row number, record) pairs of a JSONL/CSV/Parquet file, before validation. Text is UTF-8 (a
+    byte-order mark is accepted); rows are numbered as an editor numbers lines (CSV: the header is 1)."""
     name = str(path)
-    if not path.exists():
-        raise SeedError(name, None, None, "file not found")
+    if not path.is_file():
+        raise SeedError(name, None, None, "file not found" if not path.exists() else "not a file")
     suffix = path.suffix.lower()
     try:
         if suffix in (".jsonl", ".json"):
             raw = []
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for n, line in enumerate(_utf8(path, name).splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
@@ -84,24 +90,39 @@ def read_raw(path: Path) -> list[tuple[int, object]]:
                 except json.JSONDecodeError as e:
                     raise SeedError(name, n, None, f"not valid JSON ({e.msg})") from None
         elif suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
-                raw = [(n, dict(r)) for n, r in enumerate(csv.DictReader(f), 2)]  # row 1 is the header
+            reader = csv.DictReader(io.StringIO(_utf8(path, name), newline=""))
+            raw = []
+            for r in reader:
+                n = reader.line_num
+                if None in r:
+                    raise SeedError(name, n, None, f"{len(reader.fieldnames) + len(r[None])} fields, the header has "
+                                                   f"{len(reader.fieldnames)} (quote fields that contain commas)")
+                raw.append((n, dict(r)))
         elif suffix == ".parquet":
             import pyarrow.parquet as pq
 
             raw = [(n, r) for n, r in enumerate(pq.read_table(path).to_pylist(), 1)]
         else:
             raise SeedError(name, None, None, f"unsupported file type {suffix!r} (use .jsonl, .csv or .parquet)")
-    except (UnicodeDecodeError, OSError) as e:
-        raise SeedError(name, None, None, f"unreadable ({e})") from None
+    except OSError as e:
+        raise SeedError(name, None, None, f"unreadable ({e.strerror or e})") from None
     except SeedError:
         raise
     except Exception as e:  # pyarrow / csv parse errors
-        raise SeedError(name, None, None, f"unreadable ({type(e).__name__}: {e})") from None
+        raise SeedError(name, None, None, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     return raw
 
 
-def validate(raw: list[tuple[int, object]], name: str) -> list[dict]:
+def _utf8(path: Path, name: str) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise SeedError(name, line, None, f"not UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
+
+
+def validate(raw: list[tuple[int, object]], name: str, max_question_chars: int = MAX_QUESTION_CHARS) -> list[dict]:
     if not raw:
         raise SeedError(name, None, None, "no rows")
     rows, ids = [], {}
@@ -115,6 +136,9 @@ def validate(raw: list[tuple[int, object]], name: str) -> list[dict]:
             raise SeedError(name, n, "question", f"must be a string, got {type(q).__name__}")
         if not q.strip():
             raise SeedError(name, n, "question", "empty")
+        if len(q) > max_question_chars:
+            raise SeedError(name, n, "question", f"{len(q):,} characters, over the limit of {max_question_chars:,} "
+                                                 "(seeds.max_question_chars)")
         sid = r.get("seed_id", r.get("id", f"row-{n}"))
         if not isinstance(sid, (str, int)) or isinstance(sid, bool):
             raise SeedError(name, n, "seed_id", f"must be a string or integer, got {type(sid).__name__}")

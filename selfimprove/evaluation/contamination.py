@@ -13,6 +13,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from selfimprove.validation import AtLeast1, Share
+
 
 class ContaminationError(ValueError):
     pass
@@ -23,9 +25,9 @@ class ContaminationConfig:
     """The guard run before any training stage."""
 
     enabled: bool = True
-    ngram: int = 8  # words per n-gram
-    threshold: float = 0.5  # share of a held-out item's n-grams in training text that flags it
-    template_share: float = 0.05  # n-grams in more than this share of a set's items are template (sets of >= 20)
+    ngram: AtLeast1 = 8  # words per n-gram
+    threshold: Share = 0.5  # share of a held-out item's n-grams in training text that flags it
+    template_share: Share = 0.05  # n-grams in more than this share of a set's items are template (sets of >= 20)
     builtin: list[str] = field(default_factory=lambda: ["arithmetic", "syllogism", "humaneval"])  # registered sets checked besides the run's own
     allow: bool = False  # override: record the overlaps and train anyway
 

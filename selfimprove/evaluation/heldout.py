@@ -21,6 +21,7 @@ from selfimprove.data.datasets import BUILTIN, PROMPT_FOR_SCORER, builtin, read_
 from selfimprove.evaluation.sandbox import SandboxConfig
 from selfimprove.evaluation.scorers import LETTERS, score_items
 from selfimprove.data.seeds import SeedSource
+from selfimprove.validation import AtLeast0, AtLeast1, NonNegative, OpenShare
 
 EVAL_METHODS = ("greedy", "uq_ttc")  # how an evaluation answers: one greedy call, or the UQ-TTC baseline
 
@@ -33,17 +34,17 @@ class EvalConfig:
     source: SeedSource = field(default_factory=lambda: SeedSource(size=200, seed=777))  # size and seed of built-ins; seed disjoint from training
     scorer: str | None = None  # None = the dataset's own (built-ins) / math (files)
     prompt: str | None = None  # None = by scorer: sample_math, sample_choice or sample_code
-    samples: int = 1  # k samples per item; pass@1 = mean over them
-    pass_k: list[int] = field(default_factory=lambda: [1])  # pass@k reported for each k <= samples
-    temperature: float = 0.0  # 0 = greedy (then samples must be 1)
-    top_p: float = 1.0
-    max_new_tokens: int = 64
+    samples: AtLeast1 = 1  # k samples per item; pass@1 = mean over them
+    pass_k: list[AtLeast1] = field(default_factory=lambda: [1])  # pass@k reported for each k <= samples
+    temperature: NonNegative = 0.0  # 0 = greedy (then samples must be 1)
+    top_p: OpenShare = 1.0
+    max_new_tokens: AtLeast1 = 64
     answer_format: str = "boxed_or_last_number"
-    bootstrap: int = 1000  # resamples for confidence intervals
+    bootstrap: AtLeast0 = 1000  # resamples for confidence intervals
     seed: int = 0
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # limits for code items
-    temperature_sweep: list[float] = field(default_factory=list)  # SSD: evaluate base and tuned at each T_eval too
-    sweep_samples: int = 2  # samples per item at each swept T > 0 (pass@1 = their mean)
+    temperature_sweep: list[NonNegative] = field(default_factory=list)  # SSD: evaluate base and tuned at each T_eval too
+    sweep_samples: AtLeast1 = 2  # samples per item at each swept T > 0 (pass@1 = their mean)
 
     def __post_init__(self) -> None:
         if isinstance(self.sandbox, dict):

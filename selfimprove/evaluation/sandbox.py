@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from selfimprove.validation import AtLeast0, AtLeast1, Positive
+
 RUNNER = Path(__file__).with_name("sandbox_runner.py")
 NOBODY = 65534
 STATUSES = ("passed", "failed", "blocked", "timeout", "memory", "output_limit", "crashed")
@@ -44,14 +46,14 @@ class SandboxError(RuntimeError):
 class SandboxConfig:
     """Limits for one program run."""
 
-    timeout_s: float = 10.0  # wall clock; the CPU limit is the same number of seconds
-    memory_mb: int = 1024  # address-space limit
-    file_size_mb: int = 16  # largest file the program may write, its stdout and stderr included
-    open_files: int = 64
+    timeout_s: Positive = 10.0  # wall clock; the CPU limit is the same number of seconds
+    memory_mb: AtLeast1 = 1024  # address-space limit
+    file_size_mb: AtLeast1 = 16  # largest file the program may write, its stdout and stderr included
+    open_files: AtLeast1 = 64
     python: str | None = None  # interpreter for programs; None = first of ours / system python3 that works
     network_namespace: bool = True  # use `unshare -rn` when it works here
     drop_privileges: bool = True  # when running as root, run programs as nobody
-    workers: int = 0  # parallel programs in run_many; 0 = number of CPUs
+    workers: AtLeast0 = 0  # parallel programs in run_many; 0 = number of CPUs
 
 
 @dataclass

@@ -21,6 +21,7 @@ from selfimprove.inference.base import Backend, SamplingParams
 from selfimprove.verification.cascade import CascadeConfig, run_cascade
 from selfimprove.evaluation.heldout import EvalConfig, message, sample_rows
 from selfimprove.generation.sampling import SamplingConfig, sample
+from selfimprove.validation import AtLeast1
 
 FALLBACKS = ("first_answer", "majority", "greedy")
 
@@ -30,7 +31,7 @@ class UQTTCConfig:
     """The test-time baseline; off unless enabled (it costs n samples plus judging per question)."""
 
     enabled: bool = False
-    n: int | None = None  # samples per question; None = the run's sampling.n (samples are drawn as training's are)
+    n: AtLeast1 | None = None  # samples per question; None = the run's sampling.n (samples are drawn as training's are)
     fallback: str = "first_answer"  # first_answer | majority | greedy (see module docstring)
 
     def __post_init__(self) -> None:

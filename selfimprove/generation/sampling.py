@@ -6,17 +6,18 @@ from dataclasses import dataclass
 from selfimprove import prompts
 from selfimprove.generation.answers import final_answer
 from selfimprove.inference.base import Backend, SamplingParams
+from selfimprove.validation import AtLeast0, AtLeast1, NonNegative, OpenShare
 
 
 @dataclass
 class SamplingConfig:
     """Candidate generation. Defaults follow the measured prototype in methods.md."""
 
-    n: int = 8  # candidates per seed (paper best: 8)
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 50  # 0 disables; 50 (transformers' default) is what the measured quickstart used
-    max_new_tokens: int = 64
+    n: AtLeast1 = 8  # candidates per seed (paper best: 8)
+    temperature: NonNegative = 0.8
+    top_p: OpenShare = 0.95
+    top_k: AtLeast0 = 50  # 0 disables; 50 (transformers' default) is what the measured quickstart used
+    max_new_tokens: AtLeast1 = 64
     prompt: str = "sample_math"  # prompt file that wraps each question
     answer_format: str = "boxed"  # boxed (paper) | boxed_or_last_number (models that ignore boxing)
     seed: int = 0

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
+from selfimprove.validation import AtLeast0, AtLeast1, OpenShare, Positive
+
 Messages = list[dict]
 Progress = Callable[[int], None]
 
@@ -62,15 +64,15 @@ class VLLMSettings:
         startup_timeout_s: how long the engine may take to come up.
     """
 
-    max_model_len: int = 1024
-    gpu_memory_utilization: float = 0.85
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
+    max_model_len: AtLeast1 = 1024
+    gpu_memory_utilization: OpenShare = 0.85
+    tensor_parallel_size: AtLeast1 = 1
+    data_parallel_size: AtLeast1 = 1
     enable_prefix_caching: bool = True
-    cpu_kvcache_space_gib: int = 2
+    cpu_kvcache_space_gib: AtLeast1 = 2
     enforce_eager: bool = True
-    max_num_seqs: int = 256
-    startup_timeout_s: float = 600.0
+    max_num_seqs: AtLeast1 = 256
+    startup_timeout_s: Positive = 600.0
 
 
 @dataclass
@@ -82,6 +84,9 @@ class BackendConfig:
         device: auto → cuda if available, else cpu.
         dtype: weights and activations; bfloat16 is ~30 % faster than float32 on this CPU.
         batch_size: sequences per forward batch (transformers); requests per call (vllm).
+        batching: transformers: `continuous` (paged attention, `generate_batch`: a finished sequence's
+            slot goes to the next one at once) or `static` (padded batches through `generate`). They
+            draw different random streams, so it is part of the engine's identity.
         max_prompt_tokens: longer prompts are truncated (transformers).
         vllm: the vLLM engine's settings.
         base_url: openai: the server, e.g. http://127.0.0.1:8000/v1.
@@ -100,16 +105,17 @@ class BackendConfig:
     kind: str = "transformers"
     device: str = "auto"
     dtype: str = "bfloat16"
-    batch_size: int = 64
-    max_prompt_tokens: int = 1024
+    batch_size: AtLeast1 = 64
+    batching: str = "continuous"
+    max_prompt_tokens: AtLeast1 = 1024
     vllm: VLLMSettings = field(default_factory=VLLMSettings)
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = "OPENAI_API_KEY"
     tokenizer: str | None = None
-    max_concurrency: int = 16
-    timeout_s: float = 120.0
-    max_retries: int = 4
+    max_concurrency: AtLeast1 = 16
+    timeout_s: Positive = 120.0
+    max_retries: AtLeast0 = 4
     send_seed: bool = True
     checkpoint_kind: str = "transformers"
 
@@ -120,6 +126,8 @@ class BackendConfig:
             raise ValueError(f"unknown backend kind {self.kind!r}; known: {sorted(BACKENDS)}")
         if self.dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"backend dtype must be bfloat16, float16 or float32, got {self.dtype!r}")
+        if self.batching not in ("continuous", "static"):
+            raise ValueError(f"backend batching must be continuous or static, got {self.batching!r}")
         if self.batch_size < 1:
             raise ValueError("backend batch_size must be >= 1")
 

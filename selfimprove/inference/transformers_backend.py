@@ -1,7 +1,10 @@
-"""The transformers engine: static batches through `model.generate`, prompts sorted by length.
+"""The transformers engine: continuous batching (`batching: continuous`, paged attention, a finished
+sequence's slot refilled at once) for calls with more sequences than one batch, or static padded
+batches through `model.generate`, prompts sorted by length.
 
-One seed per batch, derived from the run seed, so reruns reproduce the same samples on the
-same platform (CPU bf16 sampling is not bitwise repeatable across machines).
+Seeds derive from the run seed: static batches reseed per batch, continuous batching once per
+call, with every request queued before its loop starts. Either way a rerun on the same platform
+draws the same samples; neither is batch-invariant (another batch size, other samples).
 """
 from __future__ import annotations
 
@@ -10,6 +13,10 @@ import math
 from .base import (Backend, BackendConfig, Generation, LocalTokenizer, length_until_eos, prefixes_for, register_backend,
                    single_token_id)
 from .models import free_memory, load_causal_lm, load_tokenizer, resolve_device
+
+
+BLOCK_TOKENS = 32  # paged-cache block: the n samples of a prompt share its full blocks
+STEP_TOKENS = 512  # tokens one continuous-batching step may carry (prefill chunks + decodes)
 
 
 @register_backend("transformers")
@@ -31,7 +38,13 @@ class TransformersBackend(LocalTokenizer, Backend):
 
     @classmethod
     def settings(cls, config: BackendConfig) -> dict:
-        return {**super().settings(config), "device": resolve_device(config.device).split(":")[0]}
+        return {**super().settings(config), "device": resolve_device(config.device).split(":")[0],
+                "batching": config.batching}
+
+    def run_notes(self) -> dict:
+        seeded = "one seed per batch" if self.config.batching == "static" else "one seed per call, requests queued up front"
+        return {"reproducibility": f"{self.config.batching} batching, {seeded}: samples repeat on the same platform; "
+                                   "not batch-invariant"}
 
     def _batches(self, texts: list[str], per_prompt: int):
         """Yield (indices, encoded batch) with prompts sorted by length to limit padding."""
@@ -46,33 +59,93 @@ class TransformersBackend(LocalTokenizer, Backend):
             yield idx, {k: v.to(self.device) for k, v in enc.items()}
 
     def generate(self, prompts, params, assistant_prefix="", progress=None):
-        torch = self.torch
+        if not prompts:
+            return []
         texts = [self.render(p, pre) for p, pre in zip(prompts, prefixes_for(prompts, assistant_prefix))]
-        results: list[list[Generation]] = [[] for _ in texts]
         greedy = params.temperature <= 0
         n = 1 if greedy else params.n
-        for batch_no, (idx, enc) in enumerate(self._batches(texts, n)):
-            torch.manual_seed(params.seed * 1_000_003 + batch_no)
-            kwargs = dict(max_new_tokens=params.max_new_tokens, do_sample=not greedy, num_return_sequences=n)
-            if not greedy:
-                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **kwargs)
-            new = out[:, enc["input_ids"].shape[1]:]
-            for row, seq in enumerate(new):
-                ids = seq.tolist()
-                n_tok = length_until_eos(ids, self._stop)
-                text = self.tokenizer.decode(ids[:n_tok], skip_special_tokens=True)
-                results[idx[row // n]].append(Generation(text=text, n_tokens=n_tok))
-                self.counters.generated_tokens += n_tok
-            self.counters.generate_calls += len(idx)
-            self.counters.sequences += len(new)
-            self.counters.prompt_tokens += int(enc["attention_mask"].sum()) * n
-            if progress:
-                progress(len(idx))
+        sampling = dict(max_new_tokens=params.max_new_tokens, do_sample=not greedy)
+        if not greedy:
+            sampling.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+        # a call that fits one batch runs as one static batch: continuous batching's set-up and tear-down
+        # (~0.4 s a call, mostly its garbage collections) cost more than refilling slots saves there
+        fits = len(texts) * n <= self.config.batch_size
+        run = self._static if self.config.batching == "static" or fits else self._continuous
+        results = run(texts, params.seed, n, sampling, progress)
         if greedy and params.n > 1:  # greedy samples are identical: copy rather than recompute
             results = [r * params.n for r in results]
         return results
+
+    def _completion(self, ids: list[int]) -> Generation:
+        n_tok = length_until_eos(ids, self._stop)
+        self.counters.generated_tokens += n_tok
+        self.counters.sequences += 1
+        return Generation(text=self.tokenizer.decode(ids[:n_tok], skip_special_tokens=True), n_tokens=n_tok)
+
+    def _static(self, texts, seed, n, sampling, progress):
+        torch = self.torch
+        results: list[list[Generation]] = [[] for _ in texts]
+        for batch_no, (idx, enc) in enumerate(self._batches(texts, n)):
+            torch.manual_seed(seed * 1_000_003 + batch_no)
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **sampling, num_return_sequences=n)
+            for row, seq in enumerate(out[:, enc["input_ids"].shape[1]:]):
+                results[idx[row // n]].append(self._completion(seq.tolist()))
+            self.counters.generate_calls += len(idx)
+            self.counters.prompt_tokens += int(enc["attention_mask"].sum()) * n
+            if progress:
+                progress(len(idx))
+        return results
+
+    def _paged_cache(self, ids: list[list[int]], n: int, max_new_tokens: int) -> dict:
+        """A paged KV cache sized for this call. Left to itself, transformers sizes it from free memory,
+        and on CPU the attention mask spans the whole cache: 2 GB of mask for a 135M model."""
+        in_flight = min(len(ids) * n, self.config.batch_size)
+        per_sequence = math.ceil((max(map(len, ids)) + max_new_tokens) / BLOCK_TOKENS)
+        return {"block_size": BLOCK_TOKENS, "num_blocks": in_flight * (per_sequence + 1),
+                "max_requests_per_batch": in_flight, "max_batch_tokens": max(in_flight, STEP_TOKENS)}
+
+    def _continuous(self, texts, seed, n, sampling, progress):
+        """transformers' continuous batching: `n` samples of a prompt fork its prefilled cache."""
+        from transformers import ContinuousBatchingConfig, GenerationConfig
+        from transformers.generation.continuous_batching.utils import WorkloadHints
+
+        ids = [self.tokenizer(t, add_special_tokens=False, truncation=True, max_length=self.config.max_prompt_tokens).input_ids
+               for t in texts]
+        generation = GenerationConfig(**sampling, num_return_sequences=n, eos_token_id=sorted(self._stop),
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        batching = ContinuousBatchingConfig(seed=seed, **self._paged_cache(ids, n, sampling["max_new_tokens"]))
+        hints = WorkloadHints(max_prompt_length=max(map(len, ids)), max_generated_length=sampling["max_new_tokens"],
+                              num_requests=len(ids) * n)
+        done: list[dict[int, list[int]]] = [{} for _ in texts]
+        manager = self.model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching,
+                                                      workload_hints=hints)
+        # every request is queued before the loop starts, so the schedule (and with it the samples)
+        # repeats for the same seed
+        owner = {rid: i for i, rid in enumerate(manager.add_requests(ids, max_new_tokens=sampling["max_new_tokens"]))}
+        manager.start()
+        try:
+            left = len(ids) * n
+            while left:
+                out = manager.get_result(timeout=1)
+                if out is None or not out.is_finished():
+                    if out is None and not manager.is_running():
+                        raise RuntimeError(f"continuous batching stopped with {left} sequences unfinished")
+                    continue
+                if out.error:
+                    raise RuntimeError(f"continuous batching failed on {out.request_id}: {out.error}")
+                parent, _, child = out.request_id.partition("__child#")
+                i = owner[parent]
+                done[i][int(child) + 1 if child else 0] = out.generated_tokens
+                left -= 1
+                if len(done[i]) == n and progress:
+                    progress(1)
+        finally:
+            manager.stop(block=True, timeout=30)
+            manager.destroy()
+        self.counters.generate_calls += len(ids)
+        self.counters.prompt_tokens += sum(map(len, ids)) * n
+        return [[self._completion(d[k]) for k in sorted(d)] for d in done]
 
     def choice_probs(self, prompts, assistant_prefix, choices):
         torch = self.torch

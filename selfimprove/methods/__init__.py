@@ -21,6 +21,15 @@ class Method:
     reads_answers: bool = False  # grades by the seeds' ground-truth answers (seed files must carry them)
     command: str = "run"  # the CLI command that starts its flow: run | calibrate | eval
     when: dict = field(default_factory=dict)  # config values that make it its flow's default (see default_method)
+    needs_gate: bool = False  # its cascade must hold a gating stage, or every candidate would be accepted
+
+    def check(self, cfg, origin: str = "config") -> None:
+        """Cross-field checks of a whole run config for this method (InputError names `origin` and the field)."""
+        if self.needs_gate and not any(s.gate for s in cfg.cascade.stages):
+            from selfimprove.validation import InputError
+
+            raise InputError(f"no stage gates (each has gate: false), so {self.name} would accept every candidate; "
+                             "set gate: true on one, or run --method no_filter", file=origin, field="cascade.stages")
 
 
 METHODS: dict[str, Method] = {}
@@ -61,15 +70,15 @@ _SVD_JUDGES = [
     {"strategy": "correctness", "votes": 5},
 ]
 
-register_method(Method("svd", "svd", "the preset's own cascade"))
+register_method(Method("svd", "svd", "the preset's own cascade", needs_gate=True))
 register_method(Method("paper", "svd", "three sampled judges, 5 votes each, unanimous",
-                       {"cascade": {"stages": _SVD_JUDGES}}))
+                       {"cascade": {"stages": _SVD_JUDGES}}, needs_gate=True))
 register_method(Method("simple", "svd", "one correctness judge, 5 votes",
-                       {"cascade": {"stages": [{"strategy": "simple", "votes": 5}]}}))
+                       {"cascade": {"stages": [{"strategy": "simple", "votes": 5}]}}, needs_gate=True))
 register_method(Method("no_filter", "svd", "train on each seed's first sample with a final answer",
                        {"cascade": {"stages": []}}))
 register_method(Method("agreement", "svd", "self-consistency agreement >= 0.5 alone",
-                       {"cascade": {"stages": [{"strategy": "agreement", "threshold": 0.5}]}}))
+                       {"cascade": {"stages": [{"strategy": "agreement", "threshold": 0.5}]}}, needs_gate=True))
 # SSD: one raw sample per prompt at a training temperature with truncation, no verification. The
 # paper's Qwen3-4B-Instruct setting is T 1.6 / top_p 0.8 / top_k 20; for the 135M default we use its
 # thinking-model setting T 1.1 / top_p 0.95 / top_k 20 (T 1.6 turns a 135M model's output to noise),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfimprove.inference.models import load_causal_lm, load_tokenizer, save_checkpoint
+from selfimprove.validation import AtLeast1, NonNegative, Positive, Share
 
 
 @dataclass
@@ -16,18 +17,18 @@ class TrainConfig:
     """SFT settings. Defaults are the measured CPU quickstart recipe from methods.md."""
 
     method: str = "full"  # full | lora
-    epochs: float = 2.0
-    learning_rate: float = 2e-5
-    batch_size: int = 8
-    max_length: int = 256  # tokens per example, prompt + completion
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
+    epochs: Positive = 2.0
+    learning_rate: Positive = 2e-5
+    batch_size: AtLeast1 = 8
+    max_length: AtLeast1 = 256  # tokens per example, prompt + completion
+    warmup_ratio: Share = 0.05
+    weight_decay: NonNegative = 0.01
+    max_grad_norm: Positive = 1.0
     lr_scheduler: str = "cosine"
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lora_r: AtLeast1 = 16
+    lora_alpha: AtLeast1 = 32
     seed: int = 0
-    min_examples: int = 1  # fewer accepted examples than this skips training (reported, not silent)
+    min_examples: AtLeast1 = 1  # fewer accepted examples than this skips training (reported, not silent)
 
 
 def as_trl_row(example: dict) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from selfimprove.evaluation.scorers import get_scorer
+from selfimprove.validation import Share
 
 RULES = ("none", "ssd_length", "ground_truth")
 
@@ -21,7 +22,7 @@ class FilterConfig:
     """A rule that decides instead of the judge cascade (`none` = the cascade decides)."""
 
     rule: str = "none"  # none | ssd_length (SSD) | ground_truth (RFT)
-    drop_shortest: float = 0.10  # ssd_length: share of non-empty samples dropped, shortest first (paper: 10 %)
+    drop_shortest: Share = 0.10  # ssd_length: share of non-empty samples dropped, shortest first (paper: 10 %)
     scorer: str = "math"  # ground_truth: how a sample is checked against the seed's answer
 
     def __post_init__(self) -> None:

@@ -15,6 +15,7 @@ from selfimprove.inference.base import Backend
 from selfimprove.verification.agreement import agreement_scores
 from selfimprove.verification.strategy import get_strategy, strategy_names
 from selfimprove.verification.votes import Item, StageResult
+from selfimprove.validation import AtLeast1, NonNegative, Share
 
 RULES = ("unanimous", "majority", "at_least_k")
 SCORINGS = ("sample", "probability", "constrained")
@@ -39,13 +40,13 @@ class StageConfig:
     """
 
     strategy: str
-    votes: int = 5
+    votes: AtLeast1 = 5
     rule: str = "unanimous"
-    k: int = 1
+    k: AtLeast1 = 1
     scoring: str = "sample"
-    threshold: float = 0.5
-    temperature: float = 0.7
-    max_new_tokens: int = 96
+    threshold: Share = 0.5
+    temperature: NonNegative = 0.7
+    max_new_tokens: AtLeast1 = 96
     gate: bool = True
     reconsider: bool = False
     name: str = ""

@@ -60,5 +60,6 @@ def test_rft_without_answers_is_a_clear_error(tiny_model, lake, prefect_harness,
 
     seeds = tmp_path / "s.jsonl"
     seeds.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n')
-    with pytest.raises(ValueError, match="RFT needs a ground-truth answer for every seed; 1 of 2"):
+    with pytest.raises(ValueError, match=r"s.jsonl, row 2, field 'answer': missing \(rft grades by ground truth\)"):
         rft(lake=str(lake.root), overrides={**tiny_overrides(tiny_model), "seeds": {"path": str(seeds)}})
+    assert not lake.root.exists()  # refused at the start: no run row

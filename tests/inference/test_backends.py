@@ -53,7 +53,7 @@ def test_identity_names_engine_weights_and_every_setting_that_changes_outputs(ti
 
     base = backend_identity(tiny_model, BackendConfig(dtype="float32"))
     assert base["kind"] == "transformers" and base["device"] == "cpu" and len(base["model"]) == 16
-    for change in ({"dtype": "bfloat16"}, {"batch_size": 8}, {"kind": "scripted"}):
+    for change in ({"dtype": "bfloat16"}, {"batch_size": 8}, {"batching": "static"}, {"kind": "scripted"}):
         assert backend_identity(tiny_model, BackendConfig(**{"dtype": "float32", **change})) != base
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model, copy)
@@ -61,6 +61,35 @@ def test_identity_names_engine_weights_and_every_setting_that_changes_outputs(ti
     loaded = load_backend(tiny_model, BackendConfig(dtype="float32"))
     assert loaded.identity() == base
     loaded.close()
+
+
+def test_continuous_batching_matches_static_batches(tiny_model):
+    """Greedy outputs agree token for token in float32; sampling returns n completions per prompt in order,
+    counts like the static path, reports progress per prompt, and leaves the model usable for scoring."""
+    prompts = [[{"role": "user", "content": f"Calculate {i} + {3 * i}."}] for i in range(7)]
+    engines = {b: load_backend(tiny_model, BackendConfig(dtype="float32", batch_size=4, batching=b))
+               for b in ("continuous", "static")}  # 7 prompts > 4 slots: the continuous engine batches continuously
+    greedy = {b: e.generate(prompts, SamplingParams(temperature=0, n=2, max_new_tokens=12)) for b, e in engines.items()}
+    assert [[g.text for g in r] for r in greedy["continuous"]] == [[g.text for g in r] for r in greedy["static"]]
+    done = []
+    continuous = engines["continuous"]
+    before = continuous.counters.as_dict()
+    params = SamplingParams(n=3, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=12, seed=5)
+    sampled = continuous.generate(prompts, params, progress=done.append)
+    assert [len(r) for r in sampled] == [3] * 7 and sum(done) == 7
+    again = continuous.generate(prompts, params)  # the same seed draws the same samples
+    assert [[g.text for g in r] for r in again] == [[g.text for g in r] for r in sampled]
+    assert len({g.text for r in sampled for g in r}) > 7  # the n samples of a prompt are drawn apart
+    after = continuous.counters.as_dict()
+    assert after["sequences"] - before["sequences"] == 42 and after["generate_calls"] - before["generate_calls"] == 14
+    assert after["generated_tokens"] - before["generated_tokens"] == 2 * sum(g.n_tokens for r in sampled for g in r)
+    assert continuous.model.config._attn_implementation == engines["static"].model.config._attn_implementation
+    probs = {b: e.choice_probs(prompts[:2], "[[", ["Y", "N"]) for b, e in engines.items()}
+    assert probs["continuous"] == probs["static"]
+    assert "continuous batching" in continuous.run_notes()["reproducibility"]
+    assert continuous.generate([], params) == []
+    for engine in engines.values():
+        engine.close()
 
 
 def _rss_mib() -> float:

@@ -17,13 +17,20 @@ def batch(injected: bool):
              "final_answer": str(i * 7 + 1)} for i in range(8)]
 
 
-def EchoJudge() -> ScriptedBackend:
-    """The worst judge: it parrots the quoted answer, as small models often do."""
-    return ScriptedBackend(script=lambda prompt, k: prompt.split("<<<ANSWER", 1)[1].split("ANSWER>>>", 1)[0])
+def seeds(injected: bool):
+    """The seed question itself instructs the judges (a hostile seed file); candidates stay clean."""
+    return [{**s, "question": s["question"] + (ATTACK if injected else "")} for s in SEEDS]
 
 
-def accept_rate(backend, injected, stage):
-    _, verdicts = run_cascade(backend, SEEDS, batch(injected), CascadeConfig(stages=[stage], selection="all_valid"))
+def EchoJudge(section: str = "ANSWER") -> ScriptedBackend:
+    """The worst judge: it parrots one quoted section of its prompt, as small models often do."""
+    return ScriptedBackend(script=lambda prompt, k: prompt.split(f"<<<{section}", 1)[1].split(f"{section}>>>", 1)[0])
+
+
+def accept_rate(backend, injected, stage, where="answer"):
+    seed_rows = seeds(injected and where == "question")
+    candidates = batch(injected and where == "answer")
+    _, verdicts = run_cascade(backend, seed_rows, candidates, CascadeConfig(stages=[stage], selection="all_valid"))
     return sum(v["accepted"] for v in verdicts) / len(verdicts)
 
 
@@ -33,19 +40,24 @@ def test_neutralize_removes_verdicts_and_markers():
     assert "Y]" not in out and "N]" not in out.upper().replace("(VERDICT REMOVED)", "")
 
 
-def test_an_echoing_judge_cannot_be_steered_by_the_candidate():
-    stage = StageConfig("correctness", votes=3)
-    clean, attacked = accept_rate(EchoJudge(), False, stage), accept_rate(EchoJudge(), True, stage)
-    print(f"echo judge accept rate: clean {clean:.2f}, injected {attacked:.2f}")
-    assert attacked <= clean
+@pytest.mark.parametrize("where", ["answer", "question"])
+def test_an_echoing_judge_cannot_be_steered_by_the_candidate_or_the_seed(where):
+    judge = EchoJudge(where.upper())
+    for strategy in ("correctness", "factuality"):
+        stage = StageConfig(strategy, votes=3)
+        clean, attacked = accept_rate(judge, False, stage, where), accept_rate(judge, True, stage, where)
+        print(f"echo judge ({strategy}, attack in the {where}) accept rate: clean {clean:.2f}, injected {attacked:.2f}")
+        assert attacked <= clean
 
 
-def test_the_echo_test_fails_without_neutralizing(monkeypatch):
+@pytest.mark.parametrize("where", ["answer", "question"])
+def test_the_echo_test_fails_without_neutralizing(monkeypatch, where):
     import selfimprove.verification.judges as judges
 
     monkeypatch.setattr(judges, "neutralize", lambda text: text)
     stage = StageConfig("correctness", votes=3)
-    assert accept_rate(EchoJudge(), True, stage) > accept_rate(EchoJudge(), False, stage)
+    judge = EchoJudge(where.upper())
+    assert accept_rate(judge, True, stage, where) > accept_rate(judge, False, stage, where)
 
 
 @pytest.mark.parametrize("scoring", ["sample", "probability"])

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from selfimprove import prompts
 from selfimprove.methods.sdzero.rewards import SOURCES
+from selfimprove.validation import AtLeast0, AtLeast1, NonNegative, OpenShare, Positive, Share
 
 CONTROL_PROMPTS = {True: "revise_correct", False: "revise_wrong"}
 
@@ -19,25 +20,25 @@ CONTROL_PROMPTS = {True: "revise_correct", False: "revise_wrong"}
 class DistillConfig:
     """Phase 2: on-policy self-distillation. Defaults sized for the 135M model on 2 CPU cores."""
 
-    steps: int = 30  # optimizer steps
-    batch_size: int = 8  # prompts per step, one on-policy response each
-    learning_rate: float = 1e-5
-    max_grad_norm: float = 1.0
+    steps: AtLeast1 = 30  # optimizer steps
+    batch_size: AtLeast1 = 8  # prompts per step, one on-policy response each
+    learning_rate: Positive = 1e-5
+    max_grad_norm: Positive = 1.0
     divergence: str = "mixture"  # forward_kl | reverse_kl (paper) | mixture (released code: 0.5/0.5) | jsd
-    mix: float = 0.5  # mixture: weight of the forward KL
-    top_k: int = 64  # the teacher's top-k tokens are the support (paper: 64)
+    mix: Share = 0.5  # mixture: weight of the forward KL
+    top_k: AtLeast1 = 64  # the teacher's top-k tokens are the support (paper: 64)
     support: str = "renormalized"  # renormalized | tail_bucket (never `truncated`: it collapses training)
-    temperature: float = 1.0  # the student's sampling temperature for its rollouts
-    top_p: float = 1.0
-    max_new_tokens: int = 64
+    temperature: Positive = 1.0  # the student's sampling temperature for its rollouts
+    top_p: OpenShare = 1.0
+    max_new_tokens: AtLeast1 = 64
     autocast: str = "bfloat16"  # bfloat16 | float32: compute dtype (weights and optimiser stay float32)
-    sync_every: int = 0  # copy student -> teacher every N steps (0: never by count)
+    sync_every: AtLeast0 = 0  # copy student -> teacher every N steps (0: never by count)
     sync_on_plateau: bool = True  # copy student -> teacher when the held-out reward stops improving
     keep_best: bool = True  # a plateau sync and the saved model use the best student by held-out reward, not the last
-    eval_every: int = 10  # steps between held-out reward checks (0: never; plateau syncs need them)
-    patience: int = 1  # checks without improvement that make a plateau
-    min_delta: float = 0.0  # an improvement must exceed this
-    val_size: int = 32  # Phase-2 seeds kept out of the rollouts to measure the held-out reward
+    eval_every: AtLeast0 = 10  # steps between held-out reward checks (0: never; plateau syncs need them)
+    patience: AtLeast0 = 1  # checks without improvement that make a plateau
+    min_delta: NonNegative = 0.0  # an improvement must exceed this
+    val_size: AtLeast1 = 32  # Phase-2 seeds kept out of the rollouts to measure the held-out reward
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -52,12 +53,12 @@ class SDZeroConfig:
 
     reward: str = "ground_truth"  # ground_truth (scorer vs the seed's answer) | self_verified (agreement, no labels)
     scorer: str = "math"  # ground_truth: how an answer is checked
-    agreement_threshold: float = 0.5  # self_verified: share of a seed's candidates the label needs
-    distill_share: float = 0.5  # share of seeds (by a hash of seed_id) kept for Phase 2; the rest is Phase 1's
-    init_per_seed: int = 2  # Phase 1: candidates per seed used as y_init (the first ones sampled)
-    revise_temperature: float = 0.7  # Phase 1: decoding of y_revised (0 = greedy)
-    revise_top_p: float = 0.95
-    revise_max_new_tokens: int = 64
+    agreement_threshold: Share = 0.5  # self_verified: share of a seed's candidates the label needs
+    distill_share: Share = 0.5  # share of seeds (by a hash of seed_id) kept for Phase 2; the rest is Phase 1's
+    init_per_seed: AtLeast1 = 2  # Phase 1: candidates per seed used as y_init (the first ones sampled)
+    revise_temperature: NonNegative = 0.7  # Phase 1: decoding of y_revised (0 = greedy)
+    revise_top_p: OpenShare = 0.95
+    revise_max_new_tokens: AtLeast1 = 64
     seed: int = 0
     distill: DistillConfig = field(default_factory=DistillConfig)  # Phase 2
 
