@@ -31,10 +31,10 @@ class OpenAIBackend(Backend):
         self.check(config)
         self.client = ServedClient(config.base_url, config.api_key_env, config.timeout_s, config.max_retries,
                                    config.max_concurrency, self.counters)
-        listed = self.client.models()
-        self.served = config.model or self._only_model(listed)
+        listed = self.client.models()  # asked once, now, while the server answers
+        self._identity = self._described(listed, config, self.client.host)
+        self.served = self._identity["served_model"]
         self.is_vllm = any(m.get("owned_by") == "vllm" for m in listed)  # then vLLM's extra request fields work
-        self.identity()  # asked now, while the server answers
         self.tokenizer = None
         if config.tokenizer:
             from .models import load_tokenizer
@@ -49,20 +49,19 @@ class OpenAIBackend(Backend):
     @classmethod
     def describe(cls, model_path, config: BackendConfig) -> dict:
         client = ServedClient(config.base_url or "", config.api_key_env, config.timeout_s, 0, 1, None)
-        listed = client.models()
-        name = config.model or (listed[0]["id"] if len(listed) == 1 else None)
+        return cls._described(client.models(), config, client.host)
+
+    @classmethod
+    def _described(cls, listed: list[dict], config: BackendConfig, host: str) -> dict:
+        """The identity: the served model's name and /v1/models entry, the server's host (not its port)."""
+        ids = [m["id"] for m in listed]
+        name = config.model or (ids[0] if len(ids) == 1 else None)
+        if name is None:
+            raise ServerError(f"OpenAI-compatible server at {config.base_url} serves {ids}: set backend.model to one of them")
         match = [m for m in listed if m["id"] == name]
         if not match:
-            raise ServerError(f"OpenAI-compatible server at {config.base_url} serves {[m['id'] for m in listed]}, "
-                              f"not {name!r}: set backend.model")
-        return {"kind": cls.kind, "server": client.host, "served_model": name, "models": match[0],
-                "send_seed": config.send_seed}
-
-    def _only_model(self, listed: list[dict]) -> str:
-        if len(listed) != 1:
-            raise ServerError(f"OpenAI-compatible server at {self.client.base_url} serves {[m['id'] for m in listed]}: "
-                              "set backend.model to one of them")
-        return listed[0]["id"]
+            raise ServerError(f"OpenAI-compatible server at {config.base_url} serves {ids}, not {name!r}: set backend.model")
+        return {"kind": cls.kind, "server": host, "served_model": name, "models": match[0], "send_seed": config.send_seed}
 
     # -- the seam ----------------------------------------------------------------------------------
     def render(self, messages, assistant_prefix=""):
