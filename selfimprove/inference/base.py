@@ -95,7 +95,8 @@ class BackendConfig:
             in a config, manifest or log).
         tokenizer: openai: a local folder with the served model's tokenizer (for `render`).
         max_concurrency: openai/vllm: requests in flight at once.
-        timeout_s: openai/vllm: per request.
+        timeout_s: openai/vllm: per request (vllm: per 4,096 new tokens a request may generate, since
+            one request carries `batch_size` prompts x n samples to a local engine).
         max_retries: openai/vllm: retries (exponential backoff) on 408, 409, 429, 5xx, timeouts.
         send_seed: openai: send a per-request seed (vLLM on CPU refuses them).
         checkpoint_kind: the engine that evaluates checkpoints this run trains when `kind` answers with a

@@ -34,6 +34,7 @@ from .models import load_tokenizer, resolve_device
 from .served import ServedClient
 
 SERVED_NAME = "policy"
+TIMEOUT_TOKENS = 4096  # backend.timeout_s covers a request of up to this many new tokens; larger ones get more
 
 
 def engine_python() -> str:
@@ -183,7 +184,9 @@ class VLLMBackend(LocalTokenizer, Backend):
                           extra_body=extra)
             if self.on_gpu:
                 kwargs["seed"] = params.seed * 1_000_003 + start
-            response = await client.completions.create(**kwargs)
+            # the engine is ours and local: a big request is slow, not stuck, so its timeout grows with it
+            timeout = self.config.timeout_s * max(1.0, len(batch) * n * params.max_new_tokens / TIMEOUT_TOKENS)
+            response = await client.completions.create(**kwargs, timeout=timeout)
             self.client.count_usage(response)
             choices = sorted(response.choices, key=lambda c: c.index)
             out = [[Generation(c.text, self.count_tokens(c.text)) for c in choices[i * n:(i + 1) * n]] for i in range(len(batch))]
