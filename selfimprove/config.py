@@ -23,7 +23,7 @@ from selfimprove.methods.sdzero.config import SDZeroConfig
 from selfimprove.data.seeds import SeedSource
 from selfimprove.training.sft import TrainConfig
 from selfimprove.evaluation.uq_ttc import UQTTCConfig
-from selfimprove.validation import AtLeast1, InputError, Share, check_value
+from selfimprove.validation import AtLeast1, InputError, Share, check_value, read_utf8
 
 
 @dataclass
@@ -162,12 +162,7 @@ def read_file(path: Path) -> dict:
     name = str(path)
     if not path.is_file():
         raise InputError("config file not found" if not path.exists() else "not a file", file=name)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise InputError(f"not UTF-8 (byte 0x{path.read_bytes()[e.start]:02x}); save the file as UTF-8", file=name,
-                         line=line) from None
+    text = read_utf8(path)
     if path.suffix == ".json":
         try:
             data = json.loads(text)

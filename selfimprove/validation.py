@@ -30,6 +30,17 @@ class InputError(ValueError):
         self.reason, self.file, self.row, self.field, self.line = reason, file, row, field, line
 
 
+def read_utf8(path, label: typing.Literal["line", "row"] = "line") -> str:
+    """A text file's content as UTF-8 (a byte-order mark is dropped); InputError names the line (or,
+    with label="row", the row of a line-per-record file) where decoding fails."""
+    data = open(path, "rb").read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        where = {label: data[:e.start].count(b"\n") + 1}
+        raise InputError(f"not UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8", file=str(path), **where) from None
+
+
 @dataclass(frozen=True)
 class Range:
     """Bounds a numeric field must lie within; `above` excludes `low` itself."""

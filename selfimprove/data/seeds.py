@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfimprove.validation import AtLeast1, InputError
+from selfimprove.validation import AtLeast1, InputError, read_utf8
 
 DOMAINS = ("math", "science", "code")
 
@@ -82,7 +82,7 @@ def read_raw(path: Path) -> list[tuple[int, object]]:
     try:
         if suffix in (".jsonl", ".json"):
             raw = []
-            for n, line in enumerate(_utf8(path, name).splitlines(), 1):
+            for n, line in enumerate(read_utf8(path, "row").splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
@@ -90,7 +90,7 @@ def read_raw(path: Path) -> list[tuple[int, object]]:
                 except json.JSONDecodeError as e:
                     raise SeedError(name, n, None, f"not valid JSON ({e.msg})") from None
         elif suffix == ".csv":
-            reader = csv.DictReader(io.StringIO(_utf8(path, name), newline=""))
+            reader = csv.DictReader(io.StringIO(read_utf8(path, "row"), newline=""))
             raw = []
             for r in reader:
                 n = reader.line_num
@@ -106,20 +106,11 @@ def read_raw(path: Path) -> list[tuple[int, object]]:
             raise SeedError(name, None, None, f"unsupported file type {suffix!r} (use .jsonl, .csv or .parquet)")
     except OSError as e:
         raise SeedError(name, None, None, f"unreadable ({e.strerror or e})") from None
-    except SeedError:
+    except InputError:  # SeedError, and read_utf8's own line
         raise
     except Exception as e:  # pyarrow / csv parse errors
         raise SeedError(name, None, None, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     return raw
-
-
-def _utf8(path: Path, name: str) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise SeedError(name, line, None, f"not UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
 
 
 def validate(raw: list[tuple[int, object]], name: str, max_question_chars: int = MAX_QUESTION_CHARS) -> list[dict]:
