@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from prefect import flow, task
 
+from selfimprove.flows.parameters import documented
+
 from selfimprove import config as configlib
 from selfimprove.verification.calibration import calibration_stages, recommend
 from selfimprove.config import RunConfig
@@ -23,6 +25,7 @@ def recommend_cascade(cfg: RunConfig, judge_manifest: dict) -> dict:
 
 
 @flow(name="calibrate")
+@documented("calibrate")
 def calibrate(model: str = "default", preset: str = "quickstart", seeds_size: int = 48, lake: str | None = None,
               overrides: dict | None = None, reuse: str | None = None, seed: int = 4321) -> dict:
     """Calibrate on generated seeds of their own generator seed (4321), apart from the training seeds."""
@@ -31,11 +34,11 @@ def calibrate(model: str = "default", preset: str = "quickstart", seeds_size: in
     agreement = next((s.threshold for s in base.cascade.stages if s.strategy == "agreement"), 0.5)
     base.cascade.stages = calibration_stages(agreement)
     base.cascade.selection = "all_valid"
-    ctx = start_run("calibrate", base, preset, lake, reuse=reuse)
-    seeds = ingest_seeds(ctx, base)
-    candidates = sample_candidates(ctx, base, seeds)
-    judged = judge_candidates(ctx, base, seeds, candidates)
-    release_engines()
-    rec = recommend_cascade(base, judged)
-    text = render_calibration(ctx.lake, ctx.run_id, rec)
-    return {"run_id": ctx.run_id, "summary": text, "recommended": rec["stages"]}
+    with start_run("calibrate", base, preset, lake, reuse=reuse) as ctx:
+        seeds = ingest_seeds(ctx, base)
+        candidates = sample_candidates(ctx, base, seeds)
+        judged = judge_candidates(ctx, base, seeds, candidates)
+        release_engines()
+        rec = recommend_cascade(base, judged)
+        text = render_calibration(ctx.lake, ctx.run_id, rec)
+        return {"run_id": ctx.run_id, "summary": text, "recommended": rec["stages"]}

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from prefect import flow
 
+from selfimprove.flows.parameters import documented
+
 from selfimprove import config as configlib
 from selfimprove.evaluation.heldout import EVAL_METHODS, metrics, paired_difference, rescore
-from selfimprove.flows.pipeline import new_run_id, start_run
+from selfimprove.flows.pipeline import new_run_id, start_run, tracked
 from selfimprove.inference import models as modellib
 from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.tasks.report import render_eval
@@ -27,12 +29,13 @@ def model_labels(names: list[str]) -> dict[str, str]:
 
 
 @flow(name="evaluate")
+@documented("evaluate", method="greedy (one answer per item) or uq_ttc (samples judged by the preset's cascade; "
+                                  "the first accepted answer is scored).")
 def evaluate_flow(model: str | list[str] = "default", data: str | None = None, scorer: str | None = None,
                   dataset: str | None = None, method: str = "greedy", lake: str | None = None,
                   overrides: dict | None = None, preset: str = "quickstart") -> dict:
-    """`model`: one model or several ('default' or checkpoint folders), all scored on the same items; with
-    several, each later one gets the paired difference against the first. `data` (a file, scored by
-    `scorer`) or `dataset` (built-in); `method` greedy or uq_ttc (the preset's cascade)."""
+    """Score one or more models on the same held-out items; with several, each later one gets the paired
+    difference against the first."""
     if method not in EVAL_METHODS:
         raise ValueError(f"unknown evaluation method {method!r}; known: {EVAL_METHODS}")
     names = [model] if isinstance(model, str) else list(model)
@@ -41,25 +44,26 @@ def evaluate_flow(model: str | list[str] = "default", data: str | None = None, s
     evaluation = {k: v for k, v in (("dataset", data or dataset), ("scorer", scorer)) if v}
     cfg = configlib.load(preset, overrides=configlib.merge(overrides or {}, {"evaluation": evaluation, "model": names[0]}),
                          method="evaluate")
-    ctx = start_run("evaluate", cfg, preset, lake)
-    items = ingest_heldout(ctx, cfg)
-    evals = {}
-    for label, name in model_labels(names).items():
-        if method == "uq_ttc":
-            evals[label] = evaluate_uq_ttc(ctx, cfg, items, name, f"{label}+uq_ttc")
-        else:
-            evals[label] = evaluate_model(ctx, cfg, items, name, label)
-    release_engines()
-    first, *rest = evals
-    lk = Lake(ctx.lake)
-    for i, label in enumerate(rest, 1):
-        delta = paired_difference(read(evals[first], "eval_samples"), read(evals[label], "eval_samples"), cfg.evaluation,
-                                  f"{label} vs {first}")
-        lk.write("eval_metrics", ctx.run_id, [delta], part=f"delta-{i}")
-    return {"run_id": ctx.run_id, "summary": render_eval(ctx.lake, ctx.run_id)}
+    with start_run("evaluate", cfg, preset, lake) as ctx:
+        items = ingest_heldout(ctx, cfg)
+        evals = {}
+        for label, name in model_labels(names).items():
+            if method == "uq_ttc":
+                evals[label] = evaluate_uq_ttc(ctx, cfg, items, name, f"{label}+uq_ttc")
+            else:
+                evals[label] = evaluate_model(ctx, cfg, items, name, label)
+        release_engines()
+        first, *rest = evals
+        lk = Lake(ctx.lake)
+        for i, label in enumerate(rest, 1):
+            delta = paired_difference(read(evals[first], "eval_samples"), read(evals[label], "eval_samples"),
+                                      cfg.evaluation, f"{label} vs {first}")
+            lk.write("eval_metrics", ctx.run_id, [delta], part=f"delta-{i}")
+        return {"run_id": ctx.run_id, "summary": render_eval(ctx.lake, ctx.run_id)}
 
 
 @flow(name="rescore")
+@documented("rescore")
 def rescore_flow(source_run: str, lake: str | None = None) -> dict:
     """Reapply the scorers to the outputs stored by `source_run`, into a new run; nothing is regenerated."""
     lk = Lake(lake_root(lake))
@@ -73,14 +77,15 @@ def rescore_flow(source_run: str, lake: str | None = None) -> dict:
     cfg = configlib.from_dict(conf)
     ctx = StageContext(lake=str(lk.root), run_id=new_run_id("rescore"))
     register_run(ctx, cfg, "rescore", "n/a", {"rescored_from": source_run})
-    rescored = {}
-    for part, rows in samples.items():
-        rescored[part] = rescore(rows, items, cfg.evaluation)
-        lk.write("eval_samples", ctx.run_id, rescored[part], part=part)
-        lk.write("eval_metrics", ctx.run_id, metrics(rescored[part], cfg.evaluation), part=part)
-    if "base" in rescored and "tuned" in rescored:
-        lk.write("eval_metrics", ctx.run_id, [paired_difference(rescored["base"], rescored["tuned"], cfg.evaluation, "tuned")],
-                 part="delta")
-    changed = sum(a["correct"] != b["correct"] for part in samples for a, b in zip(samples[part], rescored[part]))
-    summary = render_eval(ctx.lake, ctx.run_id) + f"\nrescored {source_run}: {changed} sample verdicts changed"
-    return {"run_id": ctx.run_id, "summary": summary, "changed": changed}
+    with tracked(ctx):
+        rescored = {}
+        for part, rows in samples.items():
+            rescored[part] = rescore(rows, items, cfg.evaluation)
+            lk.write("eval_samples", ctx.run_id, rescored[part], part=part)
+            lk.write("eval_metrics", ctx.run_id, metrics(rescored[part], cfg.evaluation), part=part)
+        if "base" in rescored and "tuned" in rescored:
+            lk.write("eval_metrics", ctx.run_id,
+                     [paired_difference(rescored["base"], rescored["tuned"], cfg.evaluation, "tuned")], part="delta")
+        changed = sum(a["correct"] != b["correct"] for part in samples for a, b in zip(samples[part], rescored[part]))
+        summary = render_eval(ctx.lake, ctx.run_id) + f"\nrescored {source_run}: {changed} sample verdicts changed"
+        return {"run_id": ctx.run_id, "summary": summary, "changed": changed}

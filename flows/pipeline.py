@@ -7,6 +7,8 @@ what the ground truth accepts; evaluation is greedy, or a T_eval sweep for SSD. 
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
+from typing import Iterator
 from datetime import datetime, timezone
 
 from dataclasses import replace
@@ -22,6 +24,8 @@ from selfimprove.validation import InputError
 from selfimprove.warehouse.lake import file_sha256
 from selfimprove.tasks.common import StageContext
 from selfimprove.tasks.report import summarize_run
+from selfimprove.tasks.ui import say
+from selfimprove.warehouse.run_status import COMPLETED, FAILED, one_line, set_status
 from selfimprove.tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination, ingest_seeds,
                           judge_candidates, register_run, sample_candidates, select_examples)
 from selfimprove.warehouse.lake import Lake, lake_root
@@ -61,14 +65,30 @@ def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reu
     backend_class(cfg.backend.kind).check(cfg.backend)
 
 
+@contextmanager
 def start_run(flow_name: str, cfg: RunConfig, preset: str, lake: str | None, run_id: str | None = None,
-              reuse: str | None = None, from_stage: str | None = None, cache: bool = True) -> StageContext:
-    """The stage context of a registered run (its inputs checked first: a refused start writes nothing)."""
+              reuse: str | None = None, from_stage: str | None = None, cache: bool = True) -> Iterator[StageContext]:
+    """`with start_run(...) as ctx:` the stage context of a registered run (its inputs checked first: a refused
+    start writes nothing), whose status is `running` inside the block and `completed` or `failed` after it."""
     check_start(cfg, lake, run_id, reuse, from_stage)
     ctx = StageContext(lake=str(lake_root(lake)), run_id=run_id or new_run_id(flow_name), reuse=reuse,
                        from_stage=from_stage, cache=cache)
     register_run(ctx, cfg, flow_name, preset)
-    return ctx
+    with tracked(ctx):
+        yield ctx
+
+
+@contextmanager
+def tracked(ctx: StageContext) -> Iterator[None]:
+    """Mark the run failed (its stage kept, the reason in one line) if the block raises, completed if not."""
+    lake = Lake(ctx.lake)
+    try:
+        yield
+    except BaseException as e:
+        set_status(lake, ctx.run_id, FAILED, reason=one_line(e))
+        say(f"[run] {ctx.run_id} failed: {one_line(e)}", warning=True)
+        raise
+    set_status(lake, ctx.run_id, COMPLETED)
 
 
 def evaluate_models(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, models: dict[str, str | None], m: dict) -> None:
@@ -92,14 +112,14 @@ def run_method(flow_name: str, method: str, preset: str = "quickstart", config_f
                from_stage: str | None = None, cache: bool = True) -> dict:
     """seeds → candidates → verdicts → training examples → guard → fine-tune → held-out evaluation → summary."""
     cfg = configlib.load(preset, config_file, overrides, method)
-    ctx = start_run(flow_name, cfg, preset, lake, run_id, reuse, from_stage, cache)
-    m: dict[str, dict] = {}
-    m["seeds"] = ingest_seeds(ctx, cfg)
-    m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
-    m["judge"] = judge_candidates(ctx, cfg, m["seeds"], m["candidates"])
-    m["select"] = select_examples(ctx, cfg, m["seeds"], m["candidates"], m["judge"])
-    if cfg.contamination.enabled:
-        m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["select"])
-    m["train"] = fine_tune(ctx, cfg, m["select"])
-    evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "tuned": m["train"].get("checkpoint")}, m)
-    return summarize_run(ctx, cfg, m)
+    with start_run(flow_name, cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
+        m: dict[str, dict] = {}
+        m["seeds"] = ingest_seeds(ctx, cfg)
+        m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
+        m["judge"] = judge_candidates(ctx, cfg, m["seeds"], m["candidates"])
+        m["select"] = select_examples(ctx, cfg, m["seeds"], m["candidates"], m["judge"])
+        if cfg.contamination.enabled:
+            m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["select"])
+        m["train"] = fine_tune(ctx, cfg, m["select"])
+        evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "tuned": m["train"].get("checkpoint")}, m)
+        return summarize_run(ctx, cfg, m)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from prefect import flow
 
+from selfimprove.flows.parameters import documented
+
 from selfimprove.config import load, merge, requested
 from selfimprove.methods import default_method
 from selfimprove.tasks.report import summarize_run
@@ -20,26 +22,24 @@ from selfimprove.flows.pipeline import evaluate_models, start_run
 
 
 @flow(name="sdzero")
+@documented("sdzero")
 def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
            overrides: dict | None = None, run_id: str | None = None, reward: str | None = None,
            reuse: str | None = None, from_stage: str | None = None, cache: bool = True, method: str | None = None) -> dict:
-    """`reward`: ground_truth | self_verified (method `sdzero_self_verified`: 8 samples per seed for the
-    agreement labels). None: the config's, ground_truth by default. `method`: a registered sdzero method;
-    None = the one the reward needs. `run_id`,
-    `reuse`, `from_stage` and `cache` work as in the svd flow."""
+    """SD-Zero: self-revision training (Phase 1), then on-policy self-distillation from a frozen teacher
+    (Phase 2); `method` empty picks the one the reward needs (self_verified: 8 samples per seed)."""
     if reward:
         overrides = merge(overrides or {}, {"sdzero": {"reward": reward}})
     cfg = load(preset, config_file, overrides, method or default_method("sdzero", requested(preset, config_file, overrides).to_dict()))
-    ctx = start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache)
-    m: dict[str, dict] = {}
-    m["seeds"] = ingest_seeds(ctx, cfg)
-    m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
-    m["revise"] = revise_candidates(ctx, cfg, m["seeds"], m["candidates"])
-    if cfg.contamination.enabled:
-        m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["revise"])
-    m["train"] = fine_tune(ctx, cfg, m["revise"])
-    m["distill"] = self_distill(ctx, cfg, m["seeds"], m["candidates"], m["revise"], m["train"])
-    evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "srt": m["train"].get("checkpoint"),
-                                           "tuned": m["distill"]["checkpoint"]}, m)
-    return summarize_run(ctx, cfg, m)
-
+    with start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
+        m: dict[str, dict] = {}
+        m["seeds"] = ingest_seeds(ctx, cfg)
+        m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
+        m["revise"] = revise_candidates(ctx, cfg, m["seeds"], m["candidates"])
+        if cfg.contamination.enabled:
+            m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["revise"])
+        m["train"] = fine_tune(ctx, cfg, m["revise"])
+        m["distill"] = self_distill(ctx, cfg, m["seeds"], m["candidates"], m["revise"], m["train"])
+        evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "srt": m["train"].get("checkpoint"),
+                                               "tuned": m["distill"]["checkpoint"]}, m)
+        return summarize_run(ctx, cfg, m)

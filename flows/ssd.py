@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from prefect import flow
 
+from selfimprove.flows.parameters import documented
+
 from selfimprove.flows.pipeline import run_method
 
 
 @flow(name="ssd")
+@documented("ssd")
 def ssd(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
         overrides: dict | None = None, run_id: str | None = None, reuse: str | None = None,
         from_stage: str | None = None, cache: bool = True, method: str = "ssd") -> dict:
+    """Simple self-distillation: raw samples at a training temperature, no verification, SFT, a T_eval sweep."""
     return run_method("ssd", method, preset, config_file, lake, overrides, run_id, reuse, from_stage, cache)

@@ -21,13 +21,15 @@ from functools import lru_cache
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from selfimprove import __version__
 from selfimprove.inference import models
 from selfimprove.inference.base import Backend, BackendConfig, backend_identity, load_backend, record_usage
 from selfimprove.prompts import load as load_prompt
+from selfimprove.tasks.ui import progress_bar, say  # noqa: F401  (progress_bar: used by every model stage)
 from selfimprove.warehouse.lake import Lake
+from selfimprove.warehouse.provenance import STAGES, stage_line
+from selfimprove.warehouse.run_status import RUNNING, set_status
 from selfimprove.warehouse.shards import ShardStore
 
 
@@ -64,11 +66,6 @@ def version_of(stage: str, config_section, inputs: list[dict], prompt_names: tup
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-# the order of a run's stages (SD-Zero: revise instead of judge/select, distill after train); `from_stage` recomputes a stage and everything after it
-STAGES = ("seeds", "candidates", "judge", "revise", "select", "contamination", "train", "distill",
-          "eval-base", "eval-srt", "eval-tuned", "eval-uq_ttc")
-
-
 def run_stage(ctx: StageContext, stage: str, config_section, inputs: list[dict], body,
               prompt_names: tuple[str, ...] = (), reads: tuple[str, ...] | None = None) -> dict:
     """Run `body(lake, shards) -> (files, info)` unless this exact stage version is already available.
@@ -80,22 +77,24 @@ def run_stage(ctx: StageContext, stage: str, config_section, inputs: list[dict],
     """
     lake, run_id = Lake(ctx.lake), ctx.run_id
     version = version_of(stage, config_section, inputs, prompt_names, reads)
+    set_status(lake, run_id, RUNNING, stage)
     done = lake.read_manifest(run_id, stage)
     if _complete(done, version):
-        print(f"[{stage}] already done in run {run_id} (version {version}): skipped")
+        say(stage_line(stage, done, "already done in this run: skipped"))
         return done
+    start = time.time()
     source_run, forced = _source(ctx, lake, stage, version)
     if source_run:
         source = lake.read_manifest(source_run, stage)
-        how = "pinned by from_stage" if forced else "same version"
-        print(f"[{stage}] {how} in run {source_run}: copied, not recomputed")
+        why = "pinned by from_stage" if forced else "same version"
         copier = Lake(lake.root, {"run_id": run_id, "stage": stage, "version": source.get("version"),
                                   "copied_from": source_run, "libraries": library_versions()})
-        manifest = {**source, "run_id": run_id, "reused_from": source_run,
-                    "files": [copier.copy_to_run(f, run_id) for f in source["files"]]}
+        manifest = {**source, "run_id": run_id, "reused_from": source_run, "reused_because": why,
+                    "files": [copier.copy_to_run(f, run_id) for f in source["files"]],
+                    "copy_seconds": round(time.time() - start, 2)}
         lake.write_manifest(run_id, stage, manifest)
+        say(stage_line(stage, manifest))
         return manifest
-    start = time.time()
     shards = ShardStore(lake.root, run_id, stage, version)
     provenance = {"run_id": run_id, "stage": stage, "version": version, "libraries": library_versions(),
                   "inputs": {m["stage"]: m.get("version") for m in inputs}, "prompts": sorted(prompt_names)}
@@ -109,6 +108,7 @@ def run_stage(ctx: StageContext, stage: str, config_section, inputs: list[dict],
     if not info.get("error_rows"):  # a stage kept with error rows is never served to other runs from the cache
         lake.index_version(stage, version, run_id)
     shards.clear()
+    say(stage_line(stage, manifest))
     return manifest
 
 
@@ -196,7 +196,7 @@ def check_error_rate(stage: str, errors: list[str | None], max_rate: float) -> i
         raise StageError(f"stage {stage}: {len(bad)} of {len(errors)} rows are errors "
                          f"({len(bad) / len(errors):.1%} > max_error_rate {max_rate:.1%}); first: {bad[0]}")
     if bad:
-        print(f"[{stage}] {len(bad)} error rows kept ({len(bad) / len(errors):.1%} <= max_error_rate {max_rate:.1%})")
+        say(f"[{stage}] {len(bad)} error rows kept ({len(bad) / len(errors):.1%} <= max_error_rate {max_rate:.1%})")
     return len(bad)
 
 
@@ -266,31 +266,3 @@ def release_engines() -> None:
 
 
 atexit.register(release_engines)  # a flow that failed midway leaves no engine running
-
-
-def progress_bar(total: int, desc: str, unit: str = "prompt"):
-    """A tqdm bar, mirrored as a Prefect progress artifact when running inside a flow."""
-    bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
-    artifact = None
-    try:
-        from prefect.artifacts import create_progress_artifact, update_progress_artifact
-        from prefect.context import TaskRunContext
-
-        if TaskRunContext.get():
-            artifact = create_progress_artifact(0.0, description=f"{desc} ({total} {unit}s)")
-    except Exception:  # noqa: BLE001 - the UI mirror is optional; the stage is not
-        artifact = None
-    state = {"last": 0.0}
-
-    def tick(n: int) -> None:
-        bar.update(n)
-        if artifact is not None and total:
-            done = 100.0 * bar.n / total
-            if done - state["last"] >= 5 or bar.n >= total:
-                state["last"] = done
-                try:
-                    update_progress_artifact(artifact, done)
-                except Exception:  # noqa: BLE001
-                    pass
-
-    return bar, tick

@@ -11,13 +11,18 @@ from selfimprove.config import RunConfig
 from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.method_views import view_of
-from selfimprove.warehouse.views import EXAMPLE_QUERIES, format_table, query
+from selfimprove.tasks.ui import markdown_artifact, table_artifact
+from selfimprove.warehouse.document import Command, Item, Table, as_markdown, as_text
+from selfimprove.warehouse.provenance import provenance, stages_table
+from selfimprove.warehouse.run_status import RUNNING, set_status
+from selfimprove.warehouse.views import EXAMPLE_QUERIES, query
 
 
 @task(name="summarize-run")
 def summarize_run(ctx: StageContext, cfg: RunConfig, manifests: dict) -> dict:
     release_engines()  # the run's model stages are over
     lake, run_id = Lake(ctx.lake), ctx.run_id
+    set_status(lake, run_id, RUNNING, "summary")
     base = _best(manifests, "base")
     for model in ("tuned", "srt"):  # srt: SD-Zero's Phase-1 model, beside its final one
         other = _best(manifests, model)
@@ -26,9 +31,9 @@ def summarize_run(ctx: StageContext, cfg: RunConfig, manifests: dict) -> dict:
             label = t_label if b_label == "base" else f"{t_label} vs {b_label}"
             delta = paired_difference(read(b, "eval_samples"), read(t, "eval_samples"), cfg.evaluation, label)
             lake.write("eval_metrics", run_id, [delta], part="delta" if model == "tuned" else f"delta-{model}")
-    text = render_summary(lake, run_id, manifests)
-    _artifacts(run_id, text, lake)
-    return {"run_id": run_id, "summary": text}
+    items = summary_items(lake, run_id, closing=True)
+    _artifacts(run_id, items, lake)
+    return {"run_id": run_id, "summary": as_text(items)}
 
 
 def _best(manifests: dict, model: str) -> tuple[str, dict] | None:
@@ -42,24 +47,31 @@ def _best(manifests: dict, model: str) -> tuple[str, dict] | None:
     return best and (best[1], best[2])
 
 
-def render_summary(lake: Lake, run_id: str, manifests: dict) -> str:
-    """Counts, the method's own section (its view), training, held-out evaluation, what to run next."""
+def summary_items(lake: Lake, run_id: str, closing: bool = False) -> list[Item]:
+    """Provenance and stages, counts, the method's own section (its view), training, held-out evaluation,
+    what to run next (`closing`: rendered by the run's own last step)."""
     p = {"run": run_id}
-    out = [f"# selfimprove run {run_id}", ""]
+    out: list[Item] = [f"# selfimprove run {run_id}", "", *provenance(lake, run_id, closing), ""]
     (_, [(n_seeds,)]) = query(lake, "SELECT count(*) FROM seeds WHERE run_id = $run", p)
     (_, [(n_cand, toks)]) = query(lake, "SELECT count(*), coalesce(sum(n_tokens), 0) FROM candidates WHERE run_id = $run", p)
     out.append(f"seeds: {n_seeds}   candidates: {n_cand} ({toks} generated tokens)")
     out += view_of(lake, run_id).summary(lake, run_id)
-    return "\n".join(out + _training_and_eval(lake, run_id, manifests))
+    return out + _training_and_eval(lake, run_id)
 
 
-def _training_and_eval(lake: Lake, run_id: str, manifests: dict) -> list[str]:
+def render_summary(lake: Lake, run_id: str) -> str:
+    return as_text(summary_items(lake, run_id))
+
+
+def _training_and_eval(lake: Lake, run_id: str) -> list[Item]:
     (_, [(n_train,)]) = query(lake, "SELECT count(*) FROM train_examples WHERE run_id = $run", {"run": run_id})
-    train = manifests.get("train") or {}
+    train = lake.read_manifest(run_id, "train") or {}
     if train.get("skipped"):
-        out = ["", f"training: skipped ({train['skipped']})"]
-    else:
+        out: list[Item] = ["", f"training: skipped ({train['skipped']})"]
+    elif train:
         out = ["", f"training: {n_train} examples, {train.get('steps')} steps, final loss {train.get('final_loss', float('nan')):.4f}"]
+    else:
+        out = []
     _, checkpoints = query(lake, "SELECT checkpoint_id, path FROM checkpoints WHERE run_id = $run ORDER BY checkpoint_id",
                            {"run": run_id})
     out += [f"checkpoint {cid}: {path}" for cid, path in checkpoints]
@@ -67,8 +79,8 @@ def _training_and_eval(lake: Lake, run_id: str, manifests: dict) -> list[str]:
     cli = command()
     if checkpoints:
         out += ["", "## next: evaluate the fine-tuned model on other items",
-                f"{cli} eval --model {checkpoints[-1][1]} --model default --dataset arithmetic"]
-    out += ["", "## next: ask the lake", *(f"{cli} sql \"{q.format(run_id=run_id)}\"  # {title}"
+                Command(f"{cli} eval --model {checkpoints[-1][1]} --model default --dataset arithmetic")]
+    out += ["", "## next: ask the lake", *(Command(f"{cli} sql \"{q.format(run_id=run_id)}\"", title)
                                           for title, q in EXAMPLE_QUERIES.items())]
     return out
 
@@ -85,27 +97,33 @@ def command() -> str:
     return str(own) if own.exists() else "selfimprove"
 
 
-def _artifacts(run_id: str, text: str, lake: Lake) -> None:
-    """Markdown summary and verdict table in the Prefect UI; silent outside a Prefect run."""
-    try:
-        from prefect.artifacts import create_markdown_artifact, create_table_artifact
+def _artifacts(run_id: str, items: list[Item], lake: Lake) -> None:
+    """The summary (Markdown that wraps to the UI's width), verdicts, judge telemetry and SQL in the Prefect UI."""
+    markdown_artifact("run-summary", as_markdown(items),
+                      f"selfimprove run {run_id}: provenance, how each stage was made, results, next commands")
+    cols, rows = query(lake, "SELECT coalesce(rejected_at_stage, 'ACCEPTED') AS outcome, reason, count(*) AS n "
+                             "FROM verdicts WHERE run_id = $run GROUP BY 1, 2 ORDER BY n DESC LIMIT 50", {"run": run_id})
+    if rows:
+        table_artifact("verdicts-by-reason", [dict(zip(cols, r)) for r in rows],
+                       f"Run {run_id}: candidates by where the cascade stopped them (ACCEPTED: passed every gating "
+                       "stage) and the reason it gave, most frequent first")
+    cols, rows = query(lake, "SELECT stage, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci_low, "
+                             "round(ci_high, 4) AS ci_high FROM judge_metrics WHERE run_id = $run ORDER BY stage, metric",
+                       {"run": run_id})
+    if rows:
+        table_artifact("judge-telemetry", [dict(zip(cols, r)) for r in rows],
+                       f"Run {run_id}: each judge stage against the seeds' ground truth (measurement only; the cascade "
+                       "never reads it): precision, recall, AUROC with 95% bootstrap intervals over n labelled candidates")
+    stages = stages_table(lake, run_id)
+    table_artifact("run-stages", [dict(zip(stages.columns, r)) for r in stages.rows],
+                   f"Run {run_id}: every stage, computed / resumed from shards / copied from another run (and why), "
+                   "its version, rows written, model calls, generated tokens and seconds")
+    sql = "\n".join(f"-- {title}\n{q.format(run_id=run_id)};\n" for title, q in EXAMPLE_QUERIES.items())
+    markdown_artifact("run-sql", f"Paste into `selfimprove sql` or DuckDB over the lake:\n```sql\n{sql}```",
+                      f"SQL for run {run_id}")
 
-        create_markdown_artifact(markdown="```\n" + text + "\n```", key="run-summary",
-                                 description=f"selfimprove run {run_id}")
-        cols, rows = query(lake, "SELECT coalesce(rejected_at_stage, 'ACCEPTED') AS outcome, reason, count(*) AS n "
-                                 "FROM verdicts WHERE run_id = $run GROUP BY 1, 2 ORDER BY n DESC LIMIT 50", {"run": run_id})
-        create_table_artifact(table=[dict(zip(cols, r)) for r in rows], key="verdicts-by-reason")
-        cols, rows = query(lake, "SELECT stage, metric, round(value, 4) AS value, n, round(ci_low, 4) AS ci_low, "
-                                 "round(ci_high, 4) AS ci_high FROM judge_metrics WHERE run_id = $run ORDER BY stage, metric", {"run": run_id})
-        create_table_artifact(table=[dict(zip(cols, r)) for r in rows], key="judge-telemetry")
-        sql = "\n".join(f"-- {title}\n{q.format(run_id=run_id)};\n" for title, q in EXAMPLE_QUERIES.items())
-        create_markdown_artifact(markdown=f"Paste into `selfimprove sql` or DuckDB over the lake:\n```sql\n{sql}```",
-                                 key="run-sql", description=f"SQL for run {run_id}")
-    except Exception as e:  # artifacts are a view; a failure must not fail the run
-        print(f"[summary] Prefect artifacts not created: {e}")
 
-
-def eval_table(lake: Lake, run_id: str) -> str:
+def eval_table(lake: Lake, run_id: str) -> Table:
     """One row per model and dataset: pass@k with intervals, answer/error rates, calls and tokens per item."""
     cols, rows = query(lake, """
         SELECT model, dataset,
@@ -117,11 +135,11 @@ def eval_table(lake: Lake, run_id: str) -> str:
                round(max(value) FILTER (WHERE metric = 'calls_per_item'), 2) AS calls_per_item,
                round(max(value) FILTER (WHERE metric = 'tokens_per_item'), 1) AS tokens_per_item
         FROM eval_metrics WHERE run_id = $run GROUP BY model, dataset ORDER BY model""", {"run": run_id})
-    return format_table(cols, rows, max_width=90)
+    return Table(cols, rows, max_width=90)
 
 
 def render_eval(lake_dir: str, run_id: str) -> str:
-    return f"evaluation run {run_id}\n" + eval_table(Lake(lake_dir), run_id)
+    return as_text([f"evaluation run {run_id}", eval_table(Lake(lake_dir), run_id)])
 
 
 def render_calibration(lake_dir: str, run_id: str, rec: dict) -> str:
@@ -129,6 +147,6 @@ def render_calibration(lake_dir: str, run_id: str, rec: dict) -> str:
                                        "round(ci_high, 3) AS ci95_high FROM judge_metrics "
                                        "WHERE run_id = $run AND metric IN ('accept_rate','precision','recall',"
                                        "'auroc','base_precision','unparseable_rate') ORDER BY stage, metric", {"run": run_id})
-    return "\n".join([f"# calibration run {run_id}", format_table(cols, rows), "", "## verifiers", *rec["notes"], "",
+    return "\n".join([f"# calibration run {run_id}", as_text([Table(cols, rows)]), "", "## verifiers", *rec["notes"], "",
                       "## recommended cascade (use with --config FILE)",
                       recommended_yaml(rec["stages"]) if rec["stages"] else "(no verifier carries signal: use no_filter)"])

@@ -15,6 +15,7 @@ from selfimprove.methods.sdzero.revision import revise, training_rows
 from selfimprove.methods.sdzero.config import CONTROL_PROMPTS, phases
 from selfimprove.methods.sdzero.distill import distill
 
+from selfimprove.tasks.ui import say, table_artifact
 from selfimprove.tasks.common import (MODEL_STAGE, StageContext, engine, open_backend, progress_bar, read,
                                       release_engines, run_stage, section)
 from selfimprove.tasks.stages import checkpoint_row
@@ -60,7 +61,7 @@ def revise_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, c
             bar.close()
             train = training_rows(rows, phase1, backend.render, cfg.sampling.prompt)
         kept = sum(r["kept"] for r in rows)
-        print(f"[revise] {len(rows)} tuples from {len(phase1)} Phase-1 seeds ({reward.source} reward): {kept} kept, "
+        say(f"[revise] {len(rows)} tuples from {len(phase1)} Phase-1 seeds ({reward.source} reward): {kept} kept, "
               f"{len(train)} SRT rows")
         files = [lake.write("seed_phases", ctx.run_id, [{"seed_id": k, "phase": v} for k, v in of.items()]),
                  lake.write("revisions", ctx.run_id, rows), lake.write("train_examples", ctx.run_id, train)]
@@ -87,7 +88,7 @@ def self_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candid
         val_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill_val"]
         reward = _reward(cfg, seeds, read(candidates_manifest, "candidates"))
         if not train_seeds:  # e.g. no Phase-2 seed has a self-verified label: SD-Zero is the SRT model
-            print("[distill] no gradable Phase-2 seeds: Phase 2 skipped, the SRT model is the result")
+            say("[distill] no gradable Phase-2 seeds: Phase 2 skipped, the SRT model is the result")
             return [], {"skipped": "no gradable Phase-2 seeds", "checkpoint": start}
         release_engines()  # no engine holds memory while the student trains
         checkpoint_id = f"{ctx.run_id}-sdzero"
@@ -119,17 +120,10 @@ def _device(device: str) -> str:
 
 
 def _artifact(run_id: str, result: dict) -> None:
-    """Per-step training metrics and the syncs as Prefect table artifacts; silent outside a flow run."""
-    try:
-        from prefect.artifacts import create_table_artifact
-        from prefect.context import TaskRunContext
-
-        if not TaskRunContext.get():
-            return
-        keys = ("step", "loss", "kl_reverse", "mean_reward", "response_tokens", "val_reward", "teacher_syncs", "seconds")
-        create_table_artifact(table=[{k: s.get(k) for k in keys} for s in result["steps"]], key="sdzero-distill-steps",
-                              description=f"SD-Zero Phase 2 per step, run {run_id}")
-        create_table_artifact(table=result["syncs"] or [{"step": None, "reason": "no sync", "val_reward": None}],
-                              key="sdzero-teacher-syncs", description=f"teacher synchronisations, run {run_id}")
-    except Exception as e:  # noqa: BLE001 - artifacts are a view; they must not fail the stage
-        print(f"[distill] Prefect artifacts not created: {e}")
+    """Per-step training metrics and the syncs as Prefect table artifacts."""
+    keys = ("step", "loss", "kl_reverse", "mean_reward", "response_tokens", "val_reward", "teacher_syncs", "seconds")
+    table_artifact("sdzero-distill-steps", [{k: s.get(k) for k in keys} for s in result["steps"]],
+                   f"SD-Zero Phase 2, one row per optimiser step of run {run_id}: divergence loss, reverse KL, "
+                   "rollout reward, response length, held-out reward (val_reward) and teacher syncs so far")
+    table_artifact("sdzero-teacher-syncs", result["syncs"] or [{"step": None, "reason": "no sync", "val_reward": None}],
+                   f"When run {run_id}'s frozen teacher was replaced by the student, why, and at what held-out reward")

@@ -30,6 +30,8 @@ from selfimprove.config import RunConfig
 from selfimprove.inference import models
 from selfimprove.tasks.common import (MODEL_STAGE, StageContext, check_error_rate, engine, error_reason, open_backend,
                                       progress_bar, read, release_engines, run_stage, section)
+from selfimprove.tasks.ui import StepProgress, say
+from selfimprove.warehouse.run_status import RUNNING, here
 from selfimprove.warehouse.lake import Lake, file_sha256
 
 
@@ -40,8 +42,17 @@ def register_run(ctx: StageContext, cfg: RunConfig, flow_name: str, preset: str,
     path = models.resolve(cfg.model)
     run = {"flow": flow_name, "preset": preset, "started_at": datetime.now(timezone.utc),
            "config_json": json.dumps({**cfg.to_dict(), **(extra or {})}, sort_keys=True), "model": cfg.model, "model_path": str(path),
-           "model_hash": models.model_identity(path), "library_version": __version__}
+           "model_hash": models.model_identity(path), "library_version": __version__,
+           "reuse": ctx.reuse, "from_stage": ctx.from_stage, "flow_run_id": _flow_run_id(),
+           "status": RUNNING, "updated_at": datetime.now(timezone.utc), **here()}
     return Lake(ctx.lake).write("runs", ctx.run_id, [run])
+
+
+def _flow_run_id() -> str | None:
+    """The Prefect flow run this run is (its page in the UI), when there is one."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
 
 
 def _ingest_section(cfg: RunConfig) -> dict:
@@ -186,12 +197,16 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict) -> dict:
     def body(lake, shards):
         examples = read(train_manifest, "train_examples")
         if len(examples) < cfg.training.min_examples:
-            print(f"[fine-tune] {len(examples)} accepted examples < min_examples={cfg.training.min_examples}: skipped")
+            say(f"[train] {len(examples)} accepted examples < min_examples={cfg.training.min_examples}: skipped")
             return [], {"skipped": f"{len(examples)} training examples (< {cfg.training.min_examples})", "checkpoint": None}
         release_engines()  # no engine holds memory while the model trains
         base = models.resolve(cfg.model)
         checkpoint_id = f"{ctx.run_id}-{cfg.training.method}"
-        result = train(base, examples, lake.root / "checkpoints_store" / checkpoint_id, cfg.training)
+        steps = StepProgress("fine-tuning")
+        try:
+            result = train(base, examples, lake.root / "checkpoints_store" / checkpoint_id, cfg.training, on_step=steps)
+        finally:
+            steps.close()
         row = checkpoint_row(checkpoint_id, result["path"], str(base), [e["candidate_id"] for e in examples],
                              result["steps"], result["final_loss"], cfg.training.method)
         log = [{"checkpoint_id": checkpoint_id, **r} for r in result["log"]]
@@ -226,7 +241,7 @@ def guard_contamination(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict,
                 f"{ctx.run_id}:\n{describe(flagged)}\nRemove them from the seeds, or rerun with "
                 "--allow-contamination (recorded in the run's config and the contamination table).")
         if flagged:
-            print(f"[contamination] {len(flagged)} overlapping held-out items ALLOWED by override:\n{describe(flagged)}")
+            say(f"[contamination] {len(flagged)} overlapping held-out items ALLOWED by override:\n{describe(flagged)}")
         return files, {"flagged": len(flagged), "action": action if flagged else "clean"}
 
     return run_stage(ctx, "contamination", section(cfg, "contamination", "evaluation"),

@@ -6,12 +6,14 @@ a method's name. Every query takes the run id as a parameter (`$run`).
 """
 from __future__ import annotations
 
+import html
 import json
 from typing import ClassVar
 
 from selfimprove.methods import get_method
 from selfimprove.warehouse.lake import Lake
-from selfimprove.warehouse.views import format_table, query
+from selfimprove.warehouse.document import Item, Table, as_html, html_table
+from selfimprove.warehouse.views import query
 
 Figure = tuple[str, str]  # (section title, HTML)
 
@@ -22,8 +24,8 @@ class MethodView:
     name: ClassVar[str] = ""
     generated: ClassVar[tuple[tuple[str, str], ...]] = (("candidates", "n_tokens"),)  # (table, column) summed as generated tokens
 
-    def summary(self, lake: Lake, run_id: str) -> list[str]:
-        """Lines of the printed run summary between the counts and the training/eval part."""
+    def summary(self, lake: Lake, run_id: str) -> list[Item]:
+        """Items (lines, tables) of the run summary between the counts and the training/eval part."""
         return []
 
     def label(self, config: dict) -> str:
@@ -66,6 +68,20 @@ def view_of(lake: Lake, run_id: str) -> MethodView:
     return VIEWS[get_method(config.get("method", "svd")).view]
 
 
+def _gates(lake: Lake, run_id: str) -> dict[str, bool]:
+    """Judge stage → whether it gates (rejects) or is advisory (only records its votes)."""
+    return {s.get("name") or s["strategy"]: s.get("gate", True)
+            for s in run_config(lake, run_id).get("cascade", {}).get("stages", [])}
+
+
+def _estimate(metric: tuple | None) -> str:
+    """'0.61 [0.48, 0.74]' from (value, n, ci_low, ci_high); '—' when not measured."""
+    if not metric or metric[0] is None:
+        return "—"
+    v, _, lo, hi = metric
+    return f"{v:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "")
+
+
 def stage_order(config: dict) -> list[str]:
     return [s.get("name") or s["strategy"] for s in config.get("cascade", {}).get("stages", [])]
 
@@ -80,7 +96,7 @@ class CascadeView(MethodView):
     def summary(self, lake, run_id):
         p = {"run": run_id}
         order = stage_order(run_config(lake, run_id))
-        out = ["", "## verdicts (where each candidate stopped)", format_table(*query(lake, (
+        out = ["", "## verdicts (where each candidate stopped)", Table(*query(lake, (
             "SELECT coalesce(rejected_at_stage, 'ACCEPTED') AS outcome, count(*) AS candidates "
             "FROM verdicts WHERE run_id = $run GROUP BY 1 ORDER BY 2 DESC"), p))]
         cols, rows = query(lake, "SELECT stage, count(DISTINCT candidate_id) AS judged, "
@@ -91,21 +107,48 @@ class CascadeView(MethodView):
                            {**p, "order": order})
         if not rows:
             return out
-        out += ["", "## judge stages", format_table(cols, rows)]
-        cols, rows = query(lake, "SELECT stage, metric, round(value, 3) AS value, n, round(ci_low, 3) AS ci95_low, "
-                                 "round(ci_high, 3) AS ci95_high FROM judge_metrics WHERE run_id = $run AND metric IN "
-                                 "('accept_rate','precision','recall','auroc','base_precision','judge_calls',"
-                                 "'judge_calls_per_accepted','candidate_accuracy') "
-                                 "ORDER BY list_position($order, stage), metric", {**p, "order": order + ["all"]})
-        out += ["", "## judge telemetry against ground truth (measurement only; the cascade never reads it)",
-                format_table(cols, rows)]
+        out += ["", "## judge stages", Table(cols, rows)]
+        out += ["", "## judge quality against ground truth (measurement only; the cascade never reads it)",
+                self.judge_quality(lake, run_id)]
+        cols, rows = query(lake, "SELECT metric, round(value, 3) AS value, n FROM judge_metrics WHERE run_id = $run "
+                                 "AND stage = 'all' ORDER BY metric", p)
+        if rows:
+            out += ["", "## the cascade as a whole", Table(cols, rows)]
         notes = self.chance_notes(lake, run_id)
         return out + ([""] + notes if notes else [])
 
+    def judge_quality(self, lake, run_id) -> Table:
+        """Per judge stage: gating or advisory, votes, accept rate, precision / recall / AUROC with 95 % intervals
+        over the labelled candidates, and for an advisory stage how many accepted candidates it voted N on."""
+        p = {"run": run_id}
+        gates = _gates(lake, run_id)
+        order = stage_order(run_config(lake, run_id))
+        metrics: dict[str, dict] = {}
+        for stage, metric, v, n, lo, hi in query(lake, "SELECT stage, metric, value, n, ci_low, ci_high FROM judge_metrics "
+                                                       "WHERE run_id = $run AND stage <> 'all'", p)[1]:
+            metrics.setdefault(stage, {})[metric] = (v, n, lo, hi)
+        votes = {stage: (k, judged, n_on_accepted) for stage, k, judged, n_on_accepted in query(lake, """
+            SELECT stage, max(vote_index) + 1, count(DISTINCT candidate_id),
+                   count(DISTINCT candidate_id) FILTER (WHERE decision = 'N' AND candidate_id IN
+                       (SELECT candidate_id FROM verdicts WHERE run_id = $run AND accepted))
+            FROM judgments WHERE run_id = $run AND model_call GROUP BY stage""", p)[1]}
+        rows = []
+        for stage in sorted(metrics.keys() | votes.keys(), key=lambda s: (order.index(s) if s in order else len(order), s)):
+            m, (k, judged, n_on_accepted) = metrics.get(stage, {}), votes.get(stage, (None, None, None))
+            gate = gates.get(stage, True)
+            auroc = m.get("auroc")
+            chance = ("at chance" if auroc[2] is None or auroc[2] <= 0.5 else "signal") if auroc else \
+                "not measurable (labelled candidates all right or all wrong)"
+            rows.append((stage, "gates" if gate else "advisory (records votes, rejects nothing)", k, judged,
+                         _estimate(m.get("accept_rate")), _estimate(m.get("precision")), _estimate(m.get("recall")),
+                         _estimate(auroc), chance, (auroc or (None, None))[1],
+                         "—" if gate else n_on_accepted))
+        return Table(["stage", "role", "votes", "judged", "accept rate", "precision [95% CI]", "recall [95% CI]",
+                      "AUROC [95% CI]", "verdict", "labelled", "accepted despite N votes"], rows, max_width=44)
+
     def chance_notes(self, lake, run_id) -> list[str]:
         """A stage at chance is a warning when it gates; an advisory stage only records votes, so it gets a note."""
-        gates = {s.get("name") or s["strategy"]: s.get("gate", True)
-                 for s in run_config(lake, run_id).get("cascade", {}).get("stages", [])}
+        gates = _gates(lake, run_id)
         _, rows = query(lake, "SELECT stage, value, n, ci_low, ci_high FROM judge_metrics "
                               "WHERE run_id = $run AND metric = 'auroc' AND stage <> 'all'", {"run": run_id})
         out = []
@@ -122,54 +165,128 @@ class CascadeView(MethodView):
         return out
 
     def figures(self, lake, run_id, draw):
-        p = {"run": run_id}
-        parts = []
+        return [self._funnel(lake, run_id, draw), self._domains(lake, run_id, draw),
+                self._judge_quality(lake, run_id, draw), *self._votes(lake, run_id, draw)]
+
+    def _funnel(self, lake, run_id, draw) -> Figure:
         steps = funnel(lake, run_id)
-        uri = draw("funnel", lambda ax: (ax.barh([s for s, _ in steps][::-1], [n for _, n in steps][::-1], color="#4878a8"),
+        uri = draw("funnel", lambda ax: (ax.barh([s for s, _, _ in steps][::-1], [n for _, n, _ in steps][::-1], color="#4878a8"),
                                          ax.set_xlabel("candidates"), ax.set_title("From candidates to training examples")))
-        parts.append(("Funnel", f'<img src="{uri}" alt="funnel">' + html_table(["step", "candidates"], steps)))
-        domains = query(lake, """SELECT s.domain, count(*), round(avg(CASE WHEN v.accepted THEN 1 ELSE 0 END), 3)
+        return ("Funnel", f'<img src="{uri}" alt="funnel">' +
+                html_table(["step", "candidates", "what it means"], [(html.escape(a), n, html.escape(c)) for a, n, c in steps]))
+
+    def _domains(self, lake, run_id, draw) -> Figure:
+        domains = query(lake, """SELECT s.domain, count(*), avg(CASE WHEN v.accepted THEN 1 ELSE 0 END),
+                   count(*) FILTER (WHERE v.accepted)
             FROM verdicts v JOIN candidates c USING (run_id, candidate_id) JOIN seeds s USING (run_id, seed_id)
-            WHERE v.run_id = $run AND v.rejected_at_stage IS DISTINCT FROM 'not_judged' GROUP BY 1 ORDER BY 1""", p)[1]
-        parts.append(("Accept rate per domain", html_table(["domain", "judged candidates", "accept rate"], domains)))
-        shares = query(lake, """SELECT stage, avg(CASE WHEN decision = 'Y' THEN 1.0 ELSE 0.0 END) AS yes
-            FROM judgments WHERE run_id = $run AND decision IN ('Y', 'N', 'unparseable') AND model_call
-            GROUP BY stage, candidate_id""", p)[1]
-        if shares:
-            stages = sorted({s for s, _ in shares})
-            uri = draw("votes", lambda ax: (ax.hist([[y for s, y in shares if s == st] for st in stages], bins=6, range=(0, 1),
-                                                    label=stages), ax.legend(), ax.set_xlabel("share of Y votes per candidate"),
-                                            ax.set_ylabel("candidates"), ax.set_title("Vote agreement per judge stage")))
-            unanimous = query(lake, """SELECT stage, count(*), round(avg(CASE WHEN y IN (0, 1) THEN 1 ELSE 0 END), 3) FROM (
-                SELECT stage, candidate_id, avg(CASE WHEN decision = 'Y' THEN 1.0 ELSE 0.0 END) AS y FROM judgments
+            WHERE v.run_id = $run AND v.rejected_at_stage IS DISTINCT FROM 'not_judged' GROUP BY 1 ORDER BY 1""",
+                        {"run": run_id})[1]
+        if len(domains) == 1:
+            (domain, judged, rate, accepted), = domains
+            return ("Accept rate per domain", f"<p>Every seed of this run is from one domain, <b>{html.escape(domain)}</b>: "
+                                              f"{accepted} of {judged} judged candidates accepted ({rate:.1%}).</p>")
+        if not domains:
+            return ("Accept rate per domain", "<p>No candidate was judged.</p>")
+        uri = draw("domains", lambda ax: (ax.bar([d for d, *_ in domains], [r for _, _, r, _ in domains], color="#4878a8"),
+                                          ax.set_ylabel("accept rate"), ax.set_ylim(0, 1),
+                                          ax.set_title("Accept rate per domain (judged candidates)")))
+        return ("Accept rate per domain", f'<img src="{uri}" alt="domains">' + html_table(
+            ["domain", "judged candidates", "accepted", "accept rate"],
+            [(html.escape(d), n, a, f"{r:.3f}") for d, n, r, a in domains]))
+
+    def _judge_quality(self, lake, run_id, draw) -> Figure:
+        table = self.judge_quality(lake, run_id)
+        notes = self.chance_notes(lake, run_id)
+        intro = ("<p>Each judge stage scored against the seeds' ground-truth answers. The cascade never reads "
+                 "them: this only measures how far its verdicts can be trusted. A <b>gating</b> stage rejects the "
+                 "candidates it votes against; an <b>advisory</b> stage only records its votes, so candidates it voted "
+                 "N on can still be accepted, by design. AUROC whose 95% interval reaches 0.5 is indistinguishable "
+                 "from chance.</p>")
+        aurocs = query(lake, "SELECT stage, value, ci_low, ci_high FROM judge_metrics WHERE run_id = $run "
+                             "AND metric = 'auroc' AND stage <> 'all' ORDER BY stage", {"run": run_id})[1]
+        figure = ""
+        if aurocs:
+            gates = _gates(lake, run_id)
+
+            def plot(ax):
+                for i, (stage, v, lo, hi) in enumerate(aurocs):
+                    err = [[v - lo], [hi - v]] if lo is not None and hi is not None else None
+                    ax.errorbar([i], [v], yerr=err, fmt="o", capsize=6, color="#c0392b" if gates.get(stage, True) else "#7f8c8d")
+                ax.axhline(0.5, color="grey", ls="--", lw=1)
+                ax.set_xticks(range(len(aurocs)), [f"{s}\n({'gates' if gates.get(s, True) else 'advisory'})" for s, *_ in aurocs])
+                ax.set_xlim(-0.5, len(aurocs) - 0.5)
+                ax.set_ylim(0, 1)
+                ax.set_ylabel("AUROC (dashed: chance)")
+                ax.set_title("Judge stages against ground truth, 95% bootstrap intervals")
+
+            figure = f'<img src="{draw("judge_quality", plot)}" alt="judge quality">'
+        warn = "".join(f'<p class="{"warning" if n.startswith("WARNING") else "note"}">{html.escape(n)}</p>' for n in notes)
+        return ("Judge quality", intro + figure + as_html([table]) + warn)
+
+    def _votes(self, lake, run_id, draw) -> list[Figure]:
+        """How many of each candidate's votes said Y, per stage: one bar per possible count (0 of k … k of k)."""
+        counts = query(lake, """WITH per AS (
+                SELECT stage, candidate_id, count(*) AS k, count(*) FILTER (WHERE decision = 'Y') AS y FROM judgments
                 WHERE run_id = $run AND decision IN ('Y', 'N', 'unparseable') AND model_call GROUP BY 1, 2)
-                GROUP BY 1 ORDER BY 1""", p)[1]
-            parts.append(("Vote agreement", f'<img src="{uri}" alt="votes">' +
-                          html_table(["stage", "candidates", "share with unanimous votes"], unanimous)))
-        return parts
+            SELECT stage, k, y, count(*) FROM per GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""", {"run": run_id})[1]
+        if not counts:
+            return []
+        order = stage_order(run_config(lake, run_id))
+        stages = sorted({s for s, *_ in counts}, key=lambda s: (order.index(s) if s in order else len(order), s))
+        votes = {st: max(k for s, k, _, _ in counts if s == st) for st in stages}
+
+        def plot(ax):
+            x, ticks, labels = 0, [], []
+            for i, st in enumerate(stages):
+                k = votes[st]
+                # a candidate with fewer votes (the stage stopped early) counts at its share of Y votes
+                heights = [sum(n for s, kk, y, n in counts if s == st and round(y * k / kk) == j) for j in range(k + 1)]
+                ax.bar(range(x, x + k + 1), heights, color=f"C{i}", label=f"{st} ({k} vote{'s' if k > 1 else ''})")
+                ticks += range(x, x + k + 1)
+                labels += [f"{j}/{k}" for j in range(k + 1)]
+                x += k + 2  # a gap between stages
+            ax.set_xticks(ticks, labels)
+            ax.set_xlabel("Y votes of the candidate's votes in that stage")
+            ax.set_ylabel("candidates")
+            ax.set_title("Vote agreement per judge stage")
+            ax.legend()
+
+        uri = draw("votes", plot)
+        rows = []
+        for st in stages:
+            k = votes[st]
+            per = [(kk, y, n) for s, kk, y, n in counts if s == st]
+            total = sum(n for _, _, n in per)
+            unanimous = sum(n for kk, y, n in per if y in (0, kk))
+            rows.append((html.escape(st), k, total,
+                         f"{unanimous / total:.3f}" if k > 1 else "— (one vote: always unanimous)"))
+        return [("Vote agreement", f'<img src="{uri}" alt="votes">' +
+                 html_table(["stage", "votes per candidate", "candidates", "share with unanimous votes"], rows))]
 
 
-def funnel(lake: Lake, run_id: str) -> list[tuple[str, int]]:
-    """(step, candidates still in) from all candidates down to training examples."""
+# what each step of the funnel means, in words (a judge stage's step is added per stage)
+FUNNEL_STEPS = {
+    "not_judged": ("judged", "the others were never judged: another sample of the same question had already been "
+                             "accepted (selection keeps one per question)"),
+    "format": ("with a final answer in the expected format", "the others had no answer the scorer could read"),
+}
+
+
+def funnel(lake: Lake, run_id: str) -> list[tuple[str, int, str]]:
+    """(step, candidates still in, what the step means) from all candidates down to training examples."""
     p = {"run": run_id}
     (total,), = query(lake, "SELECT count(*) FROM candidates WHERE run_id = $run", p)[1]
     stops = dict(query(lake, "SELECT coalesce(rejected_at_stage, 'accepted'), count(*) FROM verdicts WHERE run_id = $run GROUP BY 1", p)[1])
-    steps, left = [("candidates", total)], total
+    steps, left = [("candidates", total, "every sample drawn")], total
     for stage in ["not_judged", "format"] + stage_order(run_config(lake, run_id)):
         if stage in stops:
             left -= stops[stage]
-            steps.append((f"after {stage}", left))
+            label, meaning = FUNNEL_STEPS.get(stage, (f"passed judge stage {stage}",
+                                                      f"the others were voted down by the {stage} judge"))
+            steps.append((label, left, meaning))
     (examples,), = query(lake, "SELECT count(*) FROM train_examples WHERE run_id = $run", p)[1]
-    steps.append(("training examples", examples))
+    steps.append(("training examples", examples, "accepted candidates the selection rule kept for fine-tuning"))
     return steps
-
-
-def html_table(headers: list[str], rows: list[tuple]) -> str:
-    import html
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 @register_view
@@ -186,12 +303,12 @@ class SDZeroView(MethodView):
         """Phases, Phase-1 tuples by control phrase, Phase-2 training in quarters, teacher syncs."""
         p = {"run": run_id}
         out = ["", "## SD-Zero seeds per phase (disjoint)",
-               format_table(*query(lake, "SELECT phase, count(*) AS seeds FROM seed_phases WHERE run_id = $run GROUP BY 1 ORDER BY 1", p))]
-        out += ["", "## Phase 1: revision tuples by control phrase (kept = revision correct)", format_table(*query(lake, """
+               Table(*query(lake, "SELECT phase, count(*) AS seeds FROM seed_phases WHERE run_id = $run GROUP BY 1 ORDER BY 1", p))]
+        out += ["", "## Phase 1: revision tuples by control phrase (kept = revision correct)", Table(*query(lake, """
             SELECT reward_source, coalesce(control, 'ungraded') AS control, count(*) AS tuples, count(*) FILTER (WHERE kept) AS kept,
                    round(avg(revised_reward::INT), 3) AS revised_correct_rate
             FROM revisions WHERE run_id = $run GROUP BY 1, 2 ORDER BY 2""", p))]
-        out += ["", "## Phase 2: on-policy self-distillation, by quarter of the steps", format_table(*query(lake, """
+        out += ["", "## Phase 2: on-policy self-distillation, by quarter of the steps", Table(*query(lake, """
             WITH s AS (SELECT *, ntile(4) OVER (ORDER BY step) AS quarter FROM distill_log WHERE run_id = $run AND step > 0)
             SELECT quarter, min(step) AS from_step, max(step) AS to_step, round(avg(loss), 4) AS loss,
                    round(avg(kl_reverse), 4) AS kl_reverse, round(avg(mean_reward), 3) AS rollout_reward,
@@ -203,7 +320,7 @@ class SDZeroView(MethodView):
         (_, [(v0, saved, v_saved)]) = query(lake, "SELECT max(val_reward) FILTER (WHERE step = 0), max(step) FILTER (WHERE saved), "
                                                   "max(val_reward) FILTER (WHERE saved) FROM distill_log WHERE run_id = $run", p)
         fmt = lambda v: v if v is None else round(v, 3)  # noqa: E731
-        out += ["", f"teacher syncs (held-out reward at step 0: {fmt(v0)})", format_table(cols, rows) if rows else "(none)",
+        out += ["", f"teacher syncs (held-out reward at step 0: {fmt(v0)})", Table(cols, rows) if rows else "(none)",
                 f"saved student: step {saved} (held-out reward {fmt(v_saved)}; step 0 = the SRT model unchanged)"]
         return out
 

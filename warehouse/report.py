@@ -1,7 +1,9 @@
 """`selfimprove report RUN_ID`: one self-contained HTML page (and its PNG figures) for a person.
 
-Sections: the method's own (for a judged method the funnel from seeds to training examples,
-accept rate per domain and vote agreement per judge stage; for SD-Zero its Phase-2 curve and
+Sections: the run's provenance (what it ran, its status, which stages were computed, resumed or copied
+from which run), the method's own (for a judged method the funnel from seeds to training examples,
+accept rate per domain, judge quality against ground truth with gating and advisory stages marked,
+and vote agreement per judge stage; for SD-Zero its Phase-2 curve and
 syncs: `method_views.py`), the training loss curve, held-out pass@1 of base and fine-tuned models
 with 95 % intervals, and for judged methods example accepted and rejected candidates with every
 judge call behind them. Figures are PNG files beside the page and
@@ -15,7 +17,9 @@ import io
 from pathlib import Path
 
 from selfimprove.warehouse.lake import Lake
-from selfimprove.warehouse.method_views import funnel, html_table, view_of  # noqa: F401  (funnel: part of the report API)
+from selfimprove.warehouse.document import as_html, html_table
+from selfimprove.warehouse.method_views import funnel, view_of  # noqa: F401  (funnel: part of the report API)
+from selfimprove.warehouse.provenance import provenance
 from selfimprove.warehouse.views import query
 
 
@@ -45,7 +49,7 @@ def write_report(lake: Lake, run: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     draw = lambda name, plot: _figure(plot, out_dir / f"{name}.png")  # noqa: E731
     view = view_of(lake, run)
-    parts = view.figures(lake, run, draw)
+    parts = [("Run", as_html(provenance(lake, run)))] + view.figures(lake, run, draw)
 
     loss = _rows(lake, "SELECT step, loss FROM train_log WHERE run_id = $run AND loss IS NOT NULL ORDER BY step", run)
     if loss:
@@ -80,9 +84,16 @@ def write_report(lake: Lake, run: str, out_dir: Path) -> Path:
 
 
 def _examples(lake: Lake, run: str, per_kind: int = 3) -> str:
-    picks = query(lake, """(SELECT candidate_id, 'accepted' FROM verdicts WHERE run_id = $run AND accepted ORDER BY candidate_id LIMIT $k)
-        UNION ALL (SELECT candidate_id, 'rejected at ' || rejected_at_stage FROM verdicts WHERE run_id = $run AND NOT accepted
-                   AND rejected_at_stage NOT IN ('not_judged') ORDER BY candidate_id LIMIT $k)""", {"run": run, "k": per_kind})[1]
+    """Up to `per_kind` accepted and rejected candidates, each from a different question."""
+    picks = query(lake, """WITH judged AS (
+            SELECT v.candidate_id, c.seed_id, v.accepted,
+                   CASE WHEN v.accepted THEN 'accepted' ELSE 'rejected at ' || v.rejected_at_stage END AS kind
+            FROM verdicts v JOIN candidates c USING (run_id, candidate_id)
+            WHERE v.run_id = $run AND v.rejected_at_stage IS DISTINCT FROM 'not_judged'),
+        one AS (SELECT * FROM judged QUALIFY row_number() OVER (PARTITION BY seed_id, accepted ORDER BY candidate_id) = 1)
+        (SELECT candidate_id, kind FROM one WHERE accepted ORDER BY seed_id LIMIT $k)
+        UNION ALL (SELECT candidate_id, kind FROM one WHERE NOT accepted ORDER BY seed_id DESC LIMIT $k)""",
+                  {"run": run, "k": per_kind})[1]
     index = "<ul>" + "".join(f'<li><a href="#{html.escape(c)}">{html.escape(c)}</a> ({html.escape(k)})</li>' for c, k in picks) + "</ul>"
     blocks = []
     for cid, kind in picks:
@@ -105,5 +116,6 @@ def _page(run: str, parts: list[tuple[str, str]]) -> str:
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>selfimprove run {html.escape(run)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}}
 table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}}
-pre{{background:#f5f5f5;padding:8px;white-space:pre-wrap}}img{{max-width:100%}}</style></head>
+pre{{background:#f5f5f5;padding:8px;white-space:pre-wrap}}img{{max-width:100%}}
+.warning{{background:#fdecea;border-left:4px solid #c0392b;padding:6px 10px}}.note{{background:#eef4fb;border-left:4px solid #4878a8;padding:6px 10px}}</style></head>
 <body><h1>selfimprove run {html.escape(run)}</h1><p>{nav}</p>{body}</body></html>"""

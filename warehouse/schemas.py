@@ -8,7 +8,12 @@ LS = pa.list_(pa.string())
 
 TABLES: dict[str, pa.Schema] = {
     "runs": pa.schema([("run_id", S), ("flow", S), ("preset", S), ("started_at", pa.timestamp("us", tz="UTC")),
-                       ("config_json", S), ("model", S), ("model_path", S), ("model_hash", S), ("library_version", S)]),
+                       ("config_json", S), ("model", S), ("model_path", S), ("model_hash", S), ("library_version", S),
+                       # where its stages may come from: the reused run and the first recomputed stage
+                       ("reuse", S), ("from_stage", S), ("flow_run_id", S),
+                       # running (stage = the one in progress) | completed | failed (stage and reason say where, why)
+                       ("status", S), ("stage", S), ("reason", S), ("updated_at", pa.timestamp("us", tz="UTC")),
+                       ("pid", I), ("host", S)]),
     "seeds": pa.schema([("run_id", S), ("seed_id", S), ("domain", S), ("question", S), ("answer", S), ("task", S)]),
     "candidates": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("sample_index", I), ("text", S),
                              ("final_answer", S), ("n_tokens", I), ("prompt_hash", S), ("error", S)]),

@@ -135,6 +135,14 @@ def _cell(v, width: int) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
+def run_state(lake: Lake, run_id: str) -> str:
+    """completed, or what else the run is (failed at a stage and why, still running, interrupted)."""
+    from selfimprove.warehouse.run_status import current, describe
+
+    row = current(lake, run_id) or {}
+    return describe(row) or (row.get("status") or "not recorded")
+
+
 def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]]:
     """One row per run: method (as its view labels it), training examples, generated tokens (what the
     method's view counts: samples, and for SD-Zero its revisions and rollouts; never judges), judge
@@ -146,7 +154,7 @@ def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]
     missing = [r for r in run_ids if r not in known]
     if missing:
         raise ValueError(f"no run {missing[0]!r} in the lake at {lake.root}")
-    columns = ["run_id", "flow", "method", "train_examples", "generated_tokens", "judge_calls", "base pass@1 [95% CI]",
+    columns = ["run_id", "flow", "status", "method", "train_examples", "generated_tokens", "judge_calls", "base pass@1 [95% CI]",
                "tuned pass@1 [95% CI]", "paired delta [95% CI]", "other models pass@1", "heldout_items"]
     rows = []
     for run in run_ids:
@@ -167,6 +175,6 @@ def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]
                    (SELECT string_agg(s, '; ' ORDER BY s) FROM fmt WHERE kind NOT IN ('base', 'tuned')),
                    (SELECT max(n) FROM fmt)""", {"run": run})
         flow, examples, judge_calls, base, tuned, delta, other, items = common
-        rows.append((run, flow, view.label(run_config(lake, run)), examples, view.generated_tokens(lake, run), judge_calls,
+        rows.append((run, flow, run_state(lake, run), view.label(run_config(lake, run)), examples, view.generated_tokens(lake, run), judge_calls,
                      base, tuned, delta, other, items))
     return columns, rows

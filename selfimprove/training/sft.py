@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from selfimprove.inference.models import load_causal_lm, load_tokenizer, save_checkpoint
 from selfimprove.validation import AtLeast1, NonNegative, Positive, Share
@@ -40,8 +41,10 @@ def as_trl_row(example: dict) -> dict:
             "completion": [{"role": "assistant", "content": example["completion"]}]}
 
 
-def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig) -> dict:
-    """Train on rows with `prompt` and `completion` (all chat rows or all text rows); save a checkpoint."""
+def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig,
+          on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Train on rows with `prompt` and `completion` (all chat rows or all text rows); save a checkpoint.
+    `on_step(done, total)` is called after every optimiser step."""
     if len({e.get("format") == "text" for e in examples}) > 1:
         raise ValueError("training rows mix chat and text formats; one run trains on one format")
     import torch
@@ -78,8 +81,13 @@ def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, 
                 log.append({"step": state.global_step, "loss": float(logs["loss"]),
                             "learning_rate": float(logs.get("learning_rate", 0.0))})
 
+    class _Steps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if on_step is not None:
+                on_step(state.global_step, state.max_steps)
+
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[_Log()])
+                         peft_config=peft_config, callbacks=[_Log(), _Steps()])
     result = trainer.train()
     trained = trainer.model
     if config.method == "lora":

@@ -34,3 +34,9 @@ def test_every_deployment_registers_against_a_local_server(prefect_harness):
     assert got["sdzero"].parameters["reward"] == "ground_truth"
     assert got["sdzero-self-verified"].parameters["reward"] == "self_verified"
     assert got["sdzero-from-distill"].parameters["from_stage"] == "distill"
+    # the Custom run form shows a description under every parameter of every deployment
+    for name, d in got.items():
+        props = d.parameter_openapi_schema["properties"]
+        undocumented = [p for p, spec in props.items() if not spec.get("description")]
+        assert props and not undocumented, f"{name}: parameters without a description: {undocumented}"
+    assert "first stage to recompute" in got["svd-from-select"].parameter_openapi_schema["properties"]["from_stage"]["description"]

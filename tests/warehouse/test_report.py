@@ -27,7 +27,7 @@ def test_report_has_every_section_and_its_figures(finished_run, tmp_path):
     for section in ("Funnel", "Accept rate per domain", "Vote agreement", "Training", "Held-out evaluation", "Example candidates"):
         assert f">{section}</h2>" in page
     assert page.count("data:image/png;base64,") >= 3 and (tmp_path / "funnel.png").stat().st_size > 5000
-    steps = dict(funnel(lake, run))
+    steps = {step: n for step, n, _ in funnel(lake, run)}
     assert steps["candidates"] == 24 and steps["training examples"] <= steps["candidates"]
     assert 'href="#' in page and "accepted" in page  # links to example candidates
     assert main(["report", "no-such-run", "--lake", str(lake.root), "--out", str(tmp_path / "x")]) == 2
