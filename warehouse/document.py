@@ -52,11 +52,18 @@ def as_markdown(items: list[Item]) -> str:
     return text.strip() + "\n"
 
 
+MARKDOWN_TABLE_CHARS = 110  # wider tables become lists: the UI does not wrap table cells, a list wraps
+
+
 def _md_table(table: Table) -> str:
     def cell(v) -> str:
         s = "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
         return s.replace("|", "\\|").replace("\n", " ")
 
+    width = sum(max([len(str(c))] + [len(cell(r[i])) for r in table.rows]) + 3 for i, c in enumerate(table.columns))
+    if width > MARKDOWN_TABLE_CHARS:
+        return "\n".join(f"- **{cell(row[0])}**: " + "; ".join(f"{c}: {cell(v)}" for c, v in zip(table.columns[1:], row[1:]))
+                         for row in table.rows)
     lines = ["| " + " | ".join(cell(c) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.rows]
     return "\n".join(lines)

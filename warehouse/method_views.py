@@ -134,14 +134,13 @@ class CascadeView(MethodView):
             FROM judgments WHERE run_id = $run AND model_call GROUP BY stage""", p)[1]}
         rows = []
         for stage in sorted(metrics.keys() | votes.keys(), key=lambda s: (order.index(s) if s in order else len(order), s)):
-            m, (k, judged, n_on_accepted) = metrics.get(stage, {}), votes.get(stage, (None, None, None))
+            m, (k, judged, n_on_accepted) = metrics.get(stage, {}), votes.get(stage, ("—", "—", "—"))  # —: calls no model
             gate = gates.get(stage, True)
             auroc = m.get("auroc")
-            chance = ("at chance" if auroc[2] is None or auroc[2] <= 0.5 else "signal") if auroc else \
-                "not measurable (labelled candidates all right or all wrong)"
-            rows.append((stage, "gates" if gate else "advisory (records votes, rejects nothing)", k, judged,
+            chance = ("at chance" if auroc[2] is None or auroc[2] <= 0.5 else "signal") if auroc else "n/a"
+            rows.append((stage, "gates" if gate else "advisory", k, judged,
                          _estimate(m.get("accept_rate")), _estimate(m.get("precision")), _estimate(m.get("recall")),
-                         _estimate(auroc), chance, (auroc or (None, None))[1],
+                         _estimate(auroc), chance, auroc[1] if auroc else "—",
                          "—" if gate else n_on_accepted))
         return Table(["stage", "role", "votes", "judged", "accept rate", "precision [95% CI]", "recall [95% CI]",
                       "AUROC [95% CI]", "verdict", "labelled", "accepted despite N votes"], rows, max_width=44)
@@ -200,10 +199,12 @@ class CascadeView(MethodView):
         intro = ("<p>Each judge stage scored against the seeds' ground-truth answers. The cascade never reads "
                  "them: this only measures how far its verdicts can be trusted. A <b>gating</b> stage rejects the "
                  "candidates it votes against; an <b>advisory</b> stage only records its votes, so candidates it voted "
-                 "N on can still be accepted, by design. AUROC whose 95% interval reaches 0.5 is indistinguishable "
-                 "from chance.</p>")
+                 "N on can still be accepted, by design (last column). AUROC whose 95% interval reaches 0.5 is "
+                 "indistinguishable from chance; n/a: the labelled candidates were all right or all wrong, so there is "
+                 "nothing to separate.</p>")
         aurocs = query(lake, "SELECT stage, value, ci_low, ci_high FROM judge_metrics WHERE run_id = $run "
-                             "AND metric = 'auroc' AND stage <> 'all' ORDER BY stage", {"run": run_id})[1]
+                             "AND metric = 'auroc' AND stage <> 'all' ORDER BY list_position($order, stage), stage",
+                       {"run": run_id, "order": stage_order(run_config(lake, run_id))})[1]
         figure = ""
         if aurocs:
             gates = _gates(lake, run_id)
@@ -249,7 +250,7 @@ class CascadeView(MethodView):
             ax.set_xlabel("Y votes of the candidate's votes in that stage")
             ax.set_ylabel("candidates")
             ax.set_title("Vote agreement per judge stage")
-            ax.legend()
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
 
         uri = draw("votes", plot)
         rows = []
@@ -281,8 +282,7 @@ def funnel(lake: Lake, run_id: str) -> list[tuple[str, int, str]]:
     for stage in ["not_judged", "format"] + stage_order(run_config(lake, run_id)):
         if stage in stops:
             left -= stops[stage]
-            label, meaning = FUNNEL_STEPS.get(stage, (f"passed judge stage {stage}",
-                                                      f"the others were voted down by the {stage} judge"))
+            label, meaning = FUNNEL_STEPS.get(stage, (f"passed stage {stage}", f"the others were rejected by the {stage} stage"))
             steps.append((label, left, meaning))
     (examples,), = query(lake, "SELECT count(*) FROM train_examples WHERE run_id = $run", p)[1]
     steps.append(("training examples", examples, "accepted candidates the selection rule kept for fine-tuning"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.document import as_html, html_table
-from selfimprove.warehouse.method_views import funnel, view_of  # noqa: F401  (funnel: part of the report API)
+from selfimprove.warehouse.method_views import funnel, run_config, stage_order, view_of  # noqa: F401  (funnel: report API)
 from selfimprove.warehouse.provenance import provenance
 from selfimprove.warehouse.views import query
 
@@ -34,7 +34,7 @@ def _figure(plot, path: Path) -> str:
     plot(ax)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")  # a legend outside the axes stays in the picture
     plt.close(fig)
     path.write_bytes(buf.getvalue())
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -87,13 +87,17 @@ def _examples(lake: Lake, run: str, per_kind: int = 3) -> str:
     """Up to `per_kind` accepted and rejected candidates, each from a different question."""
     picks = query(lake, """WITH judged AS (
             SELECT v.candidate_id, c.seed_id, v.accepted,
-                   CASE WHEN v.accepted THEN 'accepted' ELSE 'rejected at ' || v.rejected_at_stage END AS kind
+                   CASE WHEN v.accepted THEN 'accepted' ELSE 'rejected at ' || v.rejected_at_stage END
+                   || CASE WHEN l.correct THEN '; right by the seed''s answer' WHEN NOT l.correct
+                           THEN '; wrong by the seed''s answer' ELSE '' END AS kind
             FROM verdicts v JOIN candidates c USING (run_id, candidate_id)
+            LEFT JOIN candidate_labels l USING (run_id, candidate_id)
             WHERE v.run_id = $run AND v.rejected_at_stage IS DISTINCT FROM 'not_judged'),
         one AS (SELECT * FROM judged QUALIFY row_number() OVER (PARTITION BY seed_id, accepted ORDER BY candidate_id) = 1)
         (SELECT candidate_id, kind FROM one WHERE accepted ORDER BY seed_id LIMIT $k)
         UNION ALL (SELECT candidate_id, kind FROM one WHERE NOT accepted ORDER BY seed_id DESC LIMIT $k)""",
                   {"run": run, "k": per_kind})[1]
+    order = stage_order(run_config(lake, run))
     index = "<ul>" + "".join(f'<li><a href="#{html.escape(c)}">{html.escape(c)}</a> ({html.escape(k)})</li>' for c, k in picks) + "</ul>"
     blocks = []
     for cid, kind in picks:
@@ -101,7 +105,8 @@ def _examples(lake: Lake, run: str, per_kind: int = 3) -> str:
         (q, text, reason), = query(lake, """SELECT s.question, c.text, v.reason FROM candidates c JOIN seeds s USING (run_id, seed_id)
             JOIN verdicts v USING (run_id, candidate_id) WHERE c.run_id = $run AND c.candidate_id = $cid""", p)[1]
         calls = query(lake, """SELECT stage, vote_index, call, decision, round(p_yes, 3), left(raw_output, 160) FROM judgments
-            WHERE run_id = $run AND candidate_id = $cid ORDER BY stage, vote_index, call""", p)[1]
+            WHERE run_id = $run AND candidate_id = $cid ORDER BY list_position($order, stage), vote_index, call""",
+                      {**p, "order": order})[1]
         blocks.append(f'<h3 id="{html.escape(cid)}">{html.escape(cid)} — {html.escape(kind)}</h3>'
                       f"<p><b>question</b></p><pre>{html.escape(q)}</pre><p><b>candidate</b></p><pre>{html.escape(text)}</pre>"
                       f"<p><b>verdict</b>: {html.escape(reason)}</p>"

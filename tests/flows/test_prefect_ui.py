@@ -68,7 +68,7 @@ def test_a_runs_artifacts_have_descriptions_provenance_and_training_progress(fir
     summary = keyed["run-summary"].data
     assert f"reused run {first_run}: the stages before train are pinned" in summary
     assert "```" not in summary  # Markdown tables and paragraphs wrap; a code block would scroll sideways
-    assert "| stage | how | version |" in summary and f"copied from run {first_run} (pinned by from_stage)" in summary
+    assert f"- **seeds**: how: copied from run {first_run} (pinned by from_stage); version: " in summary
     progress = [a for a in artifacts if a.type == "progress"]
     tuning = [a for a in progress if a.description.startswith("fine-tuning:")]
     assert tuning and tuning[0].data == 100.0 and "100% (" in tuning[0].description
