@@ -87,5 +87,5 @@ def rescore_flow(source_run: str, lake: str | None = None) -> dict:
             lk.write("eval_metrics", ctx.run_id,
                      [paired_difference(rescored["base"], rescored["tuned"], cfg.evaluation, "tuned")], part="delta")
         changed = sum(a["correct"] != b["correct"] for part in samples for a, b in zip(samples[part], rescored[part]))
-        summary = render_eval(ctx.lake, ctx.run_id) + f"\nrescored {source_run}: {changed} sample verdicts changed"
+        summary = render_eval(ctx.lake, ctx.run_id, f"rescored {source_run}: {changed} sample verdicts changed")
         return {"run_id": ctx.run_id, "summary": summary, "changed": changed}

@@ -138,15 +138,25 @@ def eval_table(lake: Lake, run_id: str) -> Table:
     return Table(cols, rows, max_width=90)
 
 
-def render_eval(lake_dir: str, run_id: str) -> str:
-    return as_text([f"evaluation run {run_id}", eval_table(Lake(lake_dir), run_id)])
+def render_eval(lake_dir: str, run_id: str, note: str = "") -> str:
+    """An evaluation run's table as text, and in the Prefect UI as the `eval-summary` artifact with its provenance."""
+    lake = Lake(lake_dir)
+    items: list[Item] = [f"evaluation run {run_id}", eval_table(lake, run_id)] + ([note] if note else [])
+    markdown_artifact("eval-summary", as_markdown([f"# evaluation run {run_id}", *provenance(lake, run_id, closing=True),
+                                                   "", *items[1:]]),
+                      f"Evaluation run {run_id}: pass@k with 95% intervals, answer and error rates, cost per item")
+    return as_text(items)
 
 
 def render_calibration(lake_dir: str, run_id: str, rec: dict) -> str:
+    """The calibration's telemetry and recommended cascade as text, and as the `calibration` artifact."""
     cols, rows = query(Lake(lake_dir), "SELECT stage, metric, round(value, 3) AS value, n, round(ci_low, 3) AS ci95_low, "
                                        "round(ci_high, 3) AS ci95_high FROM judge_metrics "
                                        "WHERE run_id = $run AND metric IN ('accept_rate','precision','recall',"
                                        "'auroc','base_precision','unparseable_rate') ORDER BY stage, metric", {"run": run_id})
-    return "\n".join([f"# calibration run {run_id}", as_text([Table(cols, rows)]), "", "## verifiers", *rec["notes"], "",
-                      "## recommended cascade (use with --config FILE)",
-                      recommended_yaml(rec["stages"]) if rec["stages"] else "(no verifier carries signal: use no_filter)"])
+    recommended = recommended_yaml(rec["stages"]) if rec["stages"] else "(no verifier carries signal: use no_filter)"
+    items: list[Item] = [f"# calibration run {run_id}", Table(cols, rows), "", "## verifiers", *rec["notes"], "",
+                         "## recommended cascade (use with --config FILE)"]
+    markdown_artifact("calibration", as_markdown(items) + f"\n```yaml\n{recommended}\n```\n",
+                      f"Calibration run {run_id}: each verifier against ground truth, and the cascade it recommends")
+    return as_text(items + [recommended])

@@ -68,6 +68,12 @@ def test_kill_9_mid_stage_then_resume_loses_and_regenerates_nothing(stage, table
     assert lk.read_manifest(run_id, stage) is None  # the stage did not finish...
     assert not list(lake.glob(f"{table}/run={run_id}/*.parquet"))  # ...and DuckDB sees none of it
     assert query(lk, f"SELECT count(*) FROM {table} WHERE run_id = '{run_id}'")[1] == [(0,)]
+    # the killed run could not mark itself failed: it reads as interrupted in that stage, not as live
+    from selfimprove.warehouse.provenance import stage_line
+    from selfimprove.warehouse.run_status import current, describe
+
+    assert (current(lk, run_id)["status"], current(lk, run_id)["stage"]) == ("running", stage)
+    assert describe(current(lk, run_id)).startswith(f"interrupted in stage {stage}: marked running, but its process")
 
     before = usage(tiny_model).as_dict()
     svd(preset="quickstart", lake=str(lake), overrides=o, run_id=run_id, cache=False)
@@ -75,6 +81,9 @@ def test_kill_9_mid_stage_then_resume_loses_and_regenerates_nothing(stage, table
 
     shards = lk.read_manifest(run_id, stage)["shards"]
     assert shards["resumed"] >= 1 and shards["resumed"] + shards["computed"] == SEEDS // SHARD
+    assert f"[{stage}] resumed from {shards['resumed']} finished shards, {shards['computed']} computed; version " in \
+        stage_line(stage, lk.read_manifest(run_id, stage))
+    assert current(lk, run_id)["status"] == "completed" and describe(current(lk, run_id)) is None
     if stage == "candidates":  # only the unfinished shards' seeds were sampled again
         sampled = after["sequences"] - before["sequences"] - SEEDS  # minus the greedy base evaluation (8 items)
         assert sampled == shards["computed"] * SHARD * N
