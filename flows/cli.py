@@ -55,6 +55,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
     p.add_argument("--allow-contamination", action="store_true",
                    help="train even if training text overlaps a held-out set (recorded in the run)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the model stages' shards on Ray (ADDRESS: a cluster such as ray://head:10001 or auto; "
+                        "none: a local cluster); the config's `executor:` section sets workers and resources")
 
 
 RUN_FLAGS = {"run_id": "--resume", "reuse": "--reuse", "from_stage": "--from-stage"}
@@ -80,6 +83,8 @@ def run_command(args) -> None:
     if args.reward and args.flow != "sdzero":
         raise ValueError("--reward belongs to `run sdzero`")
     overrides: dict = {"sdzero": {"reward": args.reward}} if args.reward else {}
+    if args.ray is not None:
+        overrides["executor"] = {"kind": "ray", **({"address": args.ray} if args.ray else {})}
     method = args.method or default_method(args.flow, configlib.requested(args.preset, args.config, overrides).to_dict())
     cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
     # run ids, seeds and the engine, as the flow will check them, but before any flow run exists

@@ -63,6 +63,12 @@ def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reu
     if cfg.evaluation.dataset not in BUILTIN:
         load_items(cfg.evaluation)  # a held-out file is checked like a seed file
     backend_class(cfg.backend.kind).check(cfg.backend)
+    if cfg.executor.kind == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise InputError("executor kind ray needs Ray on this machine: pip install 'selfimprove[cluster]'",
+                             field="executor.kind")
 
 
 @contextmanager

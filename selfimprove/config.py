@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selfimprove.execution.base import ExecutorConfig
 from selfimprove.inference.base import BackendConfig
 from selfimprove.methods import METHODS, get_method
 from selfimprove.verification.cascade import CascadeConfig
@@ -43,6 +44,7 @@ class RunConfig:
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # guard before training
     sdzero: SDZeroConfig = field(default_factory=SDZeroConfig)  # the sdzero flow's two phases
     backend: BackendConfig = field(default_factory=BackendConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where model stages' shards run (local | ray)
     shard_seeds: AtLeast1 = 32  # seeds per checkpointed shard of sampling and judging (a crash loses at most one)
     max_error_rate: Share = 0.05  # a stage whose share of error rows (backend failures) exceeds this fails
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from selfimprove import __version__
+from selfimprove.execution.base import Executor, ExecutorConfig, LocalExecutor, ShardJob, get_executor
 from selfimprove.inference import models
 from selfimprove.inference.base import Backend, BackendConfig, backend_identity, load_backend, record_usage
 from selfimprove.prompts import load as load_prompt
@@ -260,7 +261,33 @@ def open_backend(model: str, config: BackendConfig, usage: dict):
 
 
 def release_engines() -> None:
-    """Close every engine kept warm (before training, and when a flow ends)."""
+    """Close every engine kept warm, here and on cluster workers (before training, and when a flow ends)."""
+    release_engines_here()
+    for executor in _EXECUTORS.values():
+        executor.release()
+
+
+_EXECUTORS: dict[str, Executor] = {}  # one per executor config, so a cluster's engine pool outlives a stage
+
+
+def run_shards(config: ExecutorConfig, shards: ShardStore, units: list, size: int, job: ShardJob, tick,
+               usage: dict) -> dict[str, list[dict]]:
+    """A stage's shards through the run's executor: locally on an engine opened here (`open_backend`), or
+    on Ray workers that each hold one; `usage` gets the engine identity and counters either way."""
+    if config.kind == "local":
+        if job.model is None:
+            return shards.run_on(LocalExecutor(config), job, units, size, tick)
+        with open_backend(job.model, job.backend, usage) as engine:
+            return shards.run_on(LocalExecutor(config, engine), job, units, size, tick)
+    key = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
+    if key not in _EXECUTORS:
+        _EXECUTORS[key] = get_executor(config)
+    release_engines_here()
+    return shards.run_on(_EXECUTORS[key], job, units, size, tick, usage)
+
+
+def release_engines_here() -> None:
+    """Close the engines this process keeps warm (a cluster stage needs none here)."""
     while _WARM:
         _WARM.popitem()[1].close()
 

@@ -5,6 +5,7 @@ SRT training itself is the shared `fine-tune` stage on the revision stage's trai
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from prefect import task
 
@@ -16,7 +17,8 @@ from selfimprove.methods.sdzero.config import CONTROL_PROMPTS, phases
 from selfimprove.methods.sdzero.distill import distill
 
 from selfimprove.tasks.ui import say, table_artifact
-from selfimprove.tasks.common import (MODEL_STAGE, StageContext, engine, open_backend, progress_bar, read,
+from selfimprove.execution.base import ShardJob
+from selfimprove.tasks.common import (MODEL_STAGE, StageContext, engine, progress_bar, read, run_shards,
                                       release_engines, run_stage, section)
 from selfimprove.tasks.stages import checkpoint_row
 
@@ -36,6 +38,15 @@ def _reward_section(cfg: RunConfig) -> dict:
     return {"sdzero": sd, "prompt": cfg.sampling.prompt, "answer_format": cfg.sampling.answer_format}
 
 
+def revise_shard(reward, sd, prompt: str, answer_format: str, engine, chunk: list[dict], shard: int) -> dict:
+    """One shard of Phase 1 (seeded by its index): the revision tuples and their SRT rows, rendered by the
+    engine's own chat template wherever the shard runs."""
+    seeds = [u["seed"] for u in chunk]
+    rows = revise(engine, seeds, [c for u in chunk for c in u["candidates"]], reward, replace(sd, seed=sd.seed + 7919 * shard),
+                  prompt, answer_format)
+    return {"revisions": rows, "train_examples": training_rows(rows, seeds, engine.render, prompt)}
+
+
 @task(name="revise-candidates", **MODEL_STAGE)
 def revise_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict) -> dict:
     """Phase 1: grade y_init, append P_r inside the assistant turn, continue, grade the revision; SRT rows."""
@@ -48,18 +59,16 @@ def revise_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, c
         of = phases(seeds, sd.distill_share, sd.distill.val_size, reward.gradable)
         phase1 = [s for s in seeds if of[s["seed_id"]] == "revise"]
         usage: dict = {}
-        with open_backend(cfg.model, cfg.backend, usage) as backend:
-            bar, tick = progress_bar(len(phase1), "revising", "seed")
-
-            def work(chunk, shard):
-                mine = {s["seed_id"] for s in chunk}
-                rows = revise(backend, chunk, [c for c in cands if c["seed_id"] in mine], reward,
-                              replace(sd, seed=sd.seed + 7919 * shard), cfg.sampling.prompt, cfg.sampling.answer_format)
-                return {"revisions": rows}
-
-            rows = shards.run(phase1, cfg.shard_seeds, work, tick)["revisions"]
-            bar.close()
-            train = training_rows(rows, phase1, backend.render, cfg.sampling.prompt)
+        by_seed: dict[str, list[dict]] = {}
+        for c in cands:
+            by_seed.setdefault(c["seed_id"], []).append(c)
+        bar, tick = progress_bar(len(phase1), "revising", "seed")
+        job = ShardJob(fn=partial(revise_shard, reward, sd, cfg.sampling.prompt, cfg.sampling.answer_format),
+                       model=cfg.model, backend=cfg.backend)
+        out = run_shards(cfg.executor, shards, [{"seed": s, "candidates": by_seed.get(s["seed_id"], [])} for s in phase1],
+                         cfg.shard_seeds, job, tick, usage)
+        bar.close()
+        rows, train = out.get("revisions", []), out.get("train_examples", [])
         kept = sum(r["kept"] for r in rows)
         say(f"[revise] {len(rows)} tuples from {len(phase1)} Phase-1 seeds ({reward.source} reward): {kept} kept, "
               f"{len(train)} SRT rows")

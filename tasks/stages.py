@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import replace
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,8 +29,9 @@ from selfimprove.training.sft import train
 from selfimprove.evaluation.uq_ttc import answer_with_cascade
 from selfimprove.config import RunConfig
 from selfimprove.inference import models
+from selfimprove.execution.base import ShardJob
 from selfimprove.tasks.common import (MODEL_STAGE, StageContext, check_error_rate, engine, error_reason, open_backend,
-                                      progress_bar, read, release_engines, run_stage, section)
+                                      progress_bar, read, release_engines, run_shards, run_stage, section)
 from selfimprove.tasks.ui import StepProgress, say
 from selfimprove.warehouse.run_status import RUNNING, here
 from selfimprove.warehouse.lake import Lake, file_sha256
@@ -87,26 +89,42 @@ def ingest_heldout(ctx: StageContext, cfg: RunConfig) -> dict:
     return run_stage(ctx, "seeds", ingest, [], body)
 
 
+def sample_shard(sampling, engine, chunk: list[dict], shard: int) -> dict:
+    """One shard of sampling (seeded by its index, so it draws the same wherever it runs); a failure
+    becomes error rows, and the shard is tried again by the next attempt."""
+    try:
+        return {"candidates": sample(engine, chunk, replace(sampling, seed=sampling.seed + 7919 * shard))}
+    except Exception as e:  # noqa: BLE001
+        reason = error_reason(e)
+        return {"_incomplete": True, "candidates": [
+            {"candidate_id": f"{s['seed_id']}#{k}", "seed_id": s["seed_id"], "sample_index": k, "text": "",
+             "final_answer": None, "n_tokens": 0, "error": reason} for s in chunk for k in range(sampling.n)]}
+
+
+def judge_shard(cascade, engine, chunk: list[dict], shard: int) -> dict:
+    """One shard of the cascade: `chunk` holds each seed with its candidates; a failure becomes error rows."""
+    seeds = [u["seed"] for u in chunk]
+    mine = [c for u in chunk for c in u["candidates"]]
+    try:
+        judgments, verdicts = run_cascade(engine, seeds, mine, cascade)
+    except Exception as e:  # noqa: BLE001
+        reason = error_reason(e)
+        return {"_incomplete": True, "judgments": [], "verdicts": [
+            {"candidate_id": c["candidate_id"], "accepted": False, "rejected_at_stage": "error", "reason": reason}
+            for c in mine]}
+    return {"judgments": judgments, "verdicts": verdicts}
+
+
 @task(name="sample-candidates", **MODEL_STAGE)
 def sample_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict) -> dict:
     """n candidates per seed, checkpointed every `shard_seeds` seeds (each shard seeded by its index)."""
     def body(lake, shards):
         seed_rows = read(seeds_manifest, "seeds")
         usage: dict = {}
-        with open_backend(cfg.model, cfg.backend, usage) as backend:
-            bar, tick = progress_bar(len(seed_rows), "sampling")
-
-            def work(chunk, shard):
-                try:
-                    return {"candidates": sample(backend, chunk, replace(cfg.sampling, seed=cfg.sampling.seed + 7919 * shard))}
-                except Exception as e:  # noqa: BLE001 - becomes error rows; the shard is retried by the next attempt
-                    reason = error_reason(e)
-                    return {"_incomplete": True, "candidates": [
-                        {"candidate_id": f"{s['seed_id']}#{k}", "seed_id": s["seed_id"], "sample_index": k, "text": "",
-                         "final_answer": None, "n_tokens": 0, "error": reason} for s in chunk for k in range(cfg.sampling.n)]}
-
-            rows = shards.run(seed_rows, cfg.shard_seeds, work, tick)["candidates"]
-            bar.close()
+        bar, tick = progress_bar(len(seed_rows), "sampling")
+        job = ShardJob(fn=partial(sample_shard, cfg.sampling), model=cfg.model, backend=cfg.backend)
+        rows = run_shards(cfg.executor, shards, seed_rows, cfg.shard_seeds, job, tick, usage)["candidates"]
+        bar.close()
         errors = check_error_rate("candidates", [r.get("error") for r in rows], cfg.max_error_rate)
         return [lake.write("candidates", ctx.run_id, rows)], {
             "generated_tokens": usage["backends"][0]["counters"]["generated_tokens"], "error_rows": errors, **usage}
@@ -133,26 +151,13 @@ def judge_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, ca
             by_seed.setdefault(c["seed_id"], []).append(c)
         bar, tick = progress_bar(len(seed_rows), "judging", "seed")
         usage: dict = {}
-
-        def work(backend, chunk, shard):
-            mine = [c for s in chunk for c in by_seed.get(s["seed_id"], [])]
-            try:
-                judgments, verdicts = run_cascade(backend, chunk, mine, cfg.cascade)
-            except Exception as e:  # noqa: BLE001 - error rows; the shard is retried by the next attempt
-                reason = error_reason(e)
-                return {"_incomplete": True, "judgments": [], "verdicts": [
-                    {"candidate_id": c["candidate_id"], "accepted": False, "rejected_at_stage": "error", "reason": reason}
-                    for c in mine]}
-            return {"judgments": judgments, "verdicts": verdicts}
-
         if cfg.filter.rule != "none":  # SSD / RFT: a rule decides; no model is loaded or called
             out = {"judgments": [], "verdicts": filters.apply(cfg.filter, seed_rows, cands, cfg.sampling.answer_format)}
             tick(len(seed_rows))
-        elif judge_model is None:  # only model-free strategies: no engine is loaded
-            out = shards.run(seed_rows, cfg.shard_seeds, lambda chunk, shard: work(None, chunk, shard), tick)
-        else:
-            with open_backend(judge_model, cfg.backend, usage) as backend:
-                out = shards.run(seed_rows, cfg.shard_seeds, lambda chunk, shard: work(backend, chunk, shard), tick)
+        else:  # judge_model None: only model-free strategies, no engine is loaded
+            units = [{"seed": s, "candidates": by_seed.get(s["seed_id"], [])} for s in seed_rows]
+            job = ShardJob(fn=partial(judge_shard, cfg.cascade), model=judge_model, backend=cfg.backend)
+            out = run_shards(cfg.executor, shards, units, cfg.shard_seeds, job, tick, usage)
         bar.close()
         judgments, verdicts = out["judgments"], out["verdicts"]
         errors = check_error_rate("judge", [v["reason"] if v["rejected_at_stage"] == "error" else None for v in verdicts],
@@ -202,11 +207,18 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict) -> dict:
         release_engines()  # no engine holds memory while the model trains
         base = models.resolve(cfg.model)
         checkpoint_id = f"{ctx.run_id}-{cfg.training.method}"
-        steps = StepProgress("fine-tuning")
-        try:
-            result = train(base, examples, lake.root / "checkpoints_store" / checkpoint_id, cfg.training, on_step=steps)
-        finally:
-            steps.close()
+        out = lake.root / "checkpoints_store" / checkpoint_id
+        if cfg.executor.kind == "ray" and cfg.executor.train_workers:
+            from selfimprove.execution.ray_train import train_on_ray
+
+            say(f"[train] on Ray Train: {cfg.executor.train_workers} worker(s)")
+            result = train_on_ray(cfg.executor, base, examples, out, cfg.training)
+        else:
+            steps = StepProgress("fine-tuning")
+            try:
+                result = train(base, examples, out, cfg.training, on_step=steps)
+            finally:
+                steps.close()
         row = checkpoint_row(checkpoint_id, result["path"], str(base), [e["candidate_id"] for e in examples],
                              result["steps"], result["final_loss"], cfg.training.method)
         log = [{"checkpoint_id": checkpoint_id, **r} for r in result["log"]]
@@ -250,17 +262,23 @@ def guard_contamination(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict,
 
 def _eval_stage(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str, stage: str,
                 extra: dict, produce, prompt_names: tuple[str, ...]) -> dict:
-    """An evaluation stage: `produce(backend, items, tick)` → eval_samples rows for `label`; metrics follow.
-    Every row names the model it scored by path and weight hash."""
+    """An evaluation stage: `produce(engine, items, shard, progress=None)` (picklable) → {"eval_samples": rows}
+    for `label`; metrics follow. Locally all items go to one engine in one call; on a cluster the items are
+    split into checkpointed shards of `shard_seeds` across the workers. Every row names the model it scored
+    by path and weight hash."""
     path = models.resolve(model)
 
     def body(lake, shards):
         items = read(items_manifest, "eval_items")
         usage: dict = {}
-        with open_backend(model, cfg.backend, usage) as backend:
-            bar, tick = progress_bar(len(items), f"eval {label}")
-            rows = produce(backend, items, tick)
-            bar.close()
+        bar, tick = progress_bar(len(items), f"eval {label}")
+        if cfg.executor.kind == "local":
+            with open_backend(model, cfg.backend, usage) as backend:
+                rows = produce(backend, items, 0, progress=tick)["eval_samples"]
+        else:
+            rows = run_shards(cfg.executor, shards, items, cfg.shard_seeds, ShardJob(fn=produce, model=model, backend=cfg.backend),
+                              tick, usage)["eval_samples"]
+        bar.close()
         rows = [{**r, "model_path": str(path), "model_hash": models.model_identity(path)} for r in rows]
         return [lake.write("eval_samples", ctx.run_id, rows, part=label),
                 lake.write("eval_metrics", ctx.run_id, metrics(rows, cfg.evaluation), part=label)], {"model": model, **usage}
@@ -272,12 +290,20 @@ def _eval_stage(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: 
 _EVAL_PROMPTS = ("sample_math", "sample_choice", "sample_code")
 
 
+def evaluate_shard(evaluation, label: str, engine, items: list[dict], shard: int, progress=None) -> dict:
+    return {"eval_samples": evaluate(engine, items, evaluation, label, progress=progress)}
+
+
+def uq_ttc_shard(cfg: RunConfig, label: str, engine, items: list[dict], shard: int, progress=None) -> dict:
+    return {"eval_samples": answer_with_cascade(engine, items, cfg.uq_ttc, cfg.sampling, cfg.cascade, cfg.evaluation,
+                                                label, progress=progress)}
+
+
 @task(name="evaluate-model", **MODEL_STAGE)
 def evaluate_model(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str) -> dict:
     """Score `model` ('default' or a checkpoint path) on the run's held-out items, stored under `label`."""
     return _eval_stage(ctx, cfg, items_manifest, model, label, f"eval-{label}", {},
-                       lambda backend, items, tick: evaluate(backend, items, cfg.evaluation, label, progress=tick),
-                       _EVAL_PROMPTS)
+                       partial(evaluate_shard, cfg.evaluation, label), _EVAL_PROMPTS)
 
 
 @task(name="evaluate-uq-ttc", **MODEL_STAGE)
@@ -285,6 +311,4 @@ def evaluate_uq_ttc(ctx: StageContext, cfg: RunConfig, items_manifest: dict, mod
     """The test-time baseline: n samples per held-out item, judged by the run's cascade, first accepted answers."""
     used = _EVAL_PROMPTS + tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
     return _eval_stage(ctx, cfg, items_manifest, model, label, "eval-uq_ttc", section(cfg, "uq_ttc", "sampling", "cascade"),
-                       lambda backend, items, tick: answer_with_cascade(backend, items, cfg.uq_ttc, cfg.sampling, cfg.cascade,
-                                                                        cfg.evaluation, label, progress=tick),
-                       used)
+                       partial(uq_ttc_shard, cfg, label), used)

@@ -44,3 +44,14 @@ def vllm_server():
     server = EngineProcess(str(default_checkpoint()), BackendConfig(kind="vllm"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster for the session: 2 CPUs, no dashboard, a small object store."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,
+             namespace="selfimprove")
+    yield ray
+    ray.shutdown()

@@ -15,11 +15,13 @@ import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
+from functools import partial
 from typing import Callable
 
 import pyarrow.parquet as pq
 
 from selfimprove.atomic import write_bytes, write_file
+from selfimprove.execution.base import Executor, ExecutorConfig, LocalExecutor, ShardJob
 from selfimprove.warehouse.schemas import to_table
 
 
@@ -32,38 +34,52 @@ class ShardStore:
 
     def run(self, units: list, size: int, work: Callable[[list, int], dict[str, list[dict]]],
             progress: Callable[[int], None] | None = None) -> dict[str, list[dict]]:
-        """`work(units_of_shard, shard_index) -> {table: rows}` for each shard not finished yet; all rows.
+        """`work(units_of_shard, shard_index) -> {table: rows}` for each shard not finished yet, in this
+        process; all rows in shard order."""
+        return self.run_on(LocalExecutor(ExecutorConfig()), ShardJob(fn=partial(_call, work)), units, size, progress)
 
-        A shard whose work returns `{"_incomplete": True, ...}` (error rows) is used but not saved,
-        so a rerun tries it again."""
-        out: dict[str, list[dict]] = defaultdict(list)
-        for start in range(0, len(units), max(1, size)):
-            shard = start // max(1, size)
-            chunk = units[start:start + max(1, size)]
+    def run_on(self, executor: Executor, job: ShardJob, units: list, size: int,
+               progress: Callable[[int], None] | None = None, usage: dict | None = None) -> dict[str, list[dict]]:
+        """Every shard not finished yet through `executor`, each checkpointed here as it comes back (in any
+        order); all rows in shard order. A shard whose work returns `{"_incomplete": True, ...}` (error rows)
+        is used but not saved, so a rerun tries it again. `usage` sums the engine counters workers report."""
+        size = max(1, size)
+        shards = [(start // size, units[start:start + size]) for start in range(0, len(units), size)]
+        results: dict[int, dict[str, list[dict]]] = {}
+        pending = []
+        for shard, chunk in shards:
             done = self.folder / f"{shard:05d}.done"
             if done.exists():
-                for table in json.loads(done.read_text())["tables"]:
-                    out[table] += pq.read_table(self.folder / f"{shard:05d}.{table}.parquet").to_pylist()
+                results[shard] = {table: pq.read_table(self.folder / f"{shard:05d}.{table}.parquet").to_pylist()
+                                  for table in json.loads(done.read_text())["tables"]}
                 self.loaded += 1
+                if progress:
+                    progress(len(chunk))
             else:
-                produced = work(chunk, shard)
-                if produced.pop("_incomplete", False):
-                    for table, rows in produced.items():
-                        out[table] += rows
-                    if progress:
-                        progress(len(chunk))
-                    continue
-                self.folder.mkdir(parents=True, exist_ok=True)
-                for table, rows in produced.items():
-                    arrow = to_table(table, rows, self.run_id)
-                    write_file(self.folder / f"{shard:05d}.{table}.parquet", lambda tmp: pq.write_table(arrow, tmp))
-                    out[table] += rows
-                write_bytes(done, json.dumps({"tables": sorted(produced), "units": len(chunk)}).encode())
-                self.computed += 1
-                self._pause()
+                pending.append((shard, chunk))
+        sizes = dict((shard, len(chunk)) for shard, chunk in pending)
+        for shard, produced, used in executor.run(job, pending):
+            if not produced.pop("_incomplete", False):
+                self._save(shard, produced, sizes[shard])
+            results[shard] = produced
+            if used and usage is not None:
+                _add_usage(usage, used)
             if progress:
-                progress(len(chunk))
+                progress(sizes[shard])
+        out: dict[str, list[dict]] = defaultdict(list)
+        for shard in sorted(results):
+            for table, rows in results[shard].items():
+                out[table] += rows
         return out
+
+    def _save(self, shard: int, produced: dict[str, list[dict]], units: int) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for table, rows in produced.items():
+            arrow = to_table(table, rows, self.run_id)
+            write_file(self.folder / f"{shard:05d}.{table}.parquet", lambda tmp: pq.write_table(arrow, tmp))
+        write_bytes(self.folder / f"{shard:05d}.done", json.dumps({"tables": sorted(produced), "units": units}).encode())
+        self.computed += 1
+        self._pause()
 
     def _pause(self) -> None:
         """SELFIMPROVE_PAUSE_AFTER_SHARD=<stage>:<seconds> holds a stage after each shard, so a crash
@@ -74,3 +90,18 @@ class ShardStore:
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _call(work, engine, units, index):
+    return work(units, index)
+
+
+def _add_usage(usage: dict, used: dict) -> None:
+    """Sum a worker's engine counters into the stage's `backends` entry for that engine."""
+    entries = usage.setdefault("backends", [])
+    entry = next((e for e in entries if e["identity"] == used["identity"]), None)
+    if entry is None:
+        entries.append({"identity": used["identity"], "counters": dict(used["counters"])})
+    else:
+        for k, v in used["counters"].items():
+            entry["counters"][k] = entry["counters"].get(k, 0) + v

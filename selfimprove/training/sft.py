@@ -92,6 +92,7 @@ def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, 
     trained = trainer.model
     if config.method == "lora":
         trained = trained.merge_and_unload()
-    save_checkpoint(trained, tokenizer, output_dir)
+    if trainer.is_world_process_zero():  # several workers (Ray Train, DDP) train one model; one saves it
+        save_checkpoint(trained, tokenizer, output_dir)
     return {"path": str(output_dir), "steps": int(result.global_step), "log": log,
             "final_loss": log[-1]["loss"] if log else float("nan"), "examples": len(examples)}

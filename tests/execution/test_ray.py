@@ -1,0 +1,42 @@
+"""The tiny-model flow on a local Ray cluster: 2 engine workers, one of them killed mid-shard, gives the
+rows a local run gives, loses none and computes no finished shard twice."""
+from selfimprove.warehouse.views import query
+from tests.tiny_model import tiny_overrides
+
+SEEDS, SHARD = 6, 2
+
+
+def _rows(lake, run, sql):
+    return query(lake, sql, {"run": run})[1]
+
+
+def test_a_ray_run_with_a_worker_killed_mid_shard_equals_a_local_run(tiny_model, ray_cluster, prefect_harness, tmp_path,
+                                                                     monkeypatch):
+    from selfimprove.flows.svd import svd
+    from selfimprove.warehouse import Lake
+
+    o = {**tiny_overrides(tiny_model), "shard_seeds": SHARD}
+    local_lake, ray_lake = Lake(tmp_path / "local"), Lake(tmp_path / "ray")
+    local = svd(preset="quickstart", lake=str(local_lake.root), overrides=o)["run_id"]
+
+    marker = tmp_path / "worker-died"
+    monkeypatch.setenv("SELFIMPROVE_TEST_DIE_IN_SHARD", f"1:{marker}")  # the first worker given shard 1 exits
+    on_ray = svd(preset="quickstart", lake=str(ray_lake.root),
+                 overrides={**o, "executor": {"kind": "ray", "workers": 2, "cpus_per_worker": 1}})["run_id"]
+    assert marker.exists()  # a worker did die mid-shard
+
+    manifest = ray_lake.read_manifest(on_ray, "candidates")
+    assert manifest["shards"] == {"resumed": 0, "computed": SEEDS // SHARD}  # every shard saved once, none twice
+    for sql in ("SELECT candidate_id, text, final_answer FROM candidates WHERE run_id = $run ORDER BY 1",
+                "SELECT candidate_id, accepted, rejected_at_stage, reason FROM verdicts WHERE run_id = $run ORDER BY 1",
+                "SELECT candidate_id, stage, vote_index, call, raw_output FROM judgments WHERE run_id = $run ORDER BY ALL",
+                "SELECT candidate_id, prompt, completion FROM train_examples WHERE run_id = $run ORDER BY 1",
+                "SELECT model, item_id, output, correct FROM eval_samples WHERE run_id = $run ORDER BY ALL"):
+        got, want = _rows(ray_lake, on_ray, sql), _rows(local_lake, local, sql)
+        assert got and got == want, sql
+    # the workers' engine counters reach the manifest: every candidate was sampled once on the cluster
+    counters = manifest["backends"][0]["counters"]
+    assert counters["sequences"] == SEEDS * o["sampling"]["n"]
+    # fine-tuning ran in Ray Train and wrote a checkpoint the tuned evaluation loaded
+    (steps,), = _rows(ray_lake, on_ray, "SELECT steps FROM checkpoints WHERE run_id = $run")
+    assert steps == _rows(local_lake, local, "SELECT steps FROM checkpoints WHERE run_id = $run")[0][0] and steps > 0
