@@ -2,6 +2,8 @@
 
     python bench/scale_out.py [--seeds 64] [--n 4] [--shard 8] [--tokens 32]
 
+Variants: this process (2 torch threads); Ray with 1 worker of 2 CPUs (the same threads: what Ray
+itself costs); 1 worker of 1 CPU and 2 workers of 1 CPU (Ray gives an actor one torch thread per CPU).
 Each variant runs the real `sample-candidates` stage body (shards checkpointed as in a run) on the
 embedded model; each wall time includes loading the engine (in this process, or in each Ray actor).
 Reported per variant: wall seconds, useful tokens/s, the ratio to the local stage, and for Ray
@@ -22,7 +24,8 @@ from selfimprove.tasks.stages import ingest_seeds, sample_candidates
 
 
 def stage(cfg, lake: str) -> tuple[float, dict]:
-    ctx = StageContext(lake=lake, run_id=f"bench-{cfg.executor.kind}-{cfg.executor.workers}", cache=False)
+    ctx = StageContext(lake=lake, run_id=f"bench-{cfg.executor.kind}-{cfg.executor.workers}x{cfg.executor.cpus_per_worker:g}",
+                       cache=False)
     seeds = ingest_seeds.fn(ctx, cfg)
     start = time.time()
     manifest = sample_candidates.fn(ctx, cfg, seeds)
@@ -48,17 +51,20 @@ def main() -> None:
     shards = -(-args.seeds // args.shard)
     rows, local = [], None
     with tempfile.TemporaryDirectory() as lake:
-        for kind, workers in (("local", 1), ("ray", 1), ("ray", 2)):
-            cfg = configlib.load("quickstart", overrides={**base, "executor": {"kind": kind, "workers": workers}})
+        # Ray gives an actor as many torch threads as CPUs: 1 worker × 2 CPUs matches this process's threads
+        # (Ray's own cost), 1 × 1 and 2 × 1 show what the thread split does
+        for kind, workers, cpus in (("local", 1, 2), ("ray", 1, 2), ("ray", 1, 1), ("ray", 2, 1)):
+            cfg = configlib.load("quickstart", overrides={**base, "executor": {"kind": kind, "workers": workers,
+                                                                               "cpus_per_worker": cpus}})
             wall, m = stage(cfg, lake)
             tokens = sum(b["counters"]["generated_tokens"] for b in m["backends"])
             local = local or wall
-            rows.append((f"{kind} ×{workers}" if kind == "ray" else "local", wall, tokens / wall, wall / local))
+            rows.append((f"ray {workers}×{cpus} CPU" if kind == "ray" else "local", wall, tokens / wall, wall / local))
     print(f"sampling stage: {args.seeds} seeds × {args.n} samples, {args.tokens} new tokens, shards of {args.shard} "
           f"({shards} shards); ray.init {ray_start:.1f} s (once per process)")
-    print(f"{'variant':<10} {'wall s':>8} {'tok/s':>8} {'vs local':>9} {'extra s/shard':>14}")
+    print(f"{'variant':<14} {'wall s':>8} {'tok/s':>8} {'vs local':>9} {'extra s/shard':>14}")
     for name, wall, rate, ratio in rows:
-        print(f"{name:<10} {wall:>8.1f} {rate:>8.1f} {ratio:>9.2f} {(wall - local) / shards:>14.2f}")
+        print(f"{name:<14} {wall:>8.1f} {rate:>8.1f} {ratio:>9.2f} {(wall - local) / shards:>14.2f}")
     ray.shutdown()
 
 

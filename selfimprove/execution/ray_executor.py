@@ -127,6 +127,9 @@ class RayExecutor(Executor):
     def release(self) -> None:
         import ray
 
+        if not ray.is_initialized():  # at exit Ray may have shut down first: its actors went with it
+            self.pools.clear()
+            return
         for actors in self.pools.values():
             for actor in actors:
                 try:
