@@ -104,18 +104,25 @@ def _compare_arguments(p):
     p.add_argument("--lake")
 
 
+def _note_if_not_completed(lake, run: str, consequence: str) -> None:
+    """One line on stderr when a run failed, is running or was interrupted (older runs record no status)."""
+    from selfimprove.warehouse.views import run_state
+
+    state = run_state(lake, run)
+    if state not in ("completed", "not recorded"):
+        print(f"note: run {run} is not completed ({state}); {consequence}", file=sys.stderr)
+
+
 @command("compare", "side-by-side table of runs: method, data, cost, held-out pass@1")
 @arguments(_compare_arguments)
 def compare_command(args) -> None:
-    from selfimprove.warehouse.views import compare_runs, format_table, run_state
+    from selfimprove.warehouse.views import compare_runs, format_table
 
     lake = _existing_lake(args.lake)
     cols, rows = compare_runs(lake, args.run_ids)
     print(format_table(cols, rows, max_width=48))
     for run in args.run_ids:
-        state = run_state(lake, run)
-        if state not in ("completed", "not recorded"):
-            print(f"note: run {run} is not completed ({state}); its numbers are partial", file=sys.stderr)
+        _note_if_not_completed(lake, run, "its numbers are partial")
     _warn_damaged(lake)
 
 
@@ -203,13 +210,9 @@ def _report_arguments(p):
 def report_command(args) -> None:
     from selfimprove.warehouse.report import write_report
 
-    from selfimprove.warehouse.views import run_state
-
     lake = _existing_lake(args.lake)
     print(f"report: {write_report(lake, args.run_id, Path(args.out) if args.out else lake.root / 'reports' / args.run_id)}")
-    state = run_state(lake, args.run_id)
-    if state not in ("completed", "not recorded"):
-        print(f"note: run {args.run_id} is not completed ({state}); the report shows what it has so far", file=sys.stderr)
+    _note_if_not_completed(lake, args.run_id, "the report shows what it has so far")
     _warn_damaged(lake)
 
 

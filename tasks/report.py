@@ -59,10 +59,6 @@ def summary_items(lake: Lake, run_id: str, closing: bool = False) -> list[Item]:
     return out + _training_and_eval(lake, run_id)
 
 
-def render_summary(lake: Lake, run_id: str) -> str:
-    return as_text(summary_items(lake, run_id))
-
-
 def _training_and_eval(lake: Lake, run_id: str) -> list[Item]:
     (_, [(n_train,)]) = query(lake, "SELECT count(*) FROM train_examples WHERE run_id = $run", {"run": run_id})
     train = lake.read_manifest(run_id, "train") or {}

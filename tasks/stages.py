@@ -127,7 +127,8 @@ def sample_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict) -
         bar.close()
         errors = check_error_rate("candidates", [r.get("error") for r in rows], cfg.max_error_rate)
         return [lake.write("candidates", ctx.run_id, rows)], {
-            "generated_tokens": usage["backends"][0]["counters"]["generated_tokens"], "error_rows": errors, **usage}
+            "generated_tokens": sum(b["counters"]["generated_tokens"] for b in usage.get("backends", [])),
+            "error_rows": errors, **usage}
 
     return run_stage(ctx, "candidates", {"engine": engine(cfg.model, cfg.backend), **section(cfg, "sampling", "shard_seeds")},
                      [seeds_manifest], body, (cfg.sampling.prompt,), reads=("seeds",))

@@ -57,8 +57,7 @@ MARKDOWN_TABLE_CHARS = 110  # wider tables become lists: the UI does not wrap ta
 
 def _md_table(table: Table) -> str:
     def cell(v) -> str:
-        s = "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
-        return s.replace("|", "\\|").replace("\n", " ")
+        return _plain(v).replace("|", "\\|").replace("\n", " ")
 
     width = sum(max([len(str(c))] + [len(cell(r[i])) for r in table.rows]) + 3 for i, c in enumerate(table.columns))
     if width > MARKDOWN_TABLE_CHARS:
