@@ -44,7 +44,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="one of the flow's methods (default: the flow's own): " +
                         "; ".join(f"{m}: {METHODS[m].help}" for m in run_methods))
     p.add_argument("--config", help="YAML/JSON file overriding the preset")
-    p.add_argument("--lake", help="lake root (default ./lake or $SELFIMPROVE_LAKE)")
+    p.add_argument("--lake", help="lake root: a folder or s3://BUCKET/PREFIX (default ./lake or $SELFIMPROVE_LAKE)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
     p.add_argument("--reuse", metavar="RUN_ID", help="copy that run's stages wherever their version matches")
     p.add_argument("--reward", choices=_reward_sources(),
@@ -154,10 +154,11 @@ def _existing_lake(path: str | None):
     from selfimprove.warehouse.lake import Lake
 
     lake = Lake(path)
-    if not lake.root.is_dir():
-        raise ValueError(f"no lake at {lake.root} (pass --lake PATH or set $SELFIMPROVE_LAKE; a run creates it)")
-    if not any(lake.root.glob("*/run=*/*.parquet")):
-        raise ValueError(f"the lake at {lake.root} is empty: no table has been written there yet")
+    if not lake.exists():
+        raise ValueError(f"no lake at {lake.location} (pass --lake PATH or s3://BUCKET/PREFIX, or set "
+                         "$SELFIMPROVE_LAKE; a run creates it)")
+    if lake.is_empty():
+        raise ValueError(f"the lake at {lake.location} is empty: no table has been written there yet")
     return lake
 
 
@@ -201,7 +202,8 @@ def eval_command(args) -> None:
 
 def _report_arguments(p):
     p.add_argument("run_id")
-    p.add_argument("--out", help="folder for report.html and the figures (default <lake>/reports/RUN_ID)")
+    p.add_argument("--out", help="folder for report.html and the figures (default <lake>/reports/RUN_ID; "
+                                 "for an S3 lake ./reports/RUN_ID)")
     p.add_argument("--lake")
 
 
@@ -211,7 +213,8 @@ def report_command(args) -> None:
     from selfimprove.warehouse.report import write_report
 
     lake = _existing_lake(args.lake)
-    print(f"report: {write_report(lake, args.run_id, Path(args.out) if args.out else lake.root / 'reports' / args.run_id)}")
+    default = Path("reports") if lake.on_s3 else lake.root / "reports"
+    print(f"report: {write_report(lake, args.run_id, Path(args.out) if args.out else default / args.run_id)}")
     _note_if_not_completed(lake, args.run_id, "the report shows what it has so far")
     _warn_damaged(lake)
 

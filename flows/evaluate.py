@@ -15,7 +15,7 @@ from selfimprove.inference import models as modellib
 from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.tasks.report import render_eval
 from selfimprove.tasks.stages import evaluate_model, evaluate_uq_ttc, ingest_heldout, register_run
-from selfimprove.warehouse.lake import Lake, lake_root
+from selfimprove.warehouse.lake import Lake, lake_location
 
 def model_labels(names: list[str]) -> dict[str, str]:
     """label → model: `default`, else the checkpoint folder's name, made unique."""
@@ -66,16 +66,16 @@ def evaluate_flow(model: str | list[str] = "default", data: str | None = None, s
 @documented("rescore")
 def rescore_flow(source_run: str, lake: str | None = None) -> dict:
     """Reapply the scorers to the outputs stored by `source_run`, into a new run; nothing is regenerated."""
-    lk = Lake(lake_root(lake))
+    lk = Lake(lake_location(lake))
     lk.require_run(source_run, "rescore")
     items = [r for rows in lk.read("eval_items", source_run).values() for r in rows]
     samples = lk.read("eval_samples", source_run)
     if not items or not samples:
-        raise ValueError(f"run {source_run!r} has no stored evaluation in {lk.root} (eval_items and eval_samples)")
+        raise ValueError(f"run {source_run!r} has no stored evaluation in {lk.location} (eval_items and eval_samples)")
     runs = [r for rows in lk.read("runs", source_run).values() for r in rows]
     conf = json.loads(runs[0]["config_json"]) if runs else configlib.RunConfig().to_dict()
     cfg = configlib.from_dict(conf)
-    ctx = StageContext(lake=str(lk.root), run_id=new_run_id("rescore"))
+    ctx = StageContext(lake=lk.location, run_id=new_run_id("rescore"))
     register_run(ctx, cfg, "rescore", "n/a", {"rescored_from": source_run})
     with tracked(ctx):
         rescored = {}

@@ -28,7 +28,7 @@ from selfimprove.tasks.ui import say
 from selfimprove.warehouse.run_status import COMPLETED, FAILED, one_line, set_status
 from selfimprove.tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination, ingest_seeds,
                           judge_candidates, register_run, sample_candidates, select_examples)
-from selfimprove.warehouse.lake import Lake, lake_root
+from selfimprove.warehouse.lake import Lake, lake_location
 
 
 def new_run_id(flow_name: str) -> str:
@@ -43,7 +43,9 @@ def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reu
     names = {"run_id": "run_id", "reuse": "reuse", "from_stage": "from_stage", **(flags or {})}
     if from_stage and not reuse:
         raise InputError(f"{names['from_stage']} needs {names['reuse']} RUN_ID (the run whose earlier stages are kept)")
-    lk = Lake(lake_root(lake))
+    lk = Lake(lake_location(lake))
+    if lk.on_s3:
+        lk.storage.check()  # an unreachable bucket is one line, before anything is written
     for given, name in ((run_id, "run_id"), (reuse, "reuse")):
         if given is not None:
             lk.require_run(given, names[name])
@@ -77,7 +79,7 @@ def start_run(flow_name: str, cfg: RunConfig, preset: str, lake: str | None, run
     """`with start_run(...) as ctx:` the stage context of a registered run (its inputs checked first: a refused
     start writes nothing), whose status is `running` inside the block and `completed` or `failed` after it."""
     check_start(cfg, lake, run_id, reuse, from_stage)
-    ctx = StageContext(lake=str(lake_root(lake)), run_id=run_id or new_run_id(flow_name), reuse=reuse,
+    ctx = StageContext(lake=lake_location(lake), run_id=run_id or new_run_id(flow_name), reuse=reuse,
                        from_stage=from_stage, cache=cache)
     register_run(ctx, cfg, flow_name, preset)
     with tracked(ctx):

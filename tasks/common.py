@@ -18,9 +18,6 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from selfimprove import __version__
 from selfimprove.execution.base import Executor, ExecutorConfig, LocalExecutor, ShardJob, get_executor
@@ -28,10 +25,11 @@ from selfimprove.inference import models
 from selfimprove.inference.base import Backend, BackendConfig, backend_identity, load_backend, record_usage
 from selfimprove.prompts import load as load_prompt
 from selfimprove.tasks.ui import progress_bar, say  # noqa: F401  (progress_bar: used by every model stage)
-from selfimprove.warehouse.lake import Lake
+from selfimprove.warehouse.lake import Lake, files_exist
 from selfimprove.warehouse.provenance import STAGES, stage_line
 from selfimprove.warehouse.run_status import RUNNING, set_status
 from selfimprove.warehouse.shards import ShardStore
+from selfimprove.warehouse.storage import read_table
 
 
 @dataclass(frozen=True)
@@ -88,24 +86,24 @@ def run_stage(ctx: StageContext, stage: str, config_section, inputs: list[dict],
     if source_run:
         source = lake.read_manifest(source_run, stage)
         why = "pinned by from_stage" if forced else "same version"
-        copier = Lake(lake.root, {"run_id": run_id, "stage": stage, "version": source.get("version"),
-                                  "copied_from": source_run, "libraries": library_versions()})
+        copier = Lake(lake.location, {"run_id": run_id, "stage": stage, "version": source.get("version"),
+                                      "copied_from": source_run, "libraries": library_versions()}, staged=True)
         manifest = {**source, "run_id": run_id, "reused_from": source_run, "reused_because": why,
                     "files": [copier.copy_to_run(f, run_id) for f in source["files"]],
                     "copy_seconds": round(time.time() - start, 2)}
-        lake.write_manifest(run_id, stage, manifest)
+        manifest = lake.write_manifest(run_id, stage, manifest)
         say(stage_line(stage, manifest))
         return manifest
-    shards = ShardStore(lake.root, run_id, stage, version)
+    shards = ShardStore(lake.storage, run_id, stage, version)
     provenance = {"run_id": run_id, "stage": stage, "version": version, "libraries": library_versions(),
                   "inputs": {m["stage"]: m.get("version") for m in inputs}, "prompts": sorted(prompt_names)}
-    files, info = body(Lake(lake.root, provenance), shards)
+    files, info = body(Lake(lake.location, provenance, staged=True), shards)
     manifest = {**provenance, "files": files, "rows": {f["table"]: f["rows"] for f in files},
                 "seconds": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "seed": _seed_of(config_section), **info}
     if shards.loaded or shards.computed:
         manifest["shards"] = {"resumed": shards.loaded, "computed": shards.computed}
-    lake.write_manifest(run_id, stage, manifest)
+    manifest = lake.write_manifest(run_id, stage, manifest)
     if not info.get("error_rows"):  # a stage kept with error rows is never served to other runs from the cache
         lake.index_version(stage, version, run_id)
     shards.clear()
@@ -152,7 +150,7 @@ def _source(ctx: StageContext, lake: Lake, stage: str, version: str) -> tuple[st
             return None, False  # from here on (and extra evaluations, always last): recompute
         if not reuse:
             raise ValueError("from_stage needs reuse=RUN_ID: the run whose earlier stages are kept")
-        if not _files_exist(lake.read_manifest(reuse, stage)):
+        if not files_exist(lake.read_manifest(reuse, stage)):
             raise ValueError(f"run {reuse!r} has no finished stage {stage!r} to start from")
         return reuse, True
     if reuse and _complete(lake.read_manifest(reuse, stage), version):
@@ -201,19 +199,15 @@ def check_error_rate(stage: str, errors: list[str | None], max_rate: float) -> i
     return len(bad)
 
 
-def _files_exist(manifest: dict | None) -> bool:
-    return bool(manifest) and all(Path(f["path"]).exists() for f in manifest["files"])
-
-
 def _complete(manifest: dict | None, version: str) -> bool:
-    return _files_exist(manifest) and manifest.get("version") == version
+    return files_exist(manifest) and manifest.get("version") == version
 
 
 def read(manifest: dict, table: str) -> list[dict]:
     """The rows of one table that a stage's manifest names."""
     for f in manifest["files"]:
         if f["table"] == table:
-            return pq.read_table(f["path"]).to_pylist()
+            return read_table(f["path"]).to_pylist()
     raise KeyError(f"stage {manifest['stage']!r} wrote no table {table!r}")
 
 

@@ -18,6 +18,7 @@ from selfimprove.methods.sdzero.distill import distill
 
 from selfimprove.tasks.ui import say, table_artifact
 from selfimprove.execution.base import ShardJob
+from selfimprove.warehouse import checkpoints
 from selfimprove.tasks.common import (MODEL_STAGE, StageContext, engine, progress_bar, read, run_shards,
                                       release_engines, run_stage, section)
 from selfimprove.tasks.stages import checkpoint_row
@@ -101,11 +102,12 @@ def self_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candid
             return [], {"skipped": "no gradable Phase-2 seeds", "checkpoint": start}
         release_engines()  # no engine holds memory while the student trains
         checkpoint_id = f"{ctx.run_id}-sdzero"
-        out = lake.root / "checkpoints_store" / checkpoint_id
+        out = checkpoints.staging_dir(ctx.lake, checkpoint_id)
         bar, tick = progress_bar(cfg.sdzero.distill.steps, "self-distilling", "step")
         result = distill(models.resolve(start), train_seeds, val_seeds, reward, cfg.sdzero.distill, cfg.sampling.prompt,
                          out, progress=tick, device=_device(cfg.backend.device))
         bar.close()
+        result["path"] = checkpoints.publish(ctx.lake, out, checkpoint_id)
         trained = [s for s in result["steps"] if s.get("loss") is not None]
         final_loss = trained[-1]["loss"] if trained else float("nan")
         # Phase 2 trains on its own rollouts (distill_samples), not on train_examples rows

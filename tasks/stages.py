@@ -34,6 +34,7 @@ from selfimprove.tasks.common import (MODEL_STAGE, StageContext, check_error_rat
                                       progress_bar, read, release_engines, run_shards, run_stage, section)
 from selfimprove.tasks.ui import StepProgress, say
 from selfimprove.warehouse.run_status import RUNNING, here
+from selfimprove.warehouse import checkpoints
 from selfimprove.warehouse.lake import Lake, file_sha256
 
 
@@ -193,7 +194,8 @@ def select_examples(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, can
 def checkpoint_row(checkpoint_id: str, path: str, base: str, example_ids: list[str], steps: int, final_loss: float,
                    method: str) -> dict:
     """A checkpoints row: where the weights are, what they started from and which training rows made them."""
-    return {"checkpoint_id": checkpoint_id, "path": path, "base_model": base, "model_hash": models.model_identity(Path(path)),
+    return {"checkpoint_id": checkpoint_id, "path": path, "base_model": base,
+            "model_hash": models.model_identity(models.resolve(path)),
             "examples": len(example_ids), "example_ids": example_ids, "steps": steps, "final_loss": final_loss,
             "method": method}
 
@@ -208,18 +210,19 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict) -> dict:
         release_engines()  # no engine holds memory while the model trains
         base = models.resolve(cfg.model)
         checkpoint_id = f"{ctx.run_id}-{cfg.training.method}"
-        out = lake.root / "checkpoints_store" / checkpoint_id
         if cfg.executor.kind == "ray" and cfg.executor.train_workers:
             from selfimprove.execution.ray_train import train_on_ray
 
             say(f"[train] on Ray Train: {cfg.executor.train_workers} worker(s)")
-            result = train_on_ray(cfg.executor, base, examples, out, cfg.training)
+            result = train_on_ray(cfg.executor, base, examples, ctx.lake, checkpoint_id, cfg.training)
         else:
+            out = checkpoints.staging_dir(ctx.lake, checkpoint_id)
             steps = StepProgress("fine-tuning")
             try:
                 result = train(base, examples, out, cfg.training, on_step=steps)
             finally:
                 steps.close()
+            result["path"] = checkpoints.publish(ctx.lake, out, checkpoint_id)
         row = checkpoint_row(checkpoint_id, result["path"], str(base), [e["candidate_id"] for e in examples],
                              result["steps"], result["final_loss"], cfg.training.method)
         log = [{"checkpoint_id": checkpoint_id, **r} for r in result["log"]]
@@ -280,7 +283,8 @@ def _eval_stage(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: 
             rows = run_shards(cfg.executor, shards, items, cfg.shard_seeds, ShardJob(fn=produce, model=model, backend=cfg.backend),
                               tick, usage)["eval_samples"]
         bar.close()
-        rows = [{**r, "model_path": str(path), "model_hash": models.model_identity(path)} for r in rows]
+        where = model if str(model).startswith("s3://") else str(path)  # a lake checkpoint by its url, as checkpoints names it
+        rows = [{**r, "model_path": where, "model_hash": models.model_identity(path)} for r in rows]
         return [lake.write("eval_samples", ctx.run_id, rows, part=label),
                 lake.write("eval_metrics", ctx.run_id, metrics(rows, cfg.evaluation), part=label)], {"model": model, **usage}
 

@@ -55,3 +55,59 @@ def ray_cluster():
              namespace="selfimprove")
     yield ray
     ray.shutdown()
+
+
+S3_SECRET = "selfimprove-test-secret-0123456789"  # a test credential: no file, log or row may ever contain it
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API on 127.0.0.1 (moto's standalone server), started for the session and stopped at its end."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("moto's S3 server did not start")
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture
+def s3_lake(s3_server, monkeypatch):
+    """A fresh bucket on the test S3 server, credentials in the environment as a user would set them: the
+    lake's location, s3://BUCKET/lake."""
+    import uuid
+
+    import boto3
+
+    for key, value in {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "selfimprove-test",
+                       "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/lake"
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_lake(request, tmp_path):
+    """The same test on a local lake and on an S3 lake."""
+    from selfimprove.warehouse import Lake
+
+    if request.param == "local":
+        return Lake(tmp_path / "lake")
+    return Lake(request.getfixturevalue("s3_lake"))

@@ -1,2 +1,2 @@
 """The lake: Parquet tables by run, written atomically, queried through DuckDB views."""
-from selfimprove.warehouse.lake import Lake, lake_root  # noqa: F401
+from selfimprove.warehouse.lake import Lake, lake_location  # noqa: F401

@@ -54,13 +54,7 @@ def stage_line(stage: str, manifest: dict, how: str | None = None) -> str:
 
 def stage_manifests(lake: Lake, run_id: str) -> list[dict]:
     """The run's finished stages in run order (extra evaluations after the ones they extend)."""
-    folder = lake.root / "_manifests" / run_id
-    found = []
-    for path in folder.glob("*.json") if folder.is_dir() else []:
-        try:
-            found.append((path.stat().st_mtime, json.loads(path.read_text())))
-        except (OSError, ValueError):
-            continue  # a manifest is written atomically; an unreadable one is not this view's to mend
+    found = lake.stage_manifests(run_id)
 
     def order(entry):
         mtime, m = entry

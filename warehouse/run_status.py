@@ -27,7 +27,7 @@ def set_status(lake: Lake, run_id: str, status: str, stage: str | None = None, r
         return False
     row.update(status=status, stage=stage if stage is not None or status == COMPLETED else row.get("stage"),
                reason=reason, updated_at=datetime.now(timezone.utc), **here())
-    Lake(lake.root).write("runs", run_id, [row])
+    Lake(lake.location).write("runs", run_id, [row])
     return True
 
 

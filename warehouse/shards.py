@@ -1,7 +1,7 @@
 """Checkpointed shards inside a stage: a crash loses at most the shard in flight.
 
-    <root>/_shards/<run_id>/<stage>-<version>/<shard>.<table>.parquet
-    <root>/_shards/<run_id>/<stage>-<version>/<shard>.done          written last
+    <lake>/_shards/<run_id>/<stage>-<version>/<shard>.<table>.parquet
+    <lake>/_shards/<run_id>/<stage>-<version>/<shard>.done          written last
 
 Shards live outside the table folders, so DuckDB never sees a stage half done. A rerun of
 the same stage version loads every shard with a `.done` marker and computes only the rest;
@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections import defaultdict
-from pathlib import Path
 from functools import partial
 from typing import Callable
 
-import pyarrow.parquet as pq
-
-from selfimprove.atomic import write_bytes, write_file
 from selfimprove.execution.base import Executor, ExecutorConfig, LocalExecutor, ShardJob
 from selfimprove.warehouse.schemas import to_table
+from selfimprove.warehouse.storage import Storage, storage_for
 
 
 class ShardStore:
-    def __init__(self, root: Path, run_id: str, stage: str, version: str) -> None:
-        self.folder = Path(root) / "_shards" / run_id / f"{stage}-{version}"
+    def __init__(self, lake: str | Storage, run_id: str, stage: str, version: str) -> None:
+        self.storage = lake if isinstance(lake, Storage) else storage_for(lake)
+        self.folder = f"_shards/{run_id}/{stage}-{version}"
         self.run_id, self.stage = run_id, stage
         self.loaded = 0  # shards found finished on disk (resumed, not recomputed)
         self.computed = 0
@@ -47,11 +44,12 @@ class ShardStore:
         shards = [(start // size, units[start:start + size]) for start in range(0, len(units), size)]
         results: dict[int, dict[str, list[dict]]] = {}
         pending = []
+        finished = {e.key for e in self.storage.list(self.folder + "/") if e.key.endswith(".done")}
         for shard, chunk in shards:
-            done = self.folder / f"{shard:05d}.done"
-            if done.exists():
-                results[shard] = {table: pq.read_table(self.folder / f"{shard:05d}.{table}.parquet").to_pylist()
-                                  for table in json.loads(done.read_text())["tables"]}
+            done = f"{self.folder}/{shard:05d}.done"
+            if done in finished:
+                results[shard] = {table: self.storage.read_parquet(f"{self.folder}/{shard:05d}.{table}.parquet").to_pylist()
+                                  for table in json.loads(self.storage.get(done))["tables"]}
                 self.loaded += 1
                 if progress:
                     progress(len(chunk))
@@ -73,11 +71,9 @@ class ShardStore:
         return out
 
     def _save(self, shard: int, produced: dict[str, list[dict]], units: int) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         for table, rows in produced.items():
-            arrow = to_table(table, rows, self.run_id)
-            write_file(self.folder / f"{shard:05d}.{table}.parquet", lambda tmp: pq.write_table(arrow, tmp))
-        write_bytes(self.folder / f"{shard:05d}.done", json.dumps({"tables": sorted(produced), "units": units}).encode())
+            self.storage.write_parquet(f"{self.folder}/{shard:05d}.{table}.parquet", to_table(table, rows, self.run_id))
+        self.storage.put(f"{self.folder}/{shard:05d}.done", json.dumps({"tables": sorted(produced), "units": units}).encode())
         self.computed += 1
         self._pause()
 
@@ -89,7 +85,7 @@ class ShardStore:
             time.sleep(float(seconds))
 
     def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.storage.delete_prefix(self.folder + "/")
 
 
 def _call(work, engine, units, index):

@@ -7,6 +7,7 @@ whose Parquet footer cannot be read) is left out of every view and reported by
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -48,13 +49,36 @@ class ReadOnlyError(ValueError):
     """A statement `selfimprove sql` refuses: the lake is inspected, never changed through it."""
 
 
+def s3_reader() -> str:
+    """How DuckDB reads an S3 lake: `arrow` (default) scans pyarrow datasets over pyarrow's S3 filesystem;
+    `fsspec` (SELFIMPROVE_DUCKDB_S3=fsspec, needs s3fs) registers an fsspec filesystem and reads the urls.
+    DuckDB's own httpfs extension is not used: it is downloaded at run time, and the PyPI build
+    (duckdb-extension-httpfs 1.5.5) does not match duckdb 2.0."""
+    reader = os.environ.get("SELFIMPROVE_DUCKDB_S3", "arrow")
+    if reader not in ("arrow", "fsspec"):
+        raise ValueError(f"SELFIMPROVE_DUCKDB_S3={reader!r}: arrow or fsspec")
+    return reader
+
+
 def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per table; it can read the lake's files and nothing else on the
-    machine (external access off, the lake the only allowed directory, the configuration locked)."""
+    """An in-memory DuckDB with one view per table over the files committed manifests name; it can read
+    those and nothing else on the machine (external access off, the lake the only allowed directory,
+    the configuration locked)."""
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    readable = _readable_files(lake)
+    reader = s3_reader() if lake.on_s3 else "local"
+    if reader == "fsspec":
+        con.register_filesystem(_fsspec_s3())
     for name, schema in TABLES.items():
-        files = [str(p.resolve()) for p in sorted((lake.root / name).glob("run=*/*.parquet")) if not damage(p)]
-        if files:
+        files = readable.get(name, [])
+        if files and reader == "arrow":
+            import pyarrow.dataset as ds
+
+            fs, _ = lake.storage.arrow()
+            con.register(f"_{name}_files", ds.dataset([f.removeprefix("s3://") for f in files], format="parquet",
+                                                     filesystem=fs, schema=schema))
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_files")
+        elif files:
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_sql_list(files)}, union_by_name=true)")
         else:
             cols = ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {f.name}" for f in schema)
@@ -63,10 +87,20 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
                 "JOIN candidates c USING (run_id, candidate_id) WHERE v.accepted")
     con.execute("CREATE VIEW rejected AS SELECT c.*, v.rejected_at_stage, v.reason FROM verdicts v "
                 "JOIN candidates c USING (run_id, candidate_id) WHERE NOT v.accepted")
-    con.execute("SET allowed_directories = $dirs", {"dirs": [str(lake.root.resolve()) + "/"]})
+    con.execute("SET allowed_directories = $dirs", {"dirs": [] if reader == "arrow" else [lake.location + "/"]})
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def _fsspec_s3():
+    try:
+        import s3fs
+    except ImportError:
+        raise ValueError("SELFIMPROVE_DUCKDB_S3=fsspec needs s3fs: pip install s3fs") from None
+    from selfimprove.warehouse.storage import _endpoint
+
+    return s3fs.S3FileSystem(endpoint_url=_endpoint())  # credentials: the AWS environment, as boto3 reads it
 
 
 def _sql_list(items: list[str]) -> str:
@@ -85,15 +119,36 @@ def _damage(path: str, size: int, mtime_ns: int) -> str | None:
 
 
 def damage(path: Path) -> str | None:
-    """Why a Parquet part cannot be read (its footer checked, cached per size and mtime), or None."""
-    st = path.stat()
+    """Why a local Parquet part cannot be read (its footer checked, cached per size and mtime), or None."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return "missing: a manifest names it, but it is not in the lake"
     return _damage(str(path), st.st_size, st.st_mtime_ns)
 
 
-def damaged_files(lake: Lake) -> list[tuple[Path, str]]:
-    """Parts of the lake every view leaves out because they cannot be read: (path, why)."""
-    return [(p, why) for name in TABLES for p in sorted((lake.root / name).glob("run=*/*.parquet")) for why in [damage(p)]
-            if why]
+def _checked_files(lake: Lake) -> list[tuple[str, str, str | None]]:
+    """(table, url, why it cannot be read or None) for every file a committed manifest names. An S3 object
+    arrives whole, so there only a missing object counts (one listing per table, no request per file)."""
+    entries = sorted((f["table"], f["path"]) for f in lake.committed() if f.get("table") in TABLES)
+    if not lake.on_s3:
+        return [(t, p, damage(Path(p))) for t, p in entries]
+    present = {lake.storage.url(e.key) for t in {t for t, _ in entries} for e in lake.storage.list(f"{t}/")}
+    return [(t, p, None if p in present else "missing: a manifest names it, but it is not in the lake")
+            for t, p in entries]
+
+
+def _readable_files(lake: Lake) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for table, path, why in _checked_files(lake):
+        if not why:
+            out.setdefault(table, []).append(path)
+    return out
+
+
+def damaged_files(lake: Lake) -> list[tuple[str, str]]:
+    """Files committed manifests name that every view leaves out because they cannot be read: (path, why)."""
+    return [(p, why) for _, p, why in _checked_files(lake) if why]
 
 
 def reading_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -153,7 +208,7 @@ def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]
     known = {r for (r,) in query(lake, "SELECT run_id FROM runs WHERE list_contains($ids, run_id)", {"ids": run_ids})[1]}
     missing = [r for r in run_ids if r not in known]
     if missing:
-        raise ValueError(f"no run {missing[0]!r} in the lake at {lake.root}")
+        raise ValueError(f"no run {missing[0]!r} in the lake at {lake.location}")
     columns = ["run_id", "flow", "status", "method", "train_examples", "generated_tokens", "judge_calls", "base pass@1 [95% CI]",
                "tuned pass@1 [95% CI]", "paired delta [95% CI]", "other models pass@1", "heldout_items"]
     rows = []

@@ -15,9 +15,12 @@ from dataclasses import asdict
 
 from selfimprove.execution.base import Executor, ExecutorConfig, ShardJob, register_executor
 
-# what every worker must see as the driver does: offline, quiet, and the test hooks (never secrets)
+# what every worker must see as the driver does: offline, quiet, where the S3 lake is, and the test hooks.
+# Never secrets: Ray keeps a runtime_env where its dashboard shows it, so S3 credentials come from each
+# node's own environment (an instance role, a mounted secret; a local cluster inherits the driver's).
 FORWARDED = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "DO_NOT_TRACK", "TOKENIZERS_PARALLELISM",
-             "TRANSFORMERS_VERBOSITY", "SELFIMPROVE_CACHE")
+             "TRANSFORMERS_VERBOSITY", "SELFIMPROVE_CACHE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION",
+             "AWS_DEFAULT_REGION")
 
 
 class WorkerDied(RuntimeError):

@@ -1,6 +1,6 @@
 """Fine-tuning on a Ray cluster: the same TRL `SFTTrainer` (`selfimprove.training.sft.train`) inside Ray Train's
-`TorchTrainer`, `ScalingConfig(num_workers, use_gpu)`; rank 0 writes the checkpoint and its loss log to the lake
-(storage every node reaches), where the stage's driver reads them. No inference engine lives in a training worker: the stage
+`TorchTrainer`, `ScalingConfig(num_workers, use_gpu)`; rank 0 publishes the checkpoint and its loss log to the lake
+(storage every node reaches: a shared folder or S3), where the stage's driver reads them. No inference engine lives in a training worker: the stage
 releases every engine pool before it starts."""
 from __future__ import annotations
 
@@ -13,26 +13,35 @@ from selfimprove.execution.base import ExecutorConfig
 from selfimprove.execution.ray_executor import connect
 
 
-RESULT = "train_result.json"
+RESULT = "_train_result.json"  # `_`: not part of the model's identity
 
 
 def _loop(args: dict) -> None:
     import ray.train
 
     from selfimprove.training.sft import TrainConfig, train
+    from selfimprove.warehouse import checkpoints
 
-    result = train(args["base"], args["examples"], args["output_dir"], TrainConfig(**args["training"]))
-    if ray.train.get_context().get_world_rank() == 0:  # beside the checkpoint: storage the driver reaches too
-        (Path(args["output_dir"]) / RESULT).write_text(json.dumps(result))
+    out = checkpoints.staging_dir(args["lake"], args["checkpoint_id"])  # this worker's node
+    result = train(args["base"], args["examples"], out, TrainConfig(**args["training"]))
+    if ray.train.get_context().get_world_rank() == 0:  # inside the checkpoint, published with it
+        (out / RESULT).write_text(json.dumps(result))
+        checkpoints.publish(args["lake"], out, args["checkpoint_id"])
 
 
-def train_on_ray(config: ExecutorConfig, base: str | Path, examples: list[dict], output_dir: str | Path, training) -> dict:
-    """What `train` returns (path, steps, log, final_loss, examples), trained by `config.train_workers` workers."""
+def train_on_ray(config: ExecutorConfig, base: str | Path, examples: list[dict], lake: str, checkpoint_id: str,
+                 training) -> dict:
+    """What `train` returns (path: the checkpoint's place in the lake, steps, log, final_loss, examples), trained
+    by `config.train_workers` workers."""
+    from selfimprove.warehouse import checkpoints
+    from selfimprove.warehouse.storage import storage_for
+
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     connect(config)
-    args = {"base": str(base), "examples": examples, "output_dir": str(output_dir), "training": asdict(training)}
+    args = {"base": str(base), "examples": examples, "lake": lake, "checkpoint_id": checkpoint_id,
+            "training": asdict(training)}
     resources = {"CPU": config.cpus_per_worker, **({"GPU": config.gpus_per_worker} if config.gpus_per_worker else {})}
     with tempfile.TemporaryDirectory(prefix="selfimprove-ray-train-") as storage:
         trainer = TorchTrainer(_loop, train_loop_config=args,
@@ -41,4 +50,5 @@ def train_on_ray(config: ExecutorConfig, base: str | Path, examples: list[dict],
                                                             resources_per_worker=resources),
                                run_config=RunConfig(storage_path=storage, name="fine-tune"))
         trainer.fit()
-    return json.loads((Path(output_dir) / RESULT).read_text())
+    result = json.loads(storage_for(lake).get(f"{checkpoints.STORE}/{checkpoint_id}/{RESULT}"))
+    return {**result, "path": checkpoints.checkpoint_url(lake, checkpoint_id)}

@@ -59,10 +59,15 @@ def default_checkpoint() -> Path:
 
 def resolve(model: str) -> Path:
     """`default` → the embedded checkpoint; a local folder with config.json → itself; else a Hugging Face
-    model id (`org/name`, optionally `@revision`) already in the standard HF cache. Nothing is downloaded:
+    model id (`org/name`, optionally `@revision`) already in the standard HF cache; an s3:// checkpoint in
+    a lake → this node's copy of it. Nothing is downloaded:
     a model that is not cached gets one line that says how to fetch it."""
     if model == DEFAULT_MODEL:
         return default_checkpoint()
+    if str(model).startswith("s3://"):  # a checkpoint in an S3 lake: this node's copy
+        from selfimprove.warehouse.checkpoints import local_copy
+
+        return local_copy(str(model))
     path = Path(model)
     if (path / "config.json").exists():
         return path
@@ -89,8 +94,10 @@ def _hf_cache() -> str:
 
 
 def model_identity(path: Path) -> str:
-    """A short hash of a checkpoint folder's weights and configs, cached beside them by size and mtime."""
-    files = sorted(p for p in Path(path).iterdir() if p.suffix in {".json", ".safetensors"} and p.name != IDENTITY_FILE)
+    """A short hash of a checkpoint folder's weights and configs, cached beside them by size and mtime (files
+    named `_…` are the lake's markers and logs, not the model)."""
+    files = sorted(p for p in Path(path).iterdir() if p.suffix in {".json", ".safetensors"} and p.name != IDENTITY_FILE
+                   and not p.name.startswith("_"))
     stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
     cache = Path(path) / IDENTITY_FILE
     if cache.exists():

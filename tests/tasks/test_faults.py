@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -34,17 +33,18 @@ def leftovers(lake):
 def test_a_full_disk_mid_write_leaves_no_partial_file_and_the_run_resumes(tiny_model, lake, prefect_harness, monkeypatch):
     from selfimprove.flows.svd import svd
 
-    real = pq.write_table
+    from selfimprove.warehouse import storage
 
-    def disk_full(table, where, **kw):
+    real = storage._write_parquet_file  # every Parquet object the lake writes goes through it
+
+    def disk_full(where, data, schema):
+        real(where, data, schema)
         if "/verdicts/" in str(where):
-            real(table, where, **kw)
             with open(where, "r+b") as f:  # half the file made it to disk, then the device filled up
                 f.truncate(os.path.getsize(where) // 2)
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(table, where, **kw)
 
-    monkeypatch.setattr(pq, "write_table", disk_full)
+    monkeypatch.setattr(storage, "_write_parquet_file", disk_full)
     o = scripted(tiny_model)
     with pytest.raises(OSError, match="No space left on device"):
         svd(preset="quickstart", lake=str(lake.root), overrides=o)
@@ -54,7 +54,7 @@ def test_a_full_disk_mid_write_leaves_no_partial_file_and_the_run_resumes(tiny_m
     assert query(lake, "SELECT count(*) FROM verdicts")[1] == [(0,)]
     candidates = lake.read_manifest(run_id, "candidates")["rows"]["candidates"]
 
-    monkeypatch.setattr(pq, "write_table", real)  # space freed
+    monkeypatch.setattr(storage, "_write_parquet_file", real)  # space freed
     svd(preset="quickstart", lake=str(lake.root), overrides=o, run_id=run_id)
     assert lake.read_manifest(run_id, "candidates")["files"][0]["rows"] == candidates  # not sampled again
     assert query(lake, f"SELECT count(*) FROM verdicts WHERE run_id = '{run_id}'")[1] == [(candidates,)]

@@ -1,0 +1,124 @@
+"""The lake's guarantees on local disk and on a real S3 API (moto's server): readers see only committed
+parts, the first writer of a stage wins, a replaced stage leaves no stale part, shards resume, checkpoints
+travel through the lake."""
+import json
+
+import pytest
+
+from selfimprove.warehouse import Lake
+from selfimprove.warehouse.shards import ShardStore
+from selfimprove.warehouse.views import damaged_files, query
+
+SEEDS = [{"seed_id": f"s{i}", "domain": "math", "question": f"q{i}"} for i in range(3)]
+
+
+def _stage(lake: Lake, run: str, rows: list[dict], version: str) -> dict:
+    staged = Lake(lake.location, {"stage": "seeds"}, staged=True)
+    files = [staged.write("seeds", run, rows)]
+    return {"run_id": run, "stage": "seeds", "version": version, "files": files}
+
+
+def test_round_trip_and_sql(any_lake):
+    any_lake.write("verdicts", "r1", [{"candidate_id": "a#0", "accepted": True, "reason": "ok"}])
+    any_lake.write("verdicts", "r1", [{"candidate_id": "a#0", "accepted": True, "reason": "ok"},
+                                      {"candidate_id": "a#1", "accepted": False, "reason": "no"}])  # replaces the part
+    assert query(any_lake, "SELECT candidate_id, accepted FROM verdicts ORDER BY 1")[1] == [("a#0", True), ("a#1", False)]
+    assert [len(rows) for rows in any_lake.read("verdicts", "r1").values()] == [2]
+    assert any_lake.run_ids() == ["r1"] and any_lake.has_run("r1") and not any_lake.has_run("r2")
+
+
+def test_a_stage_is_invisible_until_its_manifest_commits(any_lake):
+    manifest = _stage(any_lake, "r1", SEEDS, "v1")
+    assert query(any_lake, "SELECT count(*) FROM seeds")[1] == [(0,)]  # the part exists, uncommitted
+    assert any_lake.read("seeds", "r1") == {} and any_lake.storage.list("seeds/")
+    assert any_lake.write_manifest("r1", "seeds", manifest) == manifest
+    assert query(any_lake, "SELECT count(*) FROM seeds")[1] == [(3,)]
+    assert any_lake.read_manifest("r1", "seeds")["version"] == "v1"
+
+
+def test_the_first_writer_of_a_stage_wins_and_a_new_version_replaces_it_whole(any_lake):
+    first = _stage(any_lake, "r1", SEEDS, "v1")
+    second = {**_stage(any_lake, "r1", SEEDS[:1], "v1"), "note": "second writer"}
+    assert any_lake.write_manifest("r1", "seeds", first) == first
+    assert any_lake.write_manifest("r1", "seeds", second) == first  # same version: the first commit holds
+    assert query(any_lake, "SELECT count(*) FROM seeds")[1] == [(3,)]
+
+    newer = _stage(any_lake, "r1", SEEDS[:2], "v2")
+    assert any_lake.write_manifest("r1", "seeds", newer) == newer
+    assert query(any_lake, "SELECT count(*) FROM seeds")[1] == [(2,)]
+    # the replaced version's part is gone; the uncommitted second writer's part stays invisible
+    kept = {e.key for e in any_lake.storage.list("seeds/")}
+    assert any_lake.storage.key_of(first["files"][0]["path"]) not in kept
+    assert any_lake.storage.key_of(newer["files"][0]["path"]) in kept
+
+
+def test_a_missing_part_is_named_and_left_out(any_lake):
+    any_lake.write("seeds", "r1", SEEDS)
+    any_lake.write("seeds", "r2", SEEDS[:1])
+    gone = any_lake.committed("r1")[0]["path"]
+    any_lake.storage.delete([any_lake.storage.key_of(gone)])
+    assert damaged_files(any_lake) == [(gone, "missing: a manifest names it, but it is not in the lake")]
+    assert query(any_lake, "SELECT run_id, count(*) FROM seeds GROUP BY 1")[1] == [("r2", 1)]
+
+
+def test_finished_shards_resume_and_only_the_rest_is_computed(any_lake):
+    calls = []
+
+    def work(units, index):
+        calls.append(index)
+        if index == 2 and len(calls) <= 3:
+            raise RuntimeError("crash in shard 2")
+        return {"seeds": [{"seed_id": u, "domain": "math", "question": u} for u in units]}
+
+    units = [f"s{i}" for i in range(6)]
+    with pytest.raises(RuntimeError):
+        ShardStore(any_lake.location, "r1", "seeds", "v1").run(units, 2, work)
+    again = ShardStore(any_lake.location, "r1", "seeds", "v1")
+    out = again.run(units, 2, work)
+    assert [r["seed_id"] for r in out["seeds"]] == units
+    assert (again.loaded, again.computed) == (2, 1) and calls == [0, 1, 2, 2]
+    again.clear()
+    assert not any_lake.storage.list("_shards/r1/")
+
+
+def test_a_checkpoint_published_to_an_s3_lake_loads_on_a_node_without_it(s3_lake, tmp_path, monkeypatch):
+    from selfimprove.inference import models
+    from selfimprove.warehouse import checkpoints
+
+    monkeypatch.setenv("SELFIMPROVE_CACHE", str(tmp_path / "trainer-node"))
+    out = checkpoints.staging_dir(s3_lake, "r1-full")
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (out / "model.safetensors").write_bytes(b"weights" * 1000)
+    url = checkpoints.publish(s3_lake, out, "r1-full")
+    assert url == f"{s3_lake}/checkpoints_store/r1-full" and models.resolve(url) == out  # this node's copy
+
+    monkeypatch.setenv("SELFIMPROVE_CACHE", str(tmp_path / "other-node"))
+    fetched = models.resolve(url)
+    assert fetched != out and (fetched / "model.safetensors").read_bytes() == b"weights" * 1000
+    assert models.model_identity(fetched) == models.model_identity(out)
+    with pytest.raises(FileNotFoundError, match="no complete upload"):
+        models.resolve(f"{s3_lake}/checkpoints_store/never-trained")
+
+
+def test_an_unreachable_bucket_is_one_line(s3_lake, capsys):
+    from selfimprove.flows.cli import main
+
+    bucket = s3_lake.removeprefix("s3://").split("/")[0]
+    assert main(["sql", "SELECT 1", "--lake", f"s3://no-{bucket}/lake"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"bucket 'no-{bucket}' is not reachable" in err[0]
+    assert main(["sql", "SELECT 1", "--lake", s3_lake]) == 2
+    assert f"the lake at {s3_lake} is empty" in capsys.readouterr().err
+
+
+def test_duckdb_reads_an_s3_lake_through_arrow_and_through_fsspec_alike(s3_lake, monkeypatch):
+    lake = Lake(s3_lake)
+    lake.write("seeds", "r1", SEEDS)
+    lake.write("verdicts", "r1", [{"candidate_id": "a", "accepted": True}])
+    sql = "SELECT s.seed_id, v.accepted FROM seeds s, verdicts v ORDER BY 1"
+    by_arrow = query(lake, sql)
+    monkeypatch.setenv("SELFIMPROVE_DUCKDB_S3", "fsspec")
+    assert query(lake, sql) == by_arrow and len(by_arrow[1]) == 3
+    with pytest.raises(Exception, match="file system operations are disabled"):  # still no other file
+        query(lake, "SELECT * FROM read_csv('/etc/passwd')")
