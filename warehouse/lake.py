@@ -28,6 +28,7 @@ from selfimprove.warehouse.schemas import TABLES, to_table
 from selfimprove.warehouse.storage import Storage, is_s3, read_table, storage_for, url_exists
 
 MANIFESTS = "_manifests"
+LAYOUT = "_lake.json"  # a local lake's layout version; its absence means a lake from before part commits
 
 
 def lake_location(path: str | os.PathLike | None = None) -> str:
@@ -104,6 +105,20 @@ class Lake:
         self.provenance = provenance
         # a stage's Lake: its parts are committed by the stage's manifest, not one by one
         self.staged = staged
+        if not self.on_s3 and not (Path(self.location) / LAYOUT).exists() and Path(self.location).is_dir():
+            self._adopt_legacy_parts()
+
+    def _adopt_legacy_parts(self) -> None:
+        """A local lake from before every reader went by manifests kept parts written on their own (the runs
+        row, deltas, rescores) as `<part>.parquet` with no commit: commit each once, so every run it held
+        stays as visible as it was."""
+        named = {f["path"] for f in self.committed()}
+        for path in sorted(Path(self.location).glob("*/run=*/*.parquet")):
+            table, run = path.parent.parent.name, path.parent.name.removeprefix("run=")
+            if table in TABLES and str(path) not in named and path.name.count(".") == 1:
+                entry = {"table": table, "part": path.stem, "path": str(path), "rows": None, "sha256": None}
+                self.storage.put(f"{MANIFESTS}/{run}/_parts/{table}.{path.stem}.json", json.dumps({"files": [entry]}).encode())
+        self.storage.put(LAYOUT, json.dumps({"layout": 2}).encode())
 
     @property
     def root(self) -> Path:
@@ -168,10 +183,19 @@ class Lake:
         files, seen = [], set()
         for m in self.manifest_objects(run_id).values():
             for f in m.get("files") or []:
-                if f.get("path") and f["path"] not in seen:
+                if f.get("path") and f.get("table") and f["path"] not in seen:
                     seen.add(f["path"])
-                    files.append(f)
+                    files.append({**f, "path": self._here(f)})
         return files
+
+    def _here(self, entry: dict) -> str:
+        """A manifest's path, as this lake is reached now: a local lake copied or moved elsewhere keeps
+        its old absolute paths in its manifests, and its own files under the same keys."""
+        path, own = entry["path"], self.storage.url("")
+        marker = f"/{entry['table']}/run="
+        if path.startswith(own) or marker not in path:
+            return path
+        return own + path[path.index(marker) + 1:]
 
     def run_ids(self) -> list[str]:
         """Runs with a commit in this lake, oldest first."""

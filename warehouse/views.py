@@ -78,11 +78,11 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
             con.register(f"_{name}_files", ds.dataset([f.removeprefix("s3://") for f in files], format="parquet",
                                                      filesystem=fs, schema=schema))
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM _{name}_files")
-        elif files:
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_sql_list(files)}, union_by_name=true)")
         else:
-            cols = ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {f.name}" for f in schema)
-            con.execute(f"CREATE VIEW {name} AS SELECT {cols} WHERE false")
+            # every column of the schema, in its order, NULL where a file from an older version lacks it
+            typed = "SELECT " + ", ".join(f"CAST(NULL AS {duck_type(f.type)}) AS {f.name}" for f in schema) + " WHERE false"
+            con.execute(f"CREATE VIEW {name} AS {typed}" + (
+                f" UNION ALL BY NAME SELECT * FROM read_parquet({_sql_list(files)}, union_by_name=true)" if files else ""))
     con.execute("CREATE VIEW accepted AS SELECT c.*, v.reason FROM verdicts v "
                 "JOIN candidates c USING (run_id, candidate_id) WHERE v.accepted")
     con.execute("CREATE VIEW rejected AS SELECT c.*, v.rejected_at_stage, v.reason FROM verdicts v "

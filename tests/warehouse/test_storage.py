@@ -122,3 +122,27 @@ def test_duckdb_reads_an_s3_lake_through_arrow_and_through_fsspec_alike(s3_lake,
     assert query(lake, sql) == by_arrow and len(by_arrow[1]) == 3
     with pytest.raises(Exception, match="file system operations are disabled"):  # still no other file
         query(lake, "SELECT * FROM read_csv('/etc/passwd')")
+
+
+def test_a_lake_from_before_part_commits_stays_readable_even_moved(tmp_path):
+    """Old layout: parts written on their own (the runs row) had no commit, and manifests name absolute paths."""
+    import pyarrow.parquet as pq
+
+    from selfimprove.warehouse.schemas import to_table
+
+    old = tmp_path / "old-place"
+    for table, rows in (("runs", [{"flow": "svd", "preset": "quickstart"}]), ("seeds", SEEDS)):
+        (old / table / "run=r1").mkdir(parents=True)
+        pq.write_table(to_table(table, rows, "r1").drop_columns(["status"]) if table == "runs" else to_table(table, rows, "r1"),
+                       old / table / "run=r1" / "data.parquet")  # a runs row from before the status column
+    (old / "_manifests" / "r1").mkdir(parents=True)
+    (old / "_manifests" / "r1" / "seeds.json").write_text(json.dumps(
+        {"run_id": "r1", "stage": "seeds", "version": "v", "files": [
+            {"table": "seeds", "path": str(old / "seeds" / "run=r1" / "data.parquet"), "rows": 3, "sha256": "x"}]}))
+    moved = tmp_path / "new-place"
+    old.rename(moved)
+
+    lake = Lake(moved)
+    assert query(lake, "SELECT run_id, flow, status FROM runs")[1] == [("r1", "svd", None)]
+    assert query(lake, "SELECT count(*) FROM seeds")[1] == [(3,)]
+    assert (moved / "_lake.json").exists() and Lake(moved).run_ids() == ["r1"]
