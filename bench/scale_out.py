@@ -3,7 +3,7 @@
     python bench/scale_out.py [--seeds 64] [--n 4] [--shard 8] [--tokens 32]
     python bench/scale_out.py lake [--rows 100000]
 
-`lake`: writes --rows/10 and --rows candidate rows (streamed from a generator, ~300 characters of text
+`lake`: writes --rows and 10 × --rows candidate rows (streamed from a generator, ~300 characters of text
 each) as one part, in a fresh process each, to a local lake and to an S3 lake on moto's standalone
 server on 127.0.0.1 (started here; or the server in $AWS_ENDPOINT_URL). Reported: write and read rows/s,
 and the writer's peak RSS above its RSS before writing, which stays flat as rows grow 10×
@@ -146,7 +146,7 @@ def lake_io(rows: int) -> None:
     try:
         with tempfile.TemporaryDirectory() as local:
             for name, location in (("local", local), ("s3", "s3://bench-lake/lake")):
-                for n in (rows // 10, rows):
+                for n in (rows, 10 * rows):
                     queue = ctx.Queue()
                     proc = ctx.Process(target=_write_part, args=(location, n, queue))
                     proc.start()

@@ -8,7 +8,8 @@ DESCRIPTIONS = {
     "preset": "Budget preset: {presets}. Every value it sets can be overridden by config_file or overrides.",
     "config_file": "Path (on the worker) of a YAML or JSON file overriding the preset, e.g. a cascade from "
                    "`selfimprove calibrate`. Empty: the preset alone.",
-    "lake": "Lake root folder on the worker. Empty: $SELFIMPROVE_LAKE, else ./lake.",
+    "lake": "Lake root: a folder on the worker or s3://BUCKET/PREFIX (S3 credentials come from the worker's AWS "
+            "environment, never from here). Empty: $SELFIMPROVE_LAKE, else ./lake.",
     "overrides": "Config values over the preset and config_file, as a JSON object, e.g. "
                  '{{"sampling": {{"n": 4}}, "seeds": {{"size": 100}}}}. Unknown keys are refused by name.',
     "run_id": "Resume this earlier run: its finished stages are skipped and an interrupted stage continues "

@@ -47,17 +47,26 @@ def vllm_server():
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """A local Ray cluster for the session: 2 CPUs, no dashboard, a small object store."""
+def ray_cluster(s3_server):
+    """A local Ray cluster for the session: 2 CPUs, no dashboard, a small object store. Its nodes get the test
+    S3 server's credentials in their environment, as a real cluster's nodes have their own (never from us)."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,
-             namespace="selfimprove")
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in s3_environment(s3_server).items():
+            env.setenv(key, value)
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,
+                 namespace="selfimprove")
     yield ray
     ray.shutdown()
 
 
 S3_SECRET = "selfimprove-test-secret-0123456789"  # a test credential: no file, log or row may ever contain it
+
+
+def s3_environment(endpoint: str) -> dict[str, str]:
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "selfimprove-test", "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+            "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="session")
@@ -95,8 +104,7 @@ def s3_lake(s3_server, monkeypatch):
 
     import boto3
 
-    for key, value in {"AWS_ENDPOINT_URL": s3_server, "AWS_ACCESS_KEY_ID": "selfimprove-test",
-                       "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for key, value in s3_environment(s3_server).items():
         monkeypatch.setenv(key, value)
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)

@@ -1,5 +1,6 @@
-"""The tiny-model flow on a local Ray cluster: 2 engine workers, one of them killed mid-shard, gives the
-rows a local run gives, loses none and computes no finished shard twice."""
+"""The tiny-model flow on a local Ray cluster with its lake on S3 (moto's server): 2 engine workers, one of
+them killed mid-shard, give the rows a local run on a local lake gives, lose none and compute no finished
+shard twice; Ray Train's worker publishes the checkpoint to the bucket and the tuned evaluation loads it."""
 from selfimprove.warehouse.views import query
 from tests.tiny_model import tiny_overrides
 
@@ -10,18 +11,18 @@ def _rows(lake, run, sql):
     return query(lake, sql, {"run": run})[1]
 
 
-def test_a_ray_run_with_a_worker_killed_mid_shard_equals_a_local_run(tiny_model, ray_cluster, prefect_harness, tmp_path,
-                                                                     monkeypatch):
+def test_a_ray_run_with_a_worker_killed_mid_shard_equals_a_local_run(tiny_model, ray_cluster, s3_lake, prefect_harness,
+                                                                     tmp_path, monkeypatch):
     from selfimprove.flows.svd import svd
     from selfimprove.warehouse import Lake
 
     o = {**tiny_overrides(tiny_model), "shard_seeds": SHARD}
-    local_lake, ray_lake = Lake(tmp_path / "local"), Lake(tmp_path / "ray")
+    local_lake, ray_lake = Lake(tmp_path / "local"), Lake(s3_lake)
     local = svd(preset="quickstart", lake=str(local_lake.root), overrides=o)["run_id"]
 
     marker = tmp_path / "worker-died"
     monkeypatch.setenv("SELFIMPROVE_TEST_DIE_IN_SHARD", f"1:{marker}")  # the first worker given shard 1 exits
-    on_ray = svd(preset="quickstart", lake=str(ray_lake.root),
+    on_ray = svd(preset="quickstart", lake=s3_lake,
                  overrides={**o, "executor": {"kind": "ray", "workers": 2, "cpus_per_worker": 1}})["run_id"]
     assert marker.exists()  # a worker did die mid-shard
 
@@ -37,6 +38,9 @@ def test_a_ray_run_with_a_worker_killed_mid_shard_equals_a_local_run(tiny_model,
     # the workers' engine counters reach the manifest: every candidate was sampled once on the cluster
     counters = manifest["backends"][0]["counters"]
     assert counters["sequences"] == SEEDS * o["sampling"]["n"]
-    # fine-tuning ran in Ray Train and wrote a checkpoint the tuned evaluation loaded
-    (steps,), = _rows(ray_lake, on_ray, "SELECT steps FROM checkpoints WHERE run_id = $run")
+    # fine-tuning ran in Ray Train, whose rank-0 worker published the checkpoint the tuned evaluation loaded
+    (steps, path, weights), = _rows(ray_lake, on_ray, "SELECT steps, path, model_hash FROM checkpoints WHERE run_id = $run")
     assert steps == _rows(local_lake, local, "SELECT steps FROM checkpoints WHERE run_id = $run")[0][0] and steps > 0
+    assert path.startswith(f"{s3_lake}/checkpoints_store/")
+    assert _rows(ray_lake, on_ray, "SELECT DISTINCT model_path, model_hash FROM eval_samples WHERE run_id = $run "
+                                   "AND model = 'tuned'") == [(path, weights)]
