@@ -25,9 +25,10 @@ import pyarrow as pa
 
 from selfimprove.validation import InputError
 from selfimprove.warehouse.schemas import TABLES, to_table
-from selfimprove.warehouse.storage import Storage, is_s3, read_table, storage_for, url_exists
+from selfimprove.warehouse.storage import Entry, Storage, is_s3, read_table, storage_for, url_exists
 
 MANIFESTS = "_manifests"
+_MANIFESTS_SEEN: dict[tuple[str, str], tuple[str, dict | None]] = {}  # (lake, key) -> (tag, manifest)
 LAYOUT = "_lake.json"  # a local lake's layout version; its absence means a lake from before part commits
 
 
@@ -108,6 +109,11 @@ class Lake:
         if not self.on_s3 and not (Path(self.location) / LAYOUT).exists() and Path(self.location).is_dir():
             self._adopt_legacy_parts()
 
+    def _mark_layout(self) -> None:
+        """A local lake says its layout from its first write, so it is never taken for an older lake."""
+        if not self.on_s3 and not (Path(self.location) / LAYOUT).exists():
+            self.storage.put(LAYOUT, json.dumps({"layout": 2}).encode())
+
     def _adopt_legacy_parts(self) -> None:
         """A local lake from before every reader went by manifests kept parts written on their own (the runs
         row, deltas, rescores) as `<part>.parquet` with no commit: commit each once, so every run it held
@@ -148,6 +154,7 @@ class Lake:
         digest, counted = _HashingSink(), [0]
         name = f"{part}.{uuid.uuid4().hex[:16]}.parquet" if self.staged else f"{part}.parquet"
         schema = TABLES[table].with_metadata(metadata) if metadata else TABLES[table]
+        self._mark_layout()
         url = self.storage.write_parquet(f"{self.table_key(table, run_id)}/{name}",
                                          _batches(table, rows, run_id, metadata, digest, counted), schema)
         entry = {"table": table, "part": part, "path": url, "rows": counted[0], "sha256": digest.sha.hexdigest()[:16]}
@@ -166,22 +173,36 @@ class Lake:
                 for f in sorted(self.committed(run_id), key=part_of) if f["table"] == table}
 
     # commits: what every reader sees
-    def manifest_objects(self, run_id: str | None = None) -> dict[str, dict]:
-        """Every manifest (stage and part commits) of one run or of the whole lake: {key: manifest}."""
+    def manifest_listing(self, run_id: str | None = None) -> list[Entry]:
         prefix = f"{MANIFESTS}/{run_id}/" if run_id else f"{MANIFESTS}/"
-        keys = [e.key for e in self.storage.list(prefix) if e.key.endswith(".json")]
-        out = {}
-        for key, data in self.storage.get_many(keys).items():
+        return [e for e in self.storage.list(prefix) if e.key.endswith(".json")]
+
+    def manifest_objects(self, run_id: str | None = None, listing: list[Entry] | None = None) -> dict[str, dict]:
+        """Every manifest (stage and part commits) of one run or of the whole lake: {key: manifest}. One
+        listing, and a read only for a manifest this process has not seen in that version (by its tag)."""
+        listing = self.manifest_listing(run_id) if listing is None else listing
+        out, missing = {}, []
+        for e in listing:
+            hit = _MANIFESTS_SEEN.get((self.location, e.key))
+            if hit and hit[0] == e.tag and e.tag:
+                out[e.key] = hit[1]
+            else:
+                missing.append(e)
+        for e, data in zip(missing, self.storage.get_many([e.key for e in missing]).values()):
             try:
-                out[key] = json.loads(data) if data is not None else None
+                parsed = json.loads(data) if data is not None else None
             except ValueError:
-                out[key] = None  # written whole, so this is damage from outside: not this reader's to mend
+                parsed = None  # written whole, so this is damage from outside: not this reader's to mend
+            out[e.key] = parsed
+            if len(_MANIFESTS_SEEN) > 50_000:
+                _MANIFESTS_SEEN.clear()
+            _MANIFESTS_SEEN[(self.location, e.key)] = (e.tag, parsed)
         return {k: v for k, v in out.items() if isinstance(v, dict)}
 
-    def committed(self, run_id: str | None = None) -> list[dict]:
+    def committed(self, run_id: str | None = None, listing: list[Entry] | None = None) -> list[dict]:
         """The file entries committed manifests name (a part replaced on its own: its latest)."""
         files, seen = [], set()
-        for m in self.manifest_objects(run_id).values():
+        for m in self.manifest_objects(run_id, listing).values():
             for f in m.get("files") or []:
                 if f.get("path") and f.get("table") and f["path"] not in seen:
                     seen.add(f["path"])
@@ -234,6 +255,7 @@ class Lake:
         first). A manifest of another version is replaced only if it is still the one read. Parts that the
         replaced manifest named and the new one does not are removed."""
         key, data = self.manifest_key(run_id, stage), json.dumps(manifest, indent=2, default=str).encode()
+        self._mark_layout()
         while not self.storage.create(key, data):
             found = self.storage.get_tagged(key)
             if found is None:

@@ -37,6 +37,7 @@ class Entry:
     key: str
     size: int
     mtime: float  # seconds since the epoch
+    tag: str = ""  # changes whenever the object is replaced (S3: its ETag; local: size and mtime)
 
 
 class Storage:
@@ -169,7 +170,8 @@ class LocalStorage(Storage):
         for p in folder.rglob("*"):
             if p.is_file() and not p.name.startswith(".tmp-"):
                 st = p.stat()
-                out.append(Entry(p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime))
+                out.append(Entry(p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime,
+                                 f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"))
         return sorted(out, key=lambda e: e.key)
 
     def exists(self, key: str) -> bool:
@@ -248,7 +250,7 @@ class S3Storage(Storage):
 
     def list(self, prefix: str) -> list[Entry]:
         pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self._key(prefix))
-        return sorted((Entry(o["Key"][len(self._base):], o["Size"], o["LastModified"].timestamp())
+        return sorted((Entry(o["Key"][len(self._base):], o["Size"], o["LastModified"].timestamp(), o.get("ETag", ""))
                        for page in pages for o in page.get("Contents", [])), key=lambda e: e.key)
 
     def exists(self, key: str) -> bool:

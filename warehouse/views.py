@@ -127,15 +127,26 @@ def damage(path: Path) -> str | None:
     return _damage(str(path), st.st_size, st.st_mtime_ns)
 
 
+_S3_CHECKED: dict[str, tuple[tuple, list]] = {}  # lake -> (its manifests' tags, the checked files)
+
+
 def _checked_files(lake: Lake) -> list[tuple[str, str, str | None]]:
     """(table, url, why it cannot be read or None) for every file a committed manifest names. An S3 object
-    arrives whole, so there only a missing object counts (one listing per table, no request per file)."""
-    entries = sorted((f["table"], f["path"]) for f in lake.committed() if f.get("table") in TABLES)
+    arrives whole, so there only a missing object counts (one listing per table, no request per file),
+    checked again only when a manifest changed."""
+    listing = lake.manifest_listing()
+    signature = tuple((e.key, e.tag) for e in listing)
+    cached = _S3_CHECKED.get(lake.location) if lake.on_s3 else None
+    if cached and cached[0] == signature:
+        return cached[1]
+    entries = sorted((f["table"], f["path"]) for f in lake.committed(listing=listing) if f.get("table") in TABLES)
     if not lake.on_s3:
         return [(t, p, damage(Path(p))) for t, p in entries]
     present = {lake.storage.url(e.key) for t in {t for t, _ in entries} for e in lake.storage.list(f"{t}/")}
-    return [(t, p, None if p in present else "missing: a manifest names it, but it is not in the lake")
-            for t, p in entries]
+    checked = [(t, p, None if p in present else "missing: a manifest names it, but it is not in the lake")
+               for t, p in entries]
+    _S3_CHECKED[lake.location] = (signature, checked)
+    return checked
 
 
 def _readable_files(lake: Lake) -> dict[str, list[str]]:
