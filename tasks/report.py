@@ -9,7 +9,7 @@ from selfimprove.verification.calibration import recommended_yaml
 from selfimprove.evaluation.heldout import paired_difference
 from selfimprove.config import RunConfig
 from selfimprove.tasks.common import StageContext, read, release_engines
-from selfimprove.warehouse.lake import Lake
+from selfimprove.warehouse.lake import Lake, lake_location
 from selfimprove.warehouse.method_views import view_of
 from selfimprove.tasks.ui import markdown_artifact, table_artifact
 from selfimprove.warehouse.document import Command, Item, Table, as_markdown, as_text
@@ -73,10 +73,11 @@ def _training_and_eval(lake: Lake, run_id: str) -> list[Item]:
     out += [f"checkpoint {cid}: {path}" for cid, path in checkpoints]
     out += ["", "## held-out evaluation (accuracy against test-time cost)", eval_table(lake, run_id)]
     cli = command()
+    at = "" if lake.location == lake_location() else f" --lake {lake.location}"  # the commands reach this lake
     if checkpoints:
         out += ["", "## next: evaluate the fine-tuned model on other items",
-                Command(f"{cli} eval --model {checkpoints[-1][1]} --model default --dataset arithmetic")]
-    out += ["", "## next: ask the lake", *(Command(f"{cli} sql \"{q.format(run_id=run_id)}\"", title)
+                Command(f"{cli} eval --model {checkpoints[-1][1]} --model default --dataset arithmetic{at}")]
+    out += ["", "## next: ask the lake", *(Command(f"{cli} sql \"{q.format(run_id=run_id)}\"{at}", title)
                                           for title, q in EXAMPLE_QUERIES.items())]
     return out
 

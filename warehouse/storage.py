@@ -194,6 +194,9 @@ class S3Storage(Storage):
 
     def __init__(self, url: str) -> None:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        if "@" in bucket or ":" in bucket:  # never echoed: it may hold a key
+            raise ValueError("an S3 lake is s3://BUCKET[/PREFIX], with no credentials in it: set AWS_ACCESS_KEY_ID "
+                             "and AWS_SECRET_ACCESS_KEY in the environment instead")
         if not bucket:
             raise ValueError(f"lake {url!r}: an S3 lake is s3://BUCKET[/PREFIX]")
         self.bucket, self.prefix = bucket, prefix.strip("/")

@@ -25,7 +25,9 @@ def test_the_tiny_flow_on_an_s3_lake(tiny_model, s3_lake, prefect_harness, tmp_p
 
     o = tiny_overrides(tiny_model)
     s3 = Lake(s3_lake)
-    run = svd(preset="quickstart", lake=s3_lake, overrides=o)["run_id"]
+    result = svd(preset="quickstart", lake=s3_lake, overrides=o)
+    run = result["run_id"]
+    assert f"--lake {s3_lake}" in result["summary"]  # the SQL it suggests reaches this lake
     stages = {m["stage"] for _, m in s3.stage_manifests(run)}
     assert {"seeds", "candidates", "judge", "select", "train", "eval-base", "eval-tuned"} <= stages
     seeds, n = o["seeds"]["size"], o["sampling"]["n"]

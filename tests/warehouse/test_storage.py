@@ -110,6 +110,9 @@ def test_an_unreachable_bucket_is_one_line(s3_lake, capsys):
     assert len(err) == 1 and f"bucket 'no-{bucket}' is not reachable" in err[0]
     assert main(["sql", "SELECT 1", "--lake", s3_lake]) == 2
     assert f"the lake at {s3_lake} is empty" in capsys.readouterr().err
+    assert main(["sql", "SELECT 1", "--lake", "s3://AKIA:hunter2@bucket/lake"]) == 2  # a key in the url: refused, not echoed
+    err = capsys.readouterr().err
+    assert "no credentials in it" in err and "hunter2" not in err
 
 
 def test_duckdb_reads_an_s3_lake_through_arrow_and_through_fsspec_alike(s3_lake, monkeypatch):
