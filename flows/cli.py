@@ -238,6 +238,49 @@ def calibrate_command(args) -> None:
     print("\n" + result["summary"])
 
 
+def _models_arguments(p):
+    p.add_argument("--track", help="one track (default: every track)")
+    p.add_argument("--lake")
+
+
+@command("models", "a track's champions and every promotion decision, with its evidence")
+@arguments(_models_arguments)
+def models_command(args) -> None:
+    from selfimprove.warehouse.document import as_text
+    from selfimprove.warehouse.registry import champion, history
+
+    lake = _existing_lake(args.lake)
+    table = history(lake, args.track)
+    if args.track and not table.rows:
+        raise ValueError(f"track {args.track!r} has no decision in the lake at {lake.location} yet")
+    print(as_text([table]))
+    for track in sorted({r[0] for r in table.rows}):
+        current = champion(lake, track)
+        print(f"champion of {track}: " + (f"{current['model_id']} ({current['path']}), since {current['decided_at']}"
+                                          if current else "none yet (runs start from the track's base)"))
+
+
+def _promote_arguments(p):
+    p.add_argument("run_id")
+    p.add_argument("--track", required=True)
+    p.add_argument("--reason", default="promoted by hand")
+    p.add_argument("--lake")
+
+
+@command("promote", "make a run's trained model its track's champion by hand (recorded as manual)")
+@arguments(_promote_arguments)
+def promote_command(args) -> None:
+    from selfimprove.rounds.config import TrackConfig
+    from selfimprove.warehouse.registry import promote_by_hand
+
+    TrackConfig(name=args.track)  # a bad track name is refused by name
+    lake = _existing_lake(args.lake)
+    lake.require_run(args.run_id, "promote")
+    row = promote_by_hand(lake, args.run_id, args.track, args.reason)
+    print(f"champion of {args.track}: {row['model_id']} ({row['path']}), promoted by hand"
+          + (f" over {row['previous_path']}" if row["previous_path"] else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success; 2 for a user's mistake (bad input, config, SQL, unknown run), 1 for a failure
     the user did not cause. Either is one line on stderr; `--debug` re-raises for the traceback."""

@@ -29,6 +29,10 @@ from selfimprove.warehouse.run_status import COMPLETED, FAILED, one_line, set_st
 from selfimprove.tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination, ingest_seeds,
                           judge_candidates, register_run, sample_candidates, select_examples)
 from selfimprove.warehouse.lake import Lake, lake_location
+from selfimprove.tasks.rounds import on_track, promotion_gate
+
+
+TRACKED_FLOWS = ("svd", "ssd", "rft")  # flows that end with the promotion gate (run_method)
 
 
 def new_run_id(flow_name: str) -> str:
@@ -78,6 +82,9 @@ def start_run(flow_name: str, cfg: RunConfig, preset: str, lake: str | None, run
               reuse: str | None = None, from_stage: str | None = None, cache: bool = True) -> Iterator[StageContext]:
     """`with start_run(...) as ctx:` the stage context of a registered run (its inputs checked first: a refused
     start writes nothing), whose status is `running` inside the block and `completed` or `failed` after it."""
+    if cfg.track.name and flow_name not in TRACKED_FLOWS:
+        raise InputError(f"{cfg.track.name!r}: runs of {', '.join(TRACKED_FLOWS)} can be on a track, not {flow_name} "
+                         "(yet)", field="track.name")
     check_start(cfg, lake, run_id, reuse, from_stage)
     ctx = StageContext(lake=lake_location(lake), run_id=run_id or new_run_id(flow_name), reuse=reuse,
                        from_stage=from_stage, cache=cache)
@@ -119,7 +126,7 @@ def run_method(flow_name: str, method: str, preset: str = "quickstart", config_f
                lake: str | None = None, overrides: dict | None = None, run_id: str | None = None, reuse: str | None = None,
                from_stage: str | None = None, cache: bool = True) -> dict:
     """seeds → candidates → verdicts → training examples → guard → fine-tune → held-out evaluation → summary."""
-    cfg = configlib.load(preset, config_file, overrides, method)
+    cfg = on_track(configlib.load(preset, config_file, overrides, method), lake)
     with start_run(flow_name, cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
@@ -130,4 +137,6 @@ def run_method(flow_name: str, method: str, preset: str = "quickstart", config_f
             m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["select"])
         m["train"] = fine_tune(ctx, cfg, m["select"])
         evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "tuned": m["train"].get("checkpoint")}, m)
+        if cfg.track.name:  # the base evaluated is the track's champion: the gate compares the two
+            promotion_gate(ctx, cfg, m)
         return summarize_run(ctx, cfg, m)

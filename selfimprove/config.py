@@ -22,6 +22,7 @@ from selfimprove.verification.filters import FilterConfig
 from selfimprove.generation.sampling import SamplingConfig
 from selfimprove.methods.sdzero.config import SDZeroConfig
 from selfimprove.data.seeds import SeedSource
+from selfimprove.rounds.config import TrackConfig
 from selfimprove.training.sft import TrainConfig
 from selfimprove.evaluation.uq_ttc import UQTTCConfig
 from selfimprove.validation import AtLeast1, InputError, Share, check_value, read_utf8
@@ -31,7 +32,7 @@ from selfimprove.validation import AtLeast1, InputError, Share, check_value, rea
 class RunConfig:
     """Everything one SVD run needs."""
 
-    model: str = "default"  # 'default' = embedded SmolLM2-135M-Instruct, or a local checkpoint folder
+    model: str = "default"  # 'default' = embedded SmolLM2-135M-Instruct, a local checkpoint folder, or champion:<track>
     judge_model: str | None = None  # None = the policy model judges itself (pure SVD)
     method: str = "svd"  # a registered method (selfimprove.methods): recorded in runs.config_json
     seeds: SeedSource = field(default_factory=SeedSource)
@@ -45,6 +46,7 @@ class RunConfig:
     sdzero: SDZeroConfig = field(default_factory=SDZeroConfig)  # the sdzero flow's two phases
     backend: BackendConfig = field(default_factory=BackendConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where model stages' shards run (local | ray)
+    track: TrackConfig = field(default_factory=TrackConfig)  # a run on a track registers its model, faces the gate
     shard_seeds: AtLeast1 = 32  # seeds per checkpointed shard of sampling and judging (a crash loses at most one)
     max_error_rate: Share = 0.05  # a stage whose share of error rows (backend failures) exceeds this fails
 

@@ -23,9 +23,9 @@ def summarize_run(ctx: StageContext, cfg: RunConfig, manifests: dict) -> dict:
     release_engines()  # the run's model stages are over
     lake, run_id = Lake(ctx.lake), ctx.run_id
     set_status(lake, run_id, RUNNING, "summary")
-    base = _best(manifests, "base")
+    base = best_evaluation(manifests, "base")
     for model in ("tuned", "srt"):  # srt: SD-Zero's Phase-1 model, beside its final one
-        other = _best(manifests, model)
+        other = best_evaluation(manifests, model)
         if base and other:  # with a T_eval sweep (SSD), each model at its own best temperature
             (b_label, b), (t_label, t) = base, other
             label = t_label if b_label == "base" else f"{t_label} vs {b_label}"
@@ -36,7 +36,7 @@ def summarize_run(ctx: StageContext, cfg: RunConfig, manifests: dict) -> dict:
     return {"run_id": run_id, "summary": as_text(items)}
 
 
-def _best(manifests: dict, model: str) -> tuple[str, dict] | None:
+def best_evaluation(manifests: dict, model: str) -> tuple[str, dict] | None:
     """(label, manifest) of `model`'s evaluation with the highest pass@1 (one unless T_eval is swept)."""
     best = None
     for key, m in manifests.items():
@@ -71,6 +71,8 @@ def _training_and_eval(lake: Lake, run_id: str) -> list[Item]:
     _, checkpoints = query(lake, "SELECT checkpoint_id, path FROM checkpoints WHERE run_id = $run ORDER BY checkpoint_id",
                            {"run": run_id})
     out += [f"checkpoint {cid}: {path}" for cid, path in checkpoints]
+    _, decisions = query(lake, "SELECT track, reason FROM promotions WHERE run_id = $run ORDER BY decided_at", {"run": run_id})
+    out += [f"track {track}: {reason}" for track, reason in decisions]
     out += ["", "## held-out evaluation (accuracy against test-time cost)", eval_table(lake, run_id)]
     cli = command()
     at = "" if lake.location == lake_location() else f" --lake {lake.location}"  # the commands reach this lake

@@ -61,6 +61,15 @@ TABLES: dict[str, pa.Schema] = {
                                   ("control", S), ("divergence", F)]),
     # source_step: the step whose student was copied (the best one when keep_best, else this step)
     "teacher_syncs": pa.schema([("run_id", S), ("step", I), ("reason", S), ("val_reward", F), ("source_step", I)]),
+    # the champion registry. models: every checkpoint a run on a track produced, what it started from and how it
+    # scored on the track's held-out set; promotions: every gate decision (and manual promotion), promoted or not
+    "models": pa.schema([("run_id", S), ("track", S), ("model_id", S), ("path", S), ("model_hash", S), ("parent", S),
+                         ("method", S), ("created_at", pa.timestamp("us", tz="UTC")), ("heldout_pass1", F),
+                         ("heldout_n", I)]),
+    "promotions": pa.schema([("run_id", S), ("track", S), ("model_id", S), ("path", S), ("previous_path", S),
+                             ("decided_at", pa.timestamp("us", tz="UTC")), ("promoted", B), ("manual", B), ("reason", S),
+                             ("delta", F), ("ci_low", F), ("ci_high", F), ("n", I), ("margin", F), ("guard_delta", F),
+                             ("guard_tolerance", F), ("diversity", F), ("diversity_floor", F)]),
 }
 
 _DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}

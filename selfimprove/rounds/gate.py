@@ -1,0 +1,35 @@
+"""The promotion gate: a challenger replaces its track's champion only on evidence, and every decision
+says why in one line."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from selfimprove.rounds.config import TrackConfig
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The challenger against the champion on the same held-out items (and on the guard set)."""
+
+    delta: float  # paired pass@1 delta, challenger - champion
+    ci_low: float
+    ci_high: float
+    n: int  # held-out items both answered
+    guard_delta: float | None = None  # guard-set pass@1, challenger - champion (None: no guard set evaluated)
+    diversity: float | None = None  # the challenger's distinct final answers per seed
+
+
+def decide(evidence: Evidence, track: TrackConfig) -> tuple[bool, str]:
+    """(promoted, reason). Every condition is checked; a refusal names the first that failed."""
+    e = evidence
+    if e.n == 0:
+        return False, "refused: no held-out item was scored for both models"
+    if e.ci_low <= track.margin:
+        return False, (f"refused: paired delta {e.delta:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}] on {e.n} items; "
+                       f"its lower bound is not above the margin {track.margin:+.3f}")
+    if e.guard_delta is not None and e.guard_delta < -track.guard_tolerance:
+        return False, f"refused: guard set pass@1 fell by {-e.guard_delta:.3f} (tolerance {track.guard_tolerance:.3f})"
+    if track.diversity_floor is not None and e.diversity is not None and e.diversity < track.diversity_floor:
+        return False, f"refused: {e.diversity:.2f} distinct answers per seed is below the floor {track.diversity_floor:.2f}"
+    guard = f"; guard set {e.guard_delta:+.3f}" if e.guard_delta is not None else ""
+    return True, f"promoted: paired delta {e.delta:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}] on {e.n} items{guard}"

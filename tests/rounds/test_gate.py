@@ -1,0 +1,32 @@
+"""The promotion gate decides on evidence, and a refusal names the condition that failed."""
+import pytest
+
+from selfimprove.rounds.config import TrackConfig
+from selfimprove.rounds.gate import Evidence, decide
+from selfimprove.validation import InputError
+
+
+def test_a_challenger_is_promoted_only_when_the_lower_bound_clears_the_margin():
+    track = TrackConfig(name="arith", margin=0.0)
+    assert decide(Evidence(0.08, 0.035, 0.13, 200), track) == (
+        True, "promoted: paired delta +0.080 [+0.035, +0.130] on 200 items")
+    promoted, reason = decide(Evidence(0.02, -0.01, 0.05, 200), track)
+    assert not promoted and "lower bound is not above the margin +0.000" in reason
+    assert not decide(Evidence(0.08, 0.035, 0.13, 200), TrackConfig(name="arith", margin=0.05))[0]
+    assert decide(Evidence(0.0, 0.0, 0.0, 0), track) == (False, "refused: no held-out item was scored for both models")
+
+
+def test_the_guard_set_and_the_diversity_floor_can_refuse_a_better_challenger():
+    track = TrackConfig(name="arith", guard_tolerance=0.02, diversity_floor=1.5)
+    better = dict(delta=0.1, ci_low=0.05, ci_high=0.15, n=200)
+    assert decide(Evidence(**better, guard_delta=-0.01, diversity=2.0), track)[0]
+    assert decide(Evidence(**better, guard_delta=-0.05), track) == (
+        False, "refused: guard set pass@1 fell by 0.050 (tolerance 0.020)")
+    assert "below the floor 1.50" in decide(Evidence(**better, diversity=1.2), track)[1]
+
+
+@pytest.mark.parametrize("settings,field", [({"name": "a b"}, "track.name"), ({"name": "t", "guard_tolerance": 2}, "track.guard_tolerance")])
+def test_bad_track_settings_are_refused_by_name(settings, field):
+    with pytest.raises(InputError) as e:
+        TrackConfig(**settings)
+    assert e.value.field == field
