@@ -51,7 +51,7 @@ class ReadOnlyError(ValueError):
 
 def s3_reader() -> str:
     """How DuckDB reads an S3 lake: `arrow` (default) scans pyarrow datasets over pyarrow's S3 filesystem;
-    `fsspec` (SELFIMPROVE_DUCKDB_S3=fsspec, needs s3fs) registers an fsspec filesystem and reads the urls.
+    `fsspec` (SELFIMPROVE_DUCKDB_S3=fsspec) registers an fsspec filesystem and DuckDB reads the urls itself.
     DuckDB's own httpfs extension is not used: it is downloaded at run time, and the PyPI build
     (duckdb-extension-httpfs 1.5.5) does not match duckdb 2.0."""
     reader = os.environ.get("SELFIMPROVE_DUCKDB_S3", "arrow")
@@ -94,13 +94,21 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
 
 
 def _fsspec_s3():
-    try:
-        import s3fs
-    except ImportError:
-        raise ValueError("SELFIMPROVE_DUCKDB_S3=fsspec needs s3fs: pip install s3fs") from None
-    from selfimprove.warehouse.storage import _endpoint
+    """pyarrow's S3 filesystem seen through fsspec (fsspec ships with `datasets`; s3fs is not needed), under the
+    s3:// protocol DuckDB routes to it."""
+    from fsspec.implementations.arrow import ArrowFSWrapper
 
-    return s3fs.S3FileSystem(endpoint_url=_endpoint())  # credentials: the AWS environment, as boto3 reads it
+    from selfimprove.warehouse.storage import s3_filesystem
+
+    class S3(ArrowFSWrapper):
+        protocol = "s3"
+        root_marker = ""
+
+        @classmethod
+        def _strip_protocol(cls, path):
+            return str(path).removeprefix("s3://").rstrip("/")
+
+    return S3(s3_filesystem())
 
 
 def _sql_list(items: list[str]) -> str:
