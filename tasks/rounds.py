@@ -20,14 +20,12 @@ from selfimprove.tasks.report import best_evaluation
 from selfimprove.tasks.ui import markdown_artifact, say
 from selfimprove.validation import InputError
 from selfimprove.warehouse import registry
-from selfimprove.warehouse.lake import Lake
+from selfimprove.warehouse.lake import Lake, lake_location
 
 
 def on_track(cfg: RunConfig, lake: str | None) -> RunConfig:
     """The config with `model` resolved: `champion:<track>` (on a track, also the default model) → the
     champion's checkpoint, or the track's base while it has none. A run on a track starts from its champion."""
-    from selfimprove.warehouse.lake import lake_location
-
     track = cfg.track.name
     if track and cfg.model not in ("default", registry.CHAMPION + track):
         raise InputError(f"{cfg.model!r}: a run on track {track!r} starts from its champion (model: champion:{track}); "

@@ -150,8 +150,7 @@ class LocalStorage(Storage):
     def get_tagged(self, key: str) -> tuple[bytes, str] | None:
         path = self.root / key
         try:
-            st = path.stat()
-            return path.read_bytes(), f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
+            return path.read_bytes(), _local_tag(path.stat())
         except FileNotFoundError:
             return None
 
@@ -170,8 +169,7 @@ class LocalStorage(Storage):
         for p in folder.rglob("*"):
             if p.is_file() and not p.name.startswith(".tmp-"):
                 st = p.stat()
-                out.append(Entry(p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime,
-                                 f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"))
+                out.append(Entry(p.relative_to(self.root).as_posix(), st.st_size, st.st_mtime, _local_tag(st)))
         return sorted(out, key=lambda e: e.key)
 
     def exists(self, key: str) -> bool:
@@ -187,6 +185,11 @@ class LocalStorage(Storage):
     def upload_dir(self, local: Path, key: str) -> None:
         if Path(local).resolve() != (self.root / key).resolve():
             shutil.copytree(local, self.root / key, dirs_exist_ok=True)
+
+
+def _local_tag(st: os.stat_result) -> str:
+    """A local file's version: a replace (a rename over it) changes its inode, a rewrite its size or mtime."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
 class S3Storage(Storage):
