@@ -13,7 +13,6 @@ from prefect import task
 
 from selfimprove.config import RunConfig
 from selfimprove.evaluation.heldout import paired_difference
-from selfimprove.inference import models
 from selfimprove.rounds.gate import Evidence, decide
 from selfimprove.tasks.common import StageContext, read
 from selfimprove.tasks.report import best_evaluation
@@ -49,14 +48,13 @@ def promotion_gate(ctx: StageContext, cfg: RunConfig, manifests: dict) -> dict:
         why = (manifests.get("train") or {}).get("skipped") or "no evaluation of the trained model"
         row.update(promoted=False, reason=f"refused: the run trained no model to promote ({why})")
     else:
-        samples = read(tuned[1], "eval_samples")
-        delta = paired_difference(read(base[1], "eval_samples"), samples, cfg.evaluation, tuned[0])
+        delta = paired_difference(read(base[1], "eval_samples"), read(tuned[1], "eval_samples"), cfg.evaluation, tuned[0])
         pass1 = next(r for r in read(tuned[1], "eval_metrics") if r["metric"] == "pass@1")
-        model_id = f"{run_id}-{cfg.training.method}"
+        trained = read(manifests["train"], "checkpoints")[0]  # its id and weight hash, as fine-tuning recorded them
+        model_id = trained["checkpoint_id"]
         registry.record_model(lake, run_id, {
-            "track": track.name, "model_id": model_id, "path": checkpoint,
-            "model_hash": models.model_identity(models.resolve(checkpoint)), "parent": cfg.model, "method": cfg.method,
-            "heldout_pass1": pass1["value"], "heldout_n": pass1["n"]})
+            "track": track.name, "model_id": model_id, "path": checkpoint, "model_hash": trained["model_hash"],
+            "parent": cfg.model, "method": cfg.method, "heldout_pass1": pass1["value"], "heldout_n": pass1["n"]})
         evidence = Evidence(delta=delta["value"], ci_low=delta["ci_low"], ci_high=delta["ci_high"], n=delta["n"])
         promoted, reason = decide(evidence, track)
         row.update(model_id=model_id, path=checkpoint, promoted=promoted, reason=reason, delta=evidence.delta,

@@ -56,7 +56,7 @@ def promote_by_hand(lake: Lake, run_id: str, track: str, reason: str = "promoted
 
 
 def history(lake: Lake, track: str | None = None) -> Table:
-    """Every decision on a track (or on all), oldest first, the champion after each marked."""
+    """Every decision on a track (or on all tracks), oldest first."""
     _, rows = query(lake, """
         SELECT p.track, strftime(p.decided_at, '%Y-%m-%d %H:%M:%S') AS decided, p.run_id, p.model_id,
                CASE WHEN p.promoted THEN (CASE WHEN p.manual THEN 'promoted (manual)' ELSE 'promoted' END)
