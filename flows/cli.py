@@ -55,6 +55,10 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
     p.add_argument("--allow-contamination", action="store_true",
                    help="train even if training text overlaps a held-out set (recorded in the run)")
+    p.add_argument("--track", help="run on this track: start from its champion, take only new seeds, face the "
+                                   "promotion gate (the config's `track:` section sets its policy)")
+    p.add_argument("--rounds", type=int, metavar="K",
+                   help="K rounds on the track, one after another, each from the champion the last one left")
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the model stages' shards on Ray (ADDRESS: a cluster such as ray://head:10001 or auto; "
                         "none: a local cluster); the config's `executor:` section sets workers and resources")
@@ -85,6 +89,12 @@ def run_command(args) -> None:
     overrides: dict = {"sdzero": {"reward": args.reward}} if args.reward else {}
     if args.ray is not None:
         overrides["executor"] = {"kind": "ray", **({"address": args.ray} if args.ray else {})}
+    if args.track:
+        overrides["track"] = {"name": args.track}
+    if args.rounds is not None and args.rounds < 1:
+        raise ValueError(f"--rounds {args.rounds}: at least 1")
+    if args.rounds is not None and (args.resume or args.reuse):
+        raise ValueError("--rounds resumes an unfinished round by itself; --resume and --reuse belong to one run")
     method = args.method or default_method(args.flow, configlib.requested(args.preset, args.config, overrides).to_dict())
     cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
     # run ids, seeds and the engine, as the flow will check them, but before any flow run exists
@@ -93,6 +103,14 @@ def run_command(args) -> None:
         overrides["uq_ttc"] = {"enabled": True}
     if args.allow_contamination:
         overrides["contamination"] = {"allow": True}
+    if args.rounds is not None:
+        if not cfg.track.name:
+            raise ValueError("--rounds runs on a track: add --track NAME (or track.name in the config)")
+        from selfimprove.flows.rounds import rounds
+
+        print("\n" + rounds(method=method, rounds=args.rounds, preset=args.preset, config_file=args.config,
+                              lake=args.lake, overrides=overrides or None, cache=not args.no_cache)["summary"])
+        return
     common = dict(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume, reuse=args.reuse,
                   overrides=overrides or None, from_stage=args.from_stage, cache=not args.no_cache, method=method)
     flow = getattr(importlib.import_module(f"selfimprove.flows.{args.flow}"), args.flow)
@@ -100,7 +118,8 @@ def run_command(args) -> None:
 
 
 def _compare_arguments(p):
-    p.add_argument("run_ids", nargs="+")
+    p.add_argument("run_ids", nargs="*")
+    p.add_argument("--track", help="a track's rounds instead: challenger and champion per round, on the same items")
     p.add_argument("--lake")
 
 
@@ -119,6 +138,17 @@ def compare_command(args) -> None:
     from selfimprove.warehouse.views import compare_runs, format_table
 
     lake = _existing_lake(args.lake)
+    if args.track:
+        from selfimprove.warehouse.document import as_text
+        from selfimprove.warehouse.registry import rounds_table
+
+        table = rounds_table(lake, args.track)
+        if not table.rows:
+            raise ValueError(f"track {args.track!r} has no round in the lake at {lake.location} yet")
+        print(as_text([table]))
+        return
+    if not args.run_ids:
+        raise ValueError("compare needs run ids, or --track T")
     cols, rows = compare_runs(lake, args.run_ids)
     print(format_table(cols, rows, max_width=48))
     for run in args.run_ids:

@@ -29,10 +29,11 @@ from selfimprove.warehouse.run_status import COMPLETED, FAILED, one_line, set_st
 from selfimprove.tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination, ingest_seeds,
                           judge_candidates, register_run, sample_candidates, select_examples)
 from selfimprove.warehouse.lake import Lake, lake_location
-from selfimprove.tasks.rounds import on_track, promotion_gate
+from selfimprove.rounds.evidence import diversity_evaluation, guard_evaluation
+from selfimprove.tasks.rounds import accumulate_examples, ingest_guard, on_track, promotion_gate
 
 
-TRACKED_FLOWS = ("svd", "ssd", "rft")  # flows that end with the promotion gate (run_method)
+TRACKED_FLOWS = ("svd", "ssd", "rft", "sdzero")  # flows that end with the promotion gate (`face_gate`)
 
 
 def new_run_id(flow_name: str) -> str:
@@ -53,7 +54,7 @@ def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reu
     for given, name in ((run_id, "run_id"), (reuse, "reuse")):
         if given is not None:
             lk.require_run(given, names[name])
-    if cfg.seeds.path:
+    if cfg.seeds.path or cfg.seeds.inbox:
         seeds = seedlib.load(cfg.seeds)
         method = get_method(cfg.method)
         if method.reads_answers and any(not s["answer"] for s in seeds):
@@ -106,27 +107,49 @@ def tracked(ctx: StageContext) -> Iterator[None]:
     set_status(lake, ctx.run_id, COMPLETED)
 
 
+def _evaluate(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str, evaluation=None) -> dict:
+    # a checkpoint this run trained is evaluated by an engine that can load it
+    of_model = cfg if model == cfg.model else replace(cfg, backend=for_checkpoint(cfg.backend))
+    return evaluate_model(ctx, replace(of_model, evaluation=evaluation or cfg.evaluation), items_manifest, model, label)
+
+
 def evaluate_models(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, models: dict[str, str | None], m: dict) -> None:
     """Each labelled model on the run's held-out items (None: not trained, skipped), T_eval sweep included."""
     for label, model in models.items():
         if model is None:
             continue
-        # a checkpoint this run trained is evaluated by an engine that can load it
-        of_model = cfg if model == cfg.model else replace(cfg, backend=for_checkpoint(cfg.backend))
-        m[f"eval-{label}"] = evaluate_model(ctx, of_model, seeds_manifest, model, label)
+        m[f"eval-{label}"] = _evaluate(ctx, cfg, seeds_manifest, model, label)
         for t in cfg.evaluation.temperature_sweep:  # SSD tunes T_eval for base and trained model alike
-            at_t = replace(of_model, evaluation=replace(cfg.evaluation, temperature=t,
-                                                        samples=cfg.evaluation.sweep_samples if t > 0 else 1))
-            m[f"eval-{label}@T{t}"] = evaluate_model(ctx, at_t, seeds_manifest, model, f"{label}@T{t}")
+            at_t = replace(cfg.evaluation, temperature=t, samples=cfg.evaluation.sweep_samples if t > 0 else 1)
+            m[f"eval-{label}@T{t}"] = _evaluate(ctx, cfg, seeds_manifest, model, f"{label}@T{t}", at_t)
     if cfg.uq_ttc.enabled:
         m["eval-uq_ttc"] = evaluate_uq_ttc(ctx, cfg, seeds_manifest, cfg.model)
+
+
+def face_gate(ctx: StageContext, cfg: RunConfig, m: dict, challenger: str | None) -> None:
+    """On a track: the champion (the run's base) and the challenger on the guard set and, sampled, on the held-out
+    items for diversity; then the promotion gate."""
+    track = cfg.track
+    if challenger:
+        pair = {"base": cfg.model, "tuned": challenger}
+        if track.guard:
+            m["guard-items"] = ingest_guard(ctx, cfg)
+            for label, model in pair.items():
+                m[f"guard-{label}"] = _evaluate(ctx, cfg, m["guard-items"], model, f"guard-{label}",
+                                                guard_evaluation(track, cfg.evaluation))
+        if track.diversity_k:
+            for label, model in pair.items():
+                m[f"diversity-{label}"] = _evaluate(ctx, cfg, m["seeds"], model, f"diversity-{label}",
+                                                    diversity_evaluation(track, cfg.evaluation, cfg.sampling.temperature))
+    promotion_gate(ctx, cfg, m)
 
 
 def run_method(flow_name: str, method: str, preset: str = "quickstart", config_file: str | None = None,
                lake: str | None = None, overrides: dict | None = None, run_id: str | None = None, reuse: str | None = None,
                from_stage: str | None = None, cache: bool = True) -> dict:
-    """seeds → candidates → verdicts → training examples → guard → fine-tune → held-out evaluation → summary."""
-    cfg = on_track(configlib.load(preset, config_file, overrides, method), lake)
+    """seeds → candidates → verdicts → training examples → guard → fine-tune → held-out evaluation → summary;
+    on a track, earlier rounds' examples join the training set (`train_on: accumulated`) and the gate decides."""
+    cfg = on_track(configlib.load(preset, config_file, overrides, method), lake, run_id)
     with start_run(flow_name, cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
@@ -135,8 +158,10 @@ def run_method(flow_name: str, method: str, preset: str = "quickstart", config_f
         m["select"] = select_examples(ctx, cfg, m["seeds"], m["candidates"], m["judge"])
         if cfg.contamination.enabled:
             m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["select"])
-        m["train"] = fine_tune(ctx, cfg, m["select"])
+        if cfg.track.name and cfg.track.train_on == "accumulated":
+            m["accumulate"] = accumulate_examples(ctx, cfg, m["select"])
+        m["train"] = fine_tune(ctx, cfg, m["select"], m.get("accumulate"))
         evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "tuned": m["train"].get("checkpoint")}, m)
         if cfg.track.name:  # the base evaluated is the track's champion: the gate compares the two
-            promotion_gate(ctx, cfg, m)
+            face_gate(ctx, cfg, m, m["train"].get("checkpoint"))
         return summarize_run(ctx, cfg, m)

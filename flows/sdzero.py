@@ -18,7 +18,8 @@ from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.sdzero import revise_candidates, self_distill
 from selfimprove.tasks.stages import fine_tune, guard_contamination, ingest_seeds, sample_candidates
 
-from selfimprove.flows.pipeline import evaluate_models, start_run
+from selfimprove.flows.pipeline import evaluate_models, face_gate, start_run
+from selfimprove.tasks.rounds import accumulate_examples, on_track
 
 
 @flow(name="sdzero")
@@ -31,6 +32,7 @@ def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str
     if reward:
         overrides = merge(overrides or {}, {"sdzero": {"reward": reward}})
     cfg = load(preset, config_file, overrides, method or default_method("sdzero", requested(preset, config_file, overrides).to_dict()))
+    cfg = on_track(cfg, lake, run_id)
     with start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
@@ -38,8 +40,12 @@ def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str
         m["revise"] = revise_candidates(ctx, cfg, m["seeds"], m["candidates"])
         if cfg.contamination.enabled:
             m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["revise"])
-        m["train"] = fine_tune(ctx, cfg, m["revise"])
+        if cfg.track.name and cfg.track.train_on == "accumulated":
+            m["accumulate"] = accumulate_examples(ctx, cfg, m["revise"])
+        m["train"] = fine_tune(ctx, cfg, m["revise"], m.get("accumulate"))
         m["distill"] = self_distill(ctx, cfg, m["seeds"], m["candidates"], m["revise"], m["train"])
         evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "srt": m["train"].get("checkpoint"),
                                                "tuned": m["distill"]["checkpoint"]}, m)
+        if cfg.track.name:  # Phase 2's model against the champion the run started from
+            face_gate(ctx, cfg, m, m["distill"]["checkpoint"])
         return summarize_run(ctx, cfg, m)

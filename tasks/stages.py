@@ -32,6 +32,7 @@ from selfimprove.inference import models
 from selfimprove.execution.base import ShardJob
 from selfimprove.tasks.common import (MODEL_STAGE, StageContext, check_error_rate, engine, error_reason, open_backend,
                                       progress_bar, read, release_engines, run_shards, run_stage, section)
+from selfimprove.tasks.rounds import round_seeds, taken_digest, taken_questions
 from selfimprove.tasks.ui import StepProgress, say
 from selfimprove.warehouse.run_status import RUNNING, here
 from selfimprove.warehouse import checkpoints
@@ -63,19 +64,26 @@ def _ingest_section(cfg: RunConfig) -> dict:
     for key, path in (("seed_file_sha256", cfg.seeds.path), ("eval_file_sha256", cfg.evaluation.dataset)):
         if path and Path(path).is_file():  # a changed file is a new version even under the same name
             out[key] = file_sha256(path)
+    if cfg.seeds.inbox:  # so is a file added to the inbox, or changed in it
+        out["inbox_sha256"] = {str(f): file_sha256(f) for f in seedlib.inbox_files(cfg.seeds.inbox)}
     return out
 
 
 @task(name="ingest-seeds")
 def ingest_seeds(ctx: StageContext, cfg: RunConfig) -> dict:
-    """Validate and store the training seeds and the held-out items (built-in sets skip the seeds' questions)."""
+    """Validate and store the training seeds and the held-out items (built-in sets skip the seeds' questions;
+    on a track, the seeds skip the track's held-out items and every question an earlier round took)."""
+    taken = taken_questions(ctx, cfg)
+
     def body(lake, shards):
-        train_rows = seedlib.load(cfg.seeds)
-        items = load_items(cfg.evaluation, exclude_questions={r["question"] for r in train_rows})
+        train_rows, items = round_seeds(cfg, taken)
+        train_rows = [{**r, "question_key": seedlib.question_key(r["question"])} for r in train_rows]
         files = [lake.write("seeds", ctx.run_id, train_rows), lake.write("eval_items", ctx.run_id, items)]
         return files, {k: v for k, v in ingest.items() if k.endswith("_sha256")}
 
     ingest = _ingest_section(cfg)
+    if cfg.track.name:
+        ingest["taken_by_earlier_rounds"] = taken_digest(taken)
     return run_stage(ctx, "seeds", ingest, [], body)
 
 
@@ -201,14 +209,19 @@ def checkpoint_row(checkpoint_id: str, path: str, base: str, example_ids: list[s
 
 
 @task(name="fine-tune", **MODEL_STAGE)
-def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict) -> dict:
+def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict, carried: dict | None = None) -> dict:
+    """Fine-tune on the run's training examples (and `carried`'s, earlier rounds' on a track) from the run's
+    model, or on a track with `start_from: base`, from the track's base."""
+    start = cfg.track.trains(cfg.model)
+    inputs = [train_manifest] + ([carried] if carried else [])
+
     def body(lake, shards):
-        examples = read(train_manifest, "train_examples")
+        examples = [e for m in inputs for e in read(m, "train_examples")]
         if len(examples) < cfg.training.min_examples:
             say(f"[train] {len(examples)} accepted examples < min_examples={cfg.training.min_examples}: skipped")
             return [], {"skipped": f"{len(examples)} training examples (< {cfg.training.min_examples})", "checkpoint": None}
         release_engines()  # no engine holds memory while the model trains
-        base = models.resolve(cfg.model)
+        base = models.resolve(start)
         checkpoint_id = f"{ctx.run_id}-{cfg.training.method}"
         if cfg.executor.kind == "ray" and cfg.executor.train_workers:
             from selfimprove.execution.ray_train import train_on_ray
@@ -229,9 +242,9 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict) -> dict:
         return [lake.write("checkpoints", ctx.run_id, [row]), lake.write("train_log", ctx.run_id, log)], \
             {"checkpoint": result["path"], "final_loss": result["final_loss"], "steps": result["steps"]}
 
-    return run_stage(ctx, "train", {"model": models.model_identity(models.resolve(cfg.model)),
+    return run_stage(ctx, "train", {"model": models.model_identity(models.resolve(start)),
                                     "training": section(cfg, "training")["training"]},
-                     [train_manifest], body, reads=("train_examples",))
+                     inputs, body, reads=("train_examples",))
 
 
 @task(name="guard-contamination")

@@ -11,8 +11,10 @@ from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.run_status import current, describe
 
 # the order of a run's stages (SD-Zero: revise instead of judge/select, distill after train); `from_stage` recomputes a stage and everything after it
-STAGES = ("seeds", "candidates", "judge", "revise", "select", "contamination", "train", "distill",
-          "eval-base", "eval-srt", "eval-tuned", "eval-uq_ttc")
+STAGES = ("seeds", "candidates", "judge", "revise", "select", "contamination", "accumulate", "train", "distill",
+          "eval-base", "eval-srt", "eval-tuned", "eval-uq_ttc",
+          # a run on a track: the guard set and diversity of champion (base) and challenger (tuned)
+          "guard-items", "eval-guard-base", "eval-guard-tuned", "eval-diversity-base", "eval-diversity-tuned")
 
 
 def how_made(manifest: dict) -> str:

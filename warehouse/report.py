@@ -5,7 +5,8 @@ from which run), the method's own (for a judged method the funnel from seeds to 
 accept rate per domain, judge quality against ground truth with gating and advisory stages marked,
 and vote agreement per judge stage; for SD-Zero its Phase-2 curve and
 syncs: `method_views.py`), the training loss curve, held-out pass@1 of base and fine-tuned models
-with 95 % intervals, and for judged methods example accepted and rejected candidates with every
+with 95 % intervals, for a run on a track the
+track's rounds (challenger and champion per round), and for judged methods example accepted and rejected candidates with every
 judge call behind them. Figures are PNG files beside the page and
 are embedded in it, so the page is one file that opens anywhere.
 """
@@ -75,12 +76,25 @@ def write_report(lake: Lake, run: str, out_dir: Path) -> Path:
         parts.append(("Held-out evaluation", f'<img src="{uri}" alt="eval">' + note +
                       html_table(["model", "pass@1", "95% low", "95% high", "items"],
                                  [(m, f"{v:.3f}", f"{lo:.3f}", f"{hi:.3f}", n) for m, v, lo, hi, n in evals])))
+    parts += _rounds(lake, run)
     if view.shows_candidates:
         parts.append(("Example candidates", _examples(lake, run)))
     page = _page(run, parts)
     path = out_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _rounds(lake: Lake, run: str) -> list[tuple[str, str]]:
+    """A run on a track: every round of its track so far, this one marked."""
+    from selfimprove.warehouse.registry import rounds_table
+
+    track = _rows(lake, "SELECT track FROM promotions WHERE run_id = $run AND track IS NOT NULL LIMIT 1", run)
+    if not track:
+        return []
+    table = rounds_table(lake, track[0][0])
+    rows = [tuple(f"{v} (this run)" if i == 1 and v == run else v for i, v in enumerate(r)) for r in table.rows]
+    return [(f"Rounds of track {track[0][0]}", html_table(table.columns, rows))]
 
 
 def _examples(lake: Lake, run: str, per_kind: int = 3) -> str:

@@ -14,7 +14,9 @@ TABLES: dict[str, pa.Schema] = {
                        # running (stage = the one in progress) | completed | failed (stage and reason say where, why)
                        ("status", S), ("stage", S), ("reason", S), ("updated_at", pa.timestamp("us", tz="UTC")),
                        ("pid", I), ("host", S)]),
-    "seeds": pa.schema([("run_id", S), ("seed_id", S), ("domain", S), ("question", S), ("answer", S), ("task", S)]),
+    # source: the file (or generated:<task>:<generator seed>) and row it came from; question_key: its normalised hash
+    "seeds": pa.schema([("run_id", S), ("seed_id", S), ("domain", S), ("question", S), ("answer", S), ("task", S),
+                        ("source", S), ("source_row", I), ("question_key", S)]),
     "candidates": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("sample_index", I), ("text", S),
                              ("final_answer", S), ("n_tokens", I), ("prompt_hash", S), ("error", S)]),
     "judgments": pa.schema([("run_id", S), ("candidate_id", S), ("stage", S), ("vote_index", I), ("call", S),
@@ -25,10 +27,11 @@ TABLES: dict[str, pa.Schema] = {
     "candidate_labels": pa.schema([("run_id", S), ("candidate_id", S), ("correct", B)]),
     "judge_metrics": pa.schema([("run_id", S), ("stage", S), ("metric", S), ("value", F), ("n", I),
                                 ("ci_low", F), ("ci_high", F)]),
+    # origin_run: NULL for the run's own accepted example; the earlier round it came from (train_on: accumulated)
     # format: chat (prompt = the user's message) | text (rendered, may end inside the assistant turn: SD-Zero);
     # loss: SD-Zero's revision | generation row of a kept tuple
     "train_examples": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("prompt", S), ("completion", S),
-                                 ("format", S), ("loss", S)]),
+                                 ("format", S), ("loss", S), ("origin_run", S)]),
     # example_ids: the train_examples rows (candidate_id) it was trained on; model_hash: its weights
     "checkpoints": pa.schema([("run_id", S), ("checkpoint_id", S), ("path", S), ("base_model", S), ("model_hash", S),
                               ("examples", I), ("example_ids", LS), ("steps", I), ("final_loss", F), ("method", S)]),
@@ -63,13 +66,20 @@ TABLES: dict[str, pa.Schema] = {
     "teacher_syncs": pa.schema([("run_id", S), ("step", I), ("reason", S), ("val_reward", F), ("source_step", I)]),
     # the champion registry. models: every checkpoint a run on a track produced, what it started from and how it
     # scored on the track's held-out set; promotions: every gate decision (and manual promotion), promoted or not
-    "models": pa.schema([("run_id", S), ("track", S), ("model_id", S), ("path", S), ("model_hash", S), ("parent", S),
-                         ("method", S), ("created_at", pa.timestamp("us", tz="UTC")), ("heldout_pass1", F),
-                         ("heldout_n", I)]),
+    # parent: the model it was fine-tuned from; sampled_by: the champion whose samples and judgments it learnt
+    "models": pa.schema([("run_id", S), ("track", S), ("round", I), ("model_id", S), ("path", S), ("model_hash", S),
+                         ("parent", S), ("sampled_by", S), ("method", S), ("created_at", pa.timestamp("us", tz="UTC")),
+                         ("heldout_pass1", F), ("heldout_n", I)]),
+    # every gate decision and manual promotion: the evidence (challenger over champion on the same held-out items,
+    # the guard set, diversity: distinct answers and pass@k at k = pass_k_at), the round's data and its precision
     "promotions": pa.schema([("run_id", S), ("track", S), ("model_id", S), ("path", S), ("previous_path", S),
                              ("decided_at", pa.timestamp("us", tz="UTC")), ("promoted", B), ("manual", B), ("reason", S),
                              ("delta", F), ("ci_low", F), ("ci_high", F), ("n", I), ("margin", F), ("guard_delta", F),
-                             ("guard_tolerance", F), ("diversity", F), ("diversity_floor", F)]),
+                             ("guard_tolerance", F), ("diversity", F), ("diversity_floor", F),
+                             ("round", I), ("train_on", S), ("start_from", S), ("examples", I), ("new_examples", I),
+                             ("precision", F), ("challenger_pass1", F), ("champion_pass1", F), ("guard_pass1", F),
+                             ("champion_guard_pass1", F), ("champion_diversity", F), ("pass_k_at", I), ("pass_k", F),
+                             ("champion_pass_k", F)]),
 }
 
 _DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}

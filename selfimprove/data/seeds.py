@@ -7,6 +7,7 @@ raises `SeedError` naming the file, row and field, before anything is written.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class SeedSource:
     """Where seeds come from: a file, or reasoning-gym tasks generated offline."""
 
     path: str | None = None  # JSONL / Parquet / CSV with `question` (+ optional seed_id, domain, answer, task)
+    inbox: str | None = None  # a folder (its .jsonl/.csv/.parquet files) or a glob of seed files; `size` caps a run's take
     tasks: list[str] = field(default_factory=lambda: ["basic_arithmetic"])  # reasoning-gym task names
     size: AtLeast1 = 64  # generated questions (split evenly over tasks)
     seed: int = 1234  # generator seed; held-out sets use another one
@@ -40,8 +42,59 @@ class SeedSource:
     })  # per-task reasoning-gym config overrides
 
 
-def load(source: SeedSource) -> list[dict]:
-    return read_file(Path(source.path), source.max_question_chars) if source.path else generate(source)
+def load(source: SeedSource, exclude_questions: set[str] | frozenset = frozenset()) -> list[dict]:
+    """The seeds of a file, an inbox or the generator; `exclude_questions` (normalised, see `question_key`)
+    are left out, and an inbox gives at most `size` of the rest. Every row says where it came from."""
+    if source.inbox:
+        return take_new(read_inbox(source.inbox, source.max_question_chars), exclude_questions, source.size)
+    if source.path:
+        return take_new(read_file(Path(source.path), source.max_question_chars), exclude_questions)
+    return generate(source, exclude_questions)
+
+
+def question_key(question: str) -> str:
+    """The content hash of a question, normalised (case, whitespace): what a track remembers it took."""
+    return hashlib.sha256(" ".join(question.split()).casefold().encode()).hexdigest()[:32]
+
+
+def take_new(rows: list[dict], exclude_questions: set[str] | frozenset, limit: int | None = None) -> list[dict]:
+    """The rows whose question is not in `exclude_questions` (keys) nor repeats an earlier row's, at most `limit`."""
+    seen, out = set(exclude_questions), []
+    for r in rows:
+        key = question_key(r["question"])
+        if key not in seen and (limit is None or len(out) < limit):
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+INBOX_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def inbox_files(inbox: str) -> list[Path]:
+    """An inbox's seed files in name order: a folder's .jsonl/.json/.csv/.parquet files, or a glob's matches."""
+    folder = Path(inbox).expanduser()
+    if folder.is_dir():
+        files = [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in INBOX_SUFFIXES]
+    else:
+        import glob
+
+        files = [Path(f) for f in glob.glob(str(folder), recursive=True) if Path(f).is_file()]
+        if not files and not glob.has_magic(str(folder)):
+            raise SeedError(inbox, None, None, "inbox not found (a folder of seed files, or a glob)")
+    return sorted(files, key=lambda f: (f.name, str(f)))
+
+
+def read_inbox(inbox: str, max_question_chars: int = MAX_QUESTION_CHARS) -> list[dict]:
+    """Every row of every inbox file, each file validated whole (a bad row names its file) before any is used.
+    seed_ids are prefixed with the file's name, so two files may both have a row-1."""
+    files = inbox_files(inbox)
+    if not files:
+        raise SeedError(inbox, None, None, "the inbox holds no seed file (.jsonl, .csv or .parquet)")
+    rows = []
+    for f in files:
+        rows += [{**r, "seed_id": f"{f.stem}:{r['seed_id']}"} for r in read_file(f, max_question_chars)]
+    return rows
 
 
 def generate(source: SeedSource, exclude_questions: set[str] | frozenset = frozenset()) -> list[dict]:
@@ -59,11 +112,12 @@ def generate(source: SeedSource, exclude_questions: set[str] | frozenset = froze
         for i, item in enumerate(data):
             if kept == want:
                 break
-            if item["question"] in seen:
+            if question_key(item["question"]) in seen:
                 continue
-            seen.add(item["question"])
+            seen.add(question_key(item["question"]))
             rows.append({"seed_id": f"{task}-{source.seed}-{i}", "domain": "math", "question": item["question"],
-                         "answer": str(item["answer"]), "task": task})
+                         "answer": str(item["answer"]), "task": task, "source": f"generated:{task}:{source.seed}",
+                         "source_row": i})
             kept += 1
     return rows
 
@@ -147,5 +201,6 @@ def validate(raw: list[tuple[int, object]], name: str, max_question_chars: int =
         if task is not None and not isinstance(task, str):
             raise SeedError(name, n, "task", f"must be a string, got {type(task).__name__}")
         rows.append({"seed_id": sid, "domain": domain, "question": q.strip(),
-                     "answer": None if answer is None or answer == "" else str(answer), "task": task})
+                     "answer": None if answer is None or answer == "" else str(answer), "task": task,
+                     "source": name, "source_row": n})
     return rows

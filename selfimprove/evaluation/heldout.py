@@ -54,7 +54,8 @@ class EvalConfig:
 
 
 def load_items(config: EvalConfig, exclude_questions: set[str] | frozenset = frozenset()) -> list[dict]:
-    """The configured held-out items; built-in sets skip `exclude_questions` (the training seeds)."""
+    """The configured held-out items; built-in sets skip `exclude_questions` (the training
+    seeds' `question_key`s)."""
     if config.dataset in BUILTIN:
         return builtin(config.dataset, config.source, exclude_questions)
     return read_user_file(config.dataset, config.scorer or "math")
@@ -156,6 +157,10 @@ def metrics(rows: list[dict], config: EvalConfig) -> list[dict]:
                 per_item.append(pass_at_k(len(decided), sum(bool(r["correct"]) for r in decided), k))
         if per_item:
             out.append(_metric(model, dataset, f"pass@{k}", per_item, config))
+    if any(len(rs) > 1 for rs in items.values()):  # several samples per item: how many different answers
+        out.append(_metric(model, dataset, "distinct_answers",
+                           [float(len({r["extracted"] for r in rs if r["extracted"] is not None})) for rs in items.values()],
+                           config))
     out += [_metric(model, dataset, "no_answer_rate", [float(r["reason"] == "no_answer") for r in rows], config, False),
             _metric(model, dataset, "error_rate", [float(r["correct"] is None) for r in rows], config, False),
             _metric(model, dataset, "calls_per_item", [float(sum(r.get("calls") or 0 for r in rs)) for rs in items.values()], config, False),

@@ -33,3 +33,16 @@ def decide(evidence: Evidence, track: TrackConfig) -> tuple[bool, str]:
         return False, f"refused: {e.diversity:.2f} distinct answers per seed is below the floor {track.diversity_floor:.2f}"
     guard = f"; guard set {e.guard_delta:+.3f}" if e.guard_delta is not None else ""
     return True, f"promoted: paired delta {e.delta:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}] on {e.n} items{guard}"
+
+
+def stop_reason(decisions: list[dict], track: TrackConfig) -> str | None:
+    """Why `--rounds` stops after these decisions (oldest first), or None to go on: the last round's training
+    examples were right less often than `min_precision`, or the last `stop_after_refusals` were all refused."""
+    last = decisions[-1]
+    if track.min_precision is not None and last.get("precision") is not None and last["precision"] < track.min_precision:
+        return (f"round {last.get('round')}'s training examples were right {last['precision']:.2f} of the time, "
+                f"under track.min_precision {track.min_precision:.2f}")
+    n = track.stop_after_refusals
+    if n and len(decisions) >= n and not any(d["promoted"] for d in decisions[-n:]):
+        return f"{n} refused round(s) in a row (track.stop_after_refusals)"
+    return None

@@ -1,47 +1,107 @@
-"""Runs on a track start from its champion, register their model and face the gate; the lake answers in SQL
+"""Rounds on a track: each starts from the champion, takes new seeds, keeps the held-out set, follows the
+track's data policy and faces the gate; `--rounds` stops early by the track's rules; the lake answers in SQL
 which model was champion when and why; a worse challenger is refused and the refusal recorded."""
 import pytest
+import yaml
 
 from selfimprove.flows.cli import main
+from selfimprove.inference.base import register_backend
+from selfimprove.inference.scripted import ScriptedBackend
 from selfimprove.validation import InputError
-from selfimprove.warehouse.registry import champion
+from selfimprove.warehouse import registry
 from selfimprove.warehouse.views import query
 from tests.tiny_model import tiny_overrides
 
 
-def _on_track(tiny_model, **track):
+def _on_track(tiny_model, name="t", **track):
     o = tiny_overrides(tiny_model)
     o.pop("model")  # a run on a track starts from its champion; the track's first one from its base
-    return {**o, "track": {"name": "t", "base": str(tiny_model), **track}}
+    return {**o, "track": {"name": name, "base": str(tiny_model), "guard_size": 6, **track}}
 
 
-def test_a_track_promotes_by_the_gate_refuses_a_worse_challenger_and_takes_a_manual_promotion(
-        tiny_model, lake, prefect_harness, capsys):
-    from selfimprove.flows.svd import svd
+def _rows(lake, sql, **params):
+    return query(lake, sql, params)[1]
 
-    # round 1: from the base; a margin of -1 lets any trained model through
-    first = svd(preset="quickstart", lake=lake.location, overrides=_on_track(tiny_model, margin=-1.0))["run_id"]
-    (path1,), = query(lake, "SELECT path FROM checkpoints WHERE run_id = $r", {"r": first})[1]
-    assert champion(lake, "t")["path"] == path1
-    assert query(lake, "SELECT parent, track FROM models WHERE run_id = $r", {"r": first})[1] == [(str(tiny_model), "t")]
 
-    # round 2 starts from round 1's champion; a margin no model can clear refuses it, and the champion stays
-    second = svd(preset="quickstart", lake=lake.location, overrides=_on_track(tiny_model, margin=0.99))
-    run2 = second["run_id"]
-    assert query(lake, "SELECT model_path FROM runs WHERE run_id = $r", {"r": run2})[1] == [(path1,)]
-    (promoted, reason, previous), = query(lake, "SELECT promoted, reason, previous_path FROM promotions WHERE run_id = $r",
-                                          {"r": run2})[1]
-    assert not promoted and "lower bound is not above the margin +0.990" in reason and previous == path1
-    assert champion(lake, "t")["path"] == path1 and f"track t: {reason}" in second["summary"]
+def test_rounds_take_new_seeds_keep_the_heldout_set_follow_the_data_policy_and_stop_by_the_gate(
+        tiny_model, lake, prefect_harness, capsys, tmp_path):
+    cfg = tmp_path / "track.yaml"
+    cfg.write_text(yaml.safe_dump(_on_track(tiny_model, margin=-1.0, train_on="accumulated", start_from="base")))
+    assert main(["run", "svd", "--rounds", "2", "--track", "t", "--config", str(cfg), "--lake", lake.location]) == 0
+    out = capsys.readouterr().out
+    first, second = runs = registry.rounds_of(lake, "t")
+    assert first in out and second in out and "champion: " + second in out
 
-    # by hand: round 2's model becomes champion, recorded as manual; `models` lists the whole history
-    assert main(["promote", run2, "--track", "t", "--lake", lake.location]) == 0
-    (path2,), = query(lake, "SELECT path FROM checkpoints WHERE run_id = $r", {"r": run2})[1]
-    assert champion(lake, "t")["path"] == path2
+    # each round its own generated questions (its generator seed recorded), the same held-out items
+    seeds = {r: _rows(lake, "SELECT question_key, source FROM seeds WHERE run_id = $r", r=r) for r in runs}
+    assert not {k for k, _ in seeds[first]} & {k for k, _ in seeds[second]}
+    assert {s for _, s in seeds[first]} == {"generated:basic_arithmetic:1234"}
+    assert {s for _, s in seeds[second]} == {"generated:basic_arithmetic:101237"}
+    items = [_rows(lake, "SELECT list(item_id ORDER BY item_id) FROM eval_items WHERE run_id = $r "
+                         "AND dataset = 'arithmetic-heldout'", r=r) for r in runs]
+    assert items[0] == items[1] and len(items[0][0][0]) == 8
+
+    # round 2 sampled with round 1's champion, and fine-tuned the base on both rounds' examples
+    (ckpt1,), = _rows(lake, "SELECT path FROM checkpoints WHERE run_id = $r", r=first)
+    assert _rows(lake, "SELECT model_path FROM runs WHERE run_id = $r", r=second) == [(ckpt1,)]
+    (own1,), = _rows(lake, "SELECT count(*) FROM train_examples WHERE run_id = $r", r=first)
+    (own2, carried), = _rows(lake, "SELECT count(*) FILTER (origin_run IS NULL), count(*) FILTER (origin_run = $o) "
+                                   "FROM train_examples WHERE run_id = $r", r=second, o=first)
+    assert carried == own1 > 0
+    assert _rows(lake, "SELECT base_model, examples FROM checkpoints WHERE run_id = $r", r=second) == [
+        (str(tiny_model), own2 + carried)]
+    assert _rows(lake, "SELECT round, parent, sampled_by FROM models WHERE run_id = $r", r=second) == [
+        (2, str(tiny_model), ckpt1)]
+
+    # every decision with its evidence: guard set, diversity (k = 4), the round's data and its precision
+    decided = _rows(lake, "SELECT round, promoted, guard_pass1 IS NOT NULL, champion_guard_pass1 IS NOT NULL, pass_k_at, "
+                          "diversity >= 1, examples, new_examples, precision BETWEEN 0 AND 1 FROM promotions ORDER BY round")
+    assert decided == [(1, True, True, True, 4, True, own1, own1, True), (2, True, True, True, 4, True, own2 + carried, own2, True)]
+
+    # a margin no model clears refuses round 3, and one refusal stops the rounds (stop_after_refusals: 1)
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(_on_track(tiny_model, margin=0.99, stop_after_refusals=1)))
+    assert main(["run", "svd", "--rounds", "3", "--track", "t", "--config", str(strict), "--lake", lake.location]) == 0
+    out = capsys.readouterr().out
+    assert "stopped early: 1 refused round(s) in a row" in out
+    third = registry.rounds_of(lake, "t")[-1]
+    (promoted, reason, previous), = _rows(lake, "SELECT promoted, reason, previous_path FROM promotions WHERE run_id = $r",
+                                          r=third)
+    (ckpt2,), = _rows(lake, "SELECT path FROM checkpoints WHERE run_id = $r", r=second)
+    assert not promoted and "lower bound is not above the margin +0.990" in reason and previous == ckpt2
+    assert registry.champion(lake, "t")["path"] == ckpt2
+
+    # by hand: round 3's model becomes champion, recorded as manual; `models` and `compare --track` tell it all
+    assert main(["promote", third, "--track", "t", "--lake", lake.location]) == 0
+    assert registry.champion(lake, "t")["run_id"] == third
     capsys.readouterr()
     assert main(["models", "--track", "t", "--lake", lake.location]) == 0
     out = capsys.readouterr().out
-    assert out.count("promoted") >= 2 and "refused" in out and f"champion of t: {run2}" in out
+    assert out.count("promoted") >= 3 and "refused" in out and f"champion of t: {third}" in out
+    assert main(["compare", "--track", "t", "--lake", lake.location]) == 0
+    out = capsys.readouterr().out
+    assert all(r in out for r in (first, second, third)) and "accumulated, base" in out and "new, champion" in out
+
+
+@register_backend("scripted-api")
+class _ServedScript(ScriptedBackend):
+    """A champion answered by a server (it cannot load the challenger's checkpoint, which transformers scores)."""
+
+    loads_checkpoints = False
+
+
+def test_a_worse_challenger_is_refused_and_the_refusal_recorded(tiny_model, lake, prefect_harness):
+    from selfimprove.flows.rounds import rounds
+
+    o = _on_track(tiny_model, "w", guard=None, diversity_k=0, stop_after_refusals=1)
+    o["backend"] = {**o["backend"], "kind": "scripted-api"}  # the champion answers arithmetic right; the tiny model cannot
+    result = rounds.fn(rounds=2, lake=lake.location, overrides=o)
+    assert len(result["runs"]) == 1 and "1 refused round(s) in a row" in result["stopped"]
+    (promoted, delta, hi, champ, chall, reason), = _rows(
+        lake, "SELECT promoted, delta, ci_high, champion_pass1, challenger_pass1, reason FROM promotions WHERE track = 'w'")
+    assert not promoted and delta < -0.5 and hi < 0 and champ > 0.5 > chall and reason.startswith("refused: paired delta -")
+    assert registry.champion(lake, "w") is None  # the track stays on its base
+    assert _rows(lake, "SELECT count(*) FROM models WHERE track = 'w'") == [(1,)]  # the refused model is registered
 
 
 def test_a_run_on_a_track_cannot_start_from_another_model(tiny_model, lake):
@@ -52,12 +112,23 @@ def test_a_run_on_a_track_cannot_start_from_another_model(tiny_model, lake):
     with pytest.raises(InputError, match="starts from its champion"):
         on_track(cfg, lake.location)
     fresh = configlib.load("quickstart", overrides={"track": {"name": "t", "base": str(tiny_model)}})
-    assert on_track(fresh, lake.location).model == str(tiny_model)  # a new track: its base
+    first = on_track(fresh, lake.location)
+    assert first.model == str(tiny_model) and first.track.round == 1 and first.seeds.seed == fresh.seeds.seed
+    with pytest.raises(InputError, match="guard set is another domain"):
+        on_track(configlib.load("quickstart", overrides={"track": {"name": "t", "guard": "arithmetic"}}), lake.location)
 
 
 def test_a_flow_without_the_gate_refuses_a_track(tiny_model, lake):
-    from selfimprove.flows.sdzero import sdzero
+    from selfimprove import config as configlib
+    from selfimprove.flows.pipeline import start_run
 
-    with pytest.raises(InputError, match="can be on a track, not sdzero"):
-        sdzero.fn(preset="quickstart", lake=lake.location, overrides={"track": {"name": "t"}})
+    cfg = configlib.load("quickstart", overrides={"track": {"name": "t"}})
+    with pytest.raises(InputError, match="can be on a track, not evaluate"):
+        with start_run("evaluate", cfg, "quickstart", lake.location):
+            pass
     assert not lake.storage.list("")
+
+
+def test_rounds_need_a_track(lake, capsys):
+    assert main(["run", "svd", "--rounds", "2", "--lake", lake.location]) == 2
+    assert "--rounds runs on a track" in capsys.readouterr().err
