@@ -228,18 +228,24 @@ def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, 
     out = capsys.readouterr().out
     assert "sdzero (ground_truth)" in out and "sdzero_self_verified (self_verified)" in out
 
-    # redo Phase 2 only (the sdzero-from-distill deployment): Phase 1 and SRT are the first run's
+    # redo Phase 2 only (the sdzero-from-distill deployment): Phase 1 and SRT are the first run's; on a track,
+    # the Phase-2 model faces the promotion gate against the model the run started from
     overrides = sdzero_overrides(tiny_model)
     overrides["sdzero"]["distill"]["seed"] = 5
+    overrides["track"] = {"name": "z", "base": overrides.pop("model"), "guard_size": 4, "diversity_k": 2}
     again = sdzero(lake=str(lake.root), overrides=overrides, reuse=runs["ground_truth"], from_stage="distill")["run_id"]
     for stage in ("candidates", "revise", "train"):
         assert lake.read_manifest(again, stage)["reused_from"] == runs["ground_truth"]
     assert lake.read_manifest(again, "distill").get("reused_from") is None
+    assert query(lake, f"SELECT round, model_id, pass_k_at, guard_pass1 IS NOT NULL FROM promotions WHERE run_id = '{again}'")[1] == [
+        (1, f"{again}-sdzero", 2, True)]
 
     from selfimprove.warehouse.report import write_report
 
     write_report(lake, again, tmp_path / "report")
-    assert (tmp_path / "report" / "distill.png").exists() and "Self-distillation" in (tmp_path / "report" / "report.html").read_text()
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert (tmp_path / "report" / "distill.png").exists() and "Self-distillation" in page
+    assert "Rounds of track z" in page and f"{again} (this run)" in page
 
 
 def test_cli_sdzero_needs_answers_for_ground_truth(tmp_path, lake, capsys):

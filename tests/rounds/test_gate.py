@@ -30,3 +30,14 @@ def test_bad_track_settings_are_refused_by_name(settings, field):
     with pytest.raises(InputError) as e:
         TrackConfig(**settings)
     assert e.value.field == field
+
+
+def test_rounds_stop_on_low_precision_or_repeated_refusals():
+    from selfimprove.rounds.gate import stop_reason
+
+    track = TrackConfig(name="t", min_precision=0.6, stop_after_refusals=2)
+    promoted, refused = {"round": 1, "promoted": True, "precision": 0.8}, {"round": 2, "promoted": False, "precision": 0.7}
+    assert stop_reason([promoted], track) is None and stop_reason([promoted, refused], track) is None
+    assert stop_reason([promoted, refused, {**refused, "round": 3}], track) == "2 refused round(s) in a row (track.stop_after_refusals)"
+    assert "round 2's training examples were right 0.50 of the time" in stop_reason([promoted, {**refused, "precision": 0.5}], track)
+    assert stop_reason([{**refused, "precision": None}] * 2, TrackConfig(name="t", stop_after_refusals=0)) is None
