@@ -159,7 +159,7 @@ def metrics(rows: list[dict], config: EvalConfig) -> list[dict]:
             out.append(_metric(model, dataset, f"pass@{k}", per_item, config))
     if any(len(rs) > 1 for rs in items.values()):  # several samples per item: how many different answers
         out.append(_metric(model, dataset, "distinct_answers",
-                           [float(len({r["extracted"] for r in rs if r["extracted"] is not None})) for rs in items.values()],
+                           [float(len({r.get("extracted") for r in rs} - {None})) for rs in items.values()],
                            config))
     out += [_metric(model, dataset, "no_answer_rate", [float(r["reason"] == "no_answer") for r in rows], config, False),
             _metric(model, dataset, "error_rate", [float(r["correct"] is None) for r in rows], config, False),

@@ -43,6 +43,15 @@ def test_avg_at_k_and_pass_at_k_from_several_samples():
     assert m["calls_per_item"]["value"] == 4
 
 
+def test_distinct_answers_per_item_count_what_was_extracted():
+    samples = rows("m", [True, False, False, None] + [True] * 4, 4)
+    for r, answer in zip(samples, ["7", "8", "7", None, "5", "5", "5", "5"]):
+        r["extracted"] = answer
+    m = by_metric(metrics(samples, EvalConfig(samples=4, temperature=0.8, bootstrap=50)))
+    assert m["distinct_answers"]["value"] == pytest.approx((2 + 1) / 2)  # no answer is not an answer
+    assert "distinct_answers" not in by_metric(metrics(rows("m", [True, False]), EvalConfig(bootstrap=50)))
+
+
 def test_scorer_errors_are_excluded_not_counted_wrong():
     r = rows("m", [True, None, False, None])  # items i0..i3; i1 and i3 could not be scored
     assert per_item_accuracy(r) == {"i0": 1.0, "i2": 0.0}
