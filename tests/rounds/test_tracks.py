@@ -132,3 +132,28 @@ def test_a_flow_without_the_gate_refuses_a_track(tiny_model, lake):
 def test_rounds_need_a_track(lake, capsys):
     assert main(["run", "svd", "--rounds", "2", "--lake", lake.location]) == 2
     assert "--rounds runs on a track" in capsys.readouterr().err
+
+
+def test_a_round_that_crashed_is_resumed_by_the_next_rounds_call_not_started_over(tiny_model, lake, prefect_harness,
+                                                                                  monkeypatch):
+    from selfimprove.flows import pipeline
+    from selfimprove.flows.rounds import rounds
+
+    o = _on_track(tiny_model, "c", guard=None, diversity_k=0, margin=-1.0)
+    real_gate = pipeline.face_gate
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the machine went away")
+
+    monkeypatch.setattr(pipeline, "face_gate", crash)
+    with pytest.raises(RuntimeError, match="went away"):
+        rounds.fn(rounds=1, lake=lake.location, overrides=o)
+    (crashed, status), = _rows(lake, "SELECT run_id, status FROM runs")
+    assert status == "failed" and registry.rounds_of(lake, "c") == []
+    sampled = lake.read_manifest(crashed, "candidates")["finished_at"]
+
+    monkeypatch.setattr(pipeline, "face_gate", real_gate)
+    result = rounds.fn(rounds=1, lake=lake.location, overrides=o)
+    assert result["runs"] == [crashed] and registry.rounds_of(lake, "c") == [crashed]
+    assert lake.read_manifest(crashed, "candidates")["finished_at"] == sampled  # its finished stages were kept
+    assert registry.champion(lake, "c")["run_id"] == crashed
