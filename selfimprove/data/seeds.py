@@ -43,12 +43,13 @@ class SeedSource:
 
 
 def load(source: SeedSource, exclude_questions: set[str] | frozenset = frozenset()) -> list[dict]:
-    """The seeds of a file, an inbox or the generator; `exclude_questions` (normalised, see `question_key`)
-    are left out, and an inbox gives at most `size` of the rest. Every row says where it came from."""
+    """The seeds of a file, an inbox or the generator; `exclude_questions` (keys, see `question_key`) are left
+    out. An inbox gives at most `size` of the rest, each question once. Every row says where it came from."""
     if source.inbox:
         return take_new(read_inbox(source.inbox, source.max_question_chars), exclude_questions, source.size)
     if source.path:
-        return take_new(read_file(Path(source.path), source.max_question_chars), exclude_questions)
+        rows = read_file(Path(source.path), source.max_question_chars)
+        return take_new(rows, exclude_questions) if exclude_questions else rows  # a file alone is taken as it is
     return generate(source, exclude_questions)
 
 
