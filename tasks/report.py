@@ -71,8 +71,9 @@ def _training_and_eval(lake: Lake, run_id: str) -> list[Item]:
     _, checkpoints = query(lake, "SELECT checkpoint_id, path FROM checkpoints WHERE run_id = $run ORDER BY checkpoint_id",
                            {"run": run_id})
     out += [f"checkpoint {cid}: {path}" for cid, path in checkpoints]
-    _, decisions = query(lake, "SELECT track, reason FROM promotions WHERE run_id = $run ORDER BY decided_at", {"run": run_id})
-    out += [f"track {track}: {reason}" for track, reason in decisions]
+    _, decisions = query(lake, "SELECT track, reason, round FROM promotions WHERE run_id = $run ORDER BY decided_at",
+                         {"run": run_id})
+    out += [f"track {track}" + (f", round {n}" if n else "") + f": {reason}" for track, reason, n in decisions]
     out += ["", "## held-out evaluation (accuracy against test-time cost)", eval_table(lake, run_id)]
     cli = command()
     at = "" if lake.location == lake_location() else f" --lake {lake.location}"  # the commands reach this lake
@@ -81,7 +82,17 @@ def _training_and_eval(lake: Lake, run_id: str) -> list[Item]:
                 Command(f"{cli} eval --model {checkpoints[-1][1]} --model default --dataset arithmetic{at}")]
     out += ["", "## next: ask the lake", *(Command(f"{cli} sql \"{q.format(run_id=run_id)}\"{at}", title)
                                           for title, q in EXAMPLE_QUERIES.items())]
+    for track in sorted({t for t, *_ in decisions}):
+        out += ["", f"## next: the rounds of track {track}",
+                Command(f"{cli} compare --track {track}{at}", "each round's challenger and champion on the same items"),
+                Command(f"{cli} run {_flow_of(lake, run_id)} --track {track}{at}", "one more round, from the champion"),
+                Command(f"{cli} models --track {track}{at}", "which model was champion when, and why")]
     return out
+
+
+def _flow_of(lake: Lake, run_id: str) -> str:
+    (_, [(flow,)]) = query(lake, "SELECT flow FROM runs WHERE run_id = $run", {"run": run_id})
+    return flow
 
 
 def command() -> str:

@@ -29,7 +29,8 @@ EXAMPLE_QUERIES = {
 }
 
 # From one held-out sample of the fine-tuned model back to the checkpoint that answered it, the training
-# rows it was trained on, their candidates and every judge call behind them.
+# rows it was trained on, their candidates and every judge call behind them (a row an earlier round of a track
+# accepted, `train_on: accumulated`, is followed back to that round's candidate and judges).
 LINEAGE_QUERY = """WITH sample AS (
     SELECT run_id, item_id, model_path, correct FROM eval_samples WHERE run_id = '{run_id}' AND model = 'tuned' LIMIT 1),
 trained AS (
@@ -38,7 +39,8 @@ trained AS (
 SELECT s.item_id, s.correct, t.checkpoint_id, t.candidate_id, left(x.completion, 40) AS trained_on,
        j.stage, j.vote_index, j.call, j.decision, left(j.raw_output, 40) AS judge_said
 FROM sample s JOIN trained t USING (run_id) JOIN train_examples x USING (run_id, candidate_id)
-JOIN candidates k USING (run_id, candidate_id) LEFT JOIN judgments j USING (run_id, candidate_id)
+JOIN candidates k ON k.run_id = coalesce(x.origin_run, x.run_id) AND k.candidate_id = x.candidate_id
+LEFT JOIN judgments j ON j.run_id = k.run_id AND j.candidate_id = k.candidate_id
 ORDER BY t.candidate_id, j.stage, j.vote_index, j.call"""
 
 
