@@ -5,7 +5,6 @@ for its own work only (`open_backend`) and names the engine's identity in its ve
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import replace
 from functools import partial
