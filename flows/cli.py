@@ -98,11 +98,11 @@ def run_command(args) -> None:
     method = args.method or default_method(args.flow, configlib.requested(args.preset, args.config, overrides).to_dict())
     cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
     # run ids, seeds, the engine and the track, as the flow will check them, but before any flow run exists
-    check_start(cfg, args.lake, args.resume, args.reuse, args.from_stage, RUN_FLAGS)
     if cfg.track.name:
         from selfimprove.tasks.rounds import on_track
 
-        on_track(cfg, args.lake, args.resume)
+        cfg = on_track(cfg, args.lake, args.resume)  # its round, and the round's seeds, as the flow will see them
+    check_start(cfg, args.lake, args.resume, args.reuse, args.from_stage, RUN_FLAGS)
     if args.uq_ttc:
         overrides["uq_ttc"] = {"enabled": True}
     if args.allow_contamination:

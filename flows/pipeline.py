@@ -30,7 +30,8 @@ from selfimprove.tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune
                           judge_candidates, register_run, sample_candidates, select_examples)
 from selfimprove.warehouse.lake import Lake, lake_location
 from selfimprove.rounds.evidence import diversity_evaluation, guard_evaluation
-from selfimprove.tasks.rounds import accumulate_examples, ingest_guard, on_track, promotion_gate
+from selfimprove.tasks.rounds import (accumulate_examples, ingest_guard, on_track, promotion_gate, round_seeds,
+                                      taken_questions)
 
 
 TRACKED_FLOWS = ("svd", "ssd", "rft", "sdzero")  # flows that end with the promotion gate (`face_gate`)
@@ -67,6 +68,8 @@ def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reu
         if stored and stored != file_sha256(cfg.seeds.path):
             raise InputError(f"changed since run {run_id} read it; resuming would mix two seed sets "
                              "(restore the file, or start a new run)", file=cfg.seeds.path)
+    if cfg.track.name:  # a round with no new question is refused here, before the run is registered
+        round_seeds(cfg, taken_questions(lk.location, cfg, run_id))
     if cfg.evaluation.dataset not in BUILTIN:
         load_items(cfg.evaluation)  # a held-out file is checked like a seed file
     backend_class(cfg.backend.kind).check(cfg.backend)

@@ -50,12 +50,12 @@ def on_track(cfg: RunConfig, lake: str | None, run_id: str | None = None) -> Run
     return replace(cfg, seeds=seeds, track=replace(cfg.track, round=number))
 
 
-def taken_questions(ctx: StageContext, cfg: RunConfig) -> set[str]:
-    """The question keys the track's completed rounds took (empty off a track)."""
+def taken_questions(lake: str, cfg: RunConfig, run_id: str | None) -> set[str]:
+    """The question keys the track's completed rounds (other than `run_id`) took; empty off a track."""
     if not cfg.track.name:
         return set()
-    lake = Lake(ctx.lake)
-    return registry.questions_taken(lake, registry.rounds_of(lake, cfg.track.name, exclude=ctx.run_id))
+    lk = Lake(lake)
+    return registry.questions_taken(lk, registry.rounds_of(lk, cfg.track.name, exclude=run_id))
 
 
 def round_seeds(cfg: RunConfig, taken: set[str]) -> tuple[list[dict], list[dict]]:

@@ -72,7 +72,7 @@ def _ingest_section(cfg: RunConfig) -> dict:
 def ingest_seeds(ctx: StageContext, cfg: RunConfig) -> dict:
     """Validate and store the training seeds and the held-out items (built-in sets skip the seeds' questions;
     on a track, the seeds skip the track's held-out items and every question an earlier round took)."""
-    taken = taken_questions(ctx, cfg)
+    taken = taken_questions(ctx.lake, cfg, ctx.run_id)
 
     def body(lake, shards):
         train_rows, items = round_seeds(cfg, taken)

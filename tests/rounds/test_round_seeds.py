@@ -60,3 +60,18 @@ def test_generated_rounds_draw_disjoint_questions_from_a_seed_of_their_own():
 def test_an_inbox_that_does_not_exist_is_one_line(tmp_path):
     with pytest.raises(SeedError, match="inbox not found"):
         round_seeds(_round(tmp_path / "nowhere"), set())
+
+
+
+def test_a_round_with_nothing_new_is_refused_before_anything_is_written(tmp_path, lake):
+    from selfimprove.evaluation.heldout import load_items
+    from selfimprove.flows.pipeline import check_start
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cfg = _round(inbox)
+    held_out = load_items(cfg.evaluation)[0]["question"]  # the only question in the inbox is a held-out item
+    (inbox / "week1.jsonl").write_text(json.dumps({"question": held_out, "answer": 1}) + "\n")
+    with pytest.raises(InputError, match="no new seed question for round 1 of track t"):
+        check_start(cfg, lake.location)
+    assert not lake.storage.list("")
