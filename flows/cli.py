@@ -41,8 +41,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="quickstart", choices=sorted(PRESETS), help="budgets")
     run_methods = [m for f in flows for m in methods_of_flow(f)]
     p.add_argument("--method", choices=run_methods,
-                   help="one of the flow's methods (default: the flow's own): " +
-                        "; ".join(f"{m}: {METHODS[m].help}" for m in run_methods))
+                   help=_literal("one of the flow's methods (default: the flow's own): " +
+                                 "; ".join(f"{m}: {METHODS[m].help}" for m in run_methods)))
     p.add_argument("--config", help="YAML/JSON file overriding the preset")
     p.add_argument("--lake", help="lake root: a folder or s3://BUCKET/PREFIX (default ./lake or $SELFIMPROVE_LAKE)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
@@ -62,6 +62,11 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the model stages' shards on Ray (ADDRESS: a cluster such as ray://head:10001 or auto; "
                         "none: a local cluster); the config's `executor:` section sets workers and resources")
+
+
+def _literal(text: str) -> str:
+    """Help text from elsewhere (a method's description may say "10 %"), safe from argparse's %-formatting."""
+    return text.replace("%", "%%")
 
 
 RUN_FLAGS = {"run_id": "--resume", "reuse": "--reuse", "from_stage": "--from-stage"}

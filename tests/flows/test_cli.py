@@ -146,3 +146,15 @@ def test_an_engine_that_cannot_start_says_so_before_any_run(tmp_path, lake, caps
         assert main(["run", "svd", "--config", str(cfg), "--lake", str(lake.root)]) == 2
         assert expected in capsys.readouterr().err
     assert not lake.root.exists() or not list(lake.root.rglob("*.parquet"))
+
+
+def test_every_command_prints_its_help(capsys):
+    import pytest
+
+    from selfimprove.flows.cli import COMMANDS
+
+    for name in [None, *COMMANDS]:
+        with pytest.raises(SystemExit) as done:
+            main(["--help"] if name is None else [name, "--help"])
+        assert done.value.code == 0, name
+        assert "usage: selfimprove" in capsys.readouterr().out
