@@ -10,16 +10,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from selfimprove.inference import models  # noqa: E402
 from selfimprove.data import seeds as seedlib
-from selfimprove.methods.sdzero.rewards import GroundTruthReward  # noqa: E402
-from selfimprove.methods.sdzero.config import DistillConfig  # noqa: E402
-from selfimprove.methods.sdzero.distill import Distiller  # noqa: E402
+from selfimprove.verification.rewards import GroundTruthReward  # noqa: E402
+from selfimprove.training.distill_config import DistillConfig  # noqa: E402
+from selfimprove.methods.sdzero.teacher import RevisionContext  # noqa: E402
+from selfimprove.training.self_distill import Distiller  # noqa: E402
 
 
 def main(steps: int = 3) -> None:
     seeds = seedlib.generate(seedlib.SeedSource(size=8 * steps))
     reward, times = GroundTruthReward(), {}
     for autocast in ("float32", "bfloat16"):
-        d = Distiller(models.resolve("default"), DistillConfig(autocast=autocast), "sample_math", device="cpu")
+        d = Distiller(models.resolve("default"), DistillConfig(autocast=autocast), "sample_math", RevisionContext(), device="cpu")
         d.step(seeds[:8], reward, seed=0)  # warm-up
         start, tokens = time.time(), 0
         for k in range(steps):

@@ -18,11 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from selfimprove.inference.base import BackendConfig
 from selfimprove.inference.transformers_backend import TransformersBackend  # noqa: E402
-from selfimprove.methods.sdzero.rewards import Reward  # noqa: E402
+from selfimprove.verification.rewards import Reward  # noqa: E402
 from selfimprove.methods.sdzero.revision import revise, training_rows  # noqa: E402
 from selfimprove.generation.sampling import SamplingConfig, sample  # noqa: E402
-from selfimprove.methods.sdzero.config import DistillConfig, SDZeroConfig  # noqa: E402
-from selfimprove.methods.sdzero.distill import Distiller  # noqa: E402
+from selfimprove.methods.sdzero.config import SDZeroConfig  # noqa: E402
+from selfimprove.training.distill_config import DistillConfig  # noqa: E402
+from selfimprove.methods.sdzero.teacher import RevisionContext  # noqa: E402
+from selfimprove.training.self_distill import Distiller  # noqa: E402
 from selfimprove.training.sft import TrainConfig, train  # noqa: E402
 from tests.tiny_model import build_tiny_model  # noqa: E402
 
@@ -59,7 +61,8 @@ def main() -> dict:
     report["srt"] = {"rows": len(train_rows), "steps": srt["steps"], "final_loss": srt["final_loss"],
                      "seconds": round(time.time() - t, 2)}
 
-    d = Distiller(work / "srt", DistillConfig(batch_size=8, max_new_tokens=24, top_k=64), "sample_math", device="auto")
+    d = Distiller(work / "srt", DistillConfig(batch_size=8, max_new_tokens=24, top_k=64), "sample_math", RevisionContext(),
+                  device="auto")
     steps = []
     t = time.time()
     for k in range(4):

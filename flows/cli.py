@@ -49,6 +49,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse", metavar="RUN_ID", help="copy that run's stages wherever their version matches")
     p.add_argument("--reward", choices=_reward_sources(),
                    help="sdzero only: grade responses by the seeds' answers (default) or by the model's own agreement")
+    p.add_argument("--pi", choices=_pi_sources(),
+                   help="opsd only: what the teacher reads beside the question: the seed's answer (default), the "
+                        "candidate the run's own cascade accepted (label-free), or one shared rule")
     p.add_argument("--from-stage", choices=[s for s in STAGES if s != "seeds"],
                    help="with --reuse: keep that run's earlier stages, recompute this one and the rest")
     p.add_argument("--no-cache", action="store_true", help="recompute stages even if an earlier run has the same version")
@@ -72,8 +75,14 @@ def _literal(text: str) -> str:
 RUN_FLAGS = {"run_id": "--resume", "reuse": "--reuse", "from_stage": "--from-stage"}
 
 
+def _pi_sources() -> list[str]:
+    from selfimprove.methods.opsd.config import PI_SOURCES
+
+    return list(PI_SOURCES)
+
+
 def _reward_sources() -> list[str]:
-    from selfimprove.methods.sdzero.rewards import SOURCES
+    from selfimprove.verification.rewards import SOURCES
 
     return list(SOURCES)
 
@@ -91,7 +100,15 @@ def run_command(args) -> None:
         raise ValueError(f"--method {args.method} is not a method of `run {args.flow}`: {methods_of_flow(args.flow)}")
     if args.reward and args.flow != "sdzero":
         raise ValueError("--reward belongs to `run sdzero`")
+    if args.pi and args.flow != "opsd":
+        raise ValueError("--pi belongs to `run opsd`")
+    if args.pi:
+        from selfimprove.flows.opsd import check_pi
+
+        check_pi(args.method, args.pi)
     overrides: dict = {"sdzero": {"reward": args.reward}} if args.reward else {}
+    if args.pi:
+        overrides["opsd"] = {"pi": args.pi}
     if args.ray is not None:
         overrides["executor"] = {"kind": "ray", **({"address": args.ray} if args.ray else {})}
     if args.track:

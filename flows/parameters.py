@@ -24,6 +24,9 @@ DESCRIPTIONS = {
              "this run already.",
     "reward": "SD-Zero's reward: ground_truth (the seeds' answers) or self_verified (the model's own agreement "
               "across samples; no answer is read). Empty: the config's.",
+    "pi": "OPSD's privileged information, read by the teacher only: ground_truth (the seed's answer and solution), "
+          "self_verified (the candidate the run's cascade accepted; no answer is read) or rule (one shared "
+          "instruction). Empty: the config's.",
     "model": "'default' (the embedded model) or a checkpoint folder on the worker; several to compare them on "
              "the same items.",
     "data": "A held-out file (JSONL/CSV/Parquet with question and answer) scored by `scorer`. Empty: dataset.",

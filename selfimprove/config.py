@@ -21,6 +21,7 @@ from selfimprove.evaluation.heldout import EvalConfig
 from selfimprove.verification.filters import FilterConfig
 from selfimprove.generation.sampling import SamplingConfig
 from selfimprove.methods.sdzero.config import SDZeroConfig
+from selfimprove.methods.opsd.config import OPSDConfig
 from selfimprove.data.seeds import SeedSource
 from selfimprove.rounds.config import TrackConfig
 from selfimprove.training.sft import TrainConfig
@@ -44,6 +45,7 @@ class RunConfig:
     uq_ttc: UQTTCConfig = field(default_factory=UQTTCConfig)  # test-time baseline on the held-out set (off by default)
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # guard before training
     sdzero: SDZeroConfig = field(default_factory=SDZeroConfig)  # the sdzero flow's two phases
+    opsd: OPSDConfig = field(default_factory=OPSDConfig)  # the opsd flow: privileged information, distillation
     backend: BackendConfig = field(default_factory=BackendConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where model stages' shards run (local | ray)
     track: TrackConfig = field(default_factory=TrackConfig)  # a run on a track registers its model, faces the gate
@@ -118,6 +120,7 @@ PRESETS: dict[str, dict] = {
         "training": {"epochs": 2, "batch_size": 8, "learning_rate": 2e-5},
         "evaluation": {"source": {"size": 200, "seed": 777}},
         "sdzero": {"distill": {"steps": 24, "batch_size": 8, "eval_every": 6, "val_size": 32}},
+        "opsd": {"distill": {"steps": 24, "batch_size": 8, "eval_every": 6, "val_size": 32}},
     },
     "full": {
         "seeds": {"size": 480, "tasks": ["basic_arithmetic", "simple_equations"]},
@@ -128,6 +131,7 @@ PRESETS: dict[str, dict] = {
                        "max_new_tokens": 128},
         "sdzero": {"revise_max_new_tokens": 128,
                    "distill": {"steps": 200, "batch_size": 16, "max_new_tokens": 128, "eval_every": 20, "val_size": 48}},
+        "opsd": {"distill": {"steps": 200, "batch_size": 16, "max_new_tokens": 128, "eval_every": 20, "val_size": 48}},
     },
 }
 

@@ -11,17 +11,15 @@ from prefect import task
 
 from selfimprove.config import RunConfig
 from selfimprove.inference import models
-from selfimprove.methods.sdzero import rewards
+from selfimprove.verification import rewards
 from selfimprove.methods.sdzero.revision import revise, training_rows
 from selfimprove.methods.sdzero.config import CONTROL_PROMPTS, phases
-from selfimprove.methods.sdzero.distill import distill
+from selfimprove.methods.sdzero.teacher import RevisionContext
 
-from selfimprove.tasks.ui import say, table_artifact
+from selfimprove.tasks.ui import say
 from selfimprove.execution.base import ShardJob
-from selfimprove.warehouse import checkpoints
-from selfimprove.tasks.common import (MODEL_STAGE, StageContext, engine, progress_bar, read, run_shards,
-                                      release_engines, run_stage, section)
-from selfimprove.tasks.stages import checkpoint_row
+from selfimprove.tasks.common import MODEL_STAGE, StageContext, engine, progress_bar, read, run_shards, run_stage, section
+from selfimprove.tasks.distill import distill_rows
 
 _CONTROLS = tuple(CONTROL_PROMPTS.values())
 PHASE_RULE = "hash+gradable/1"  # how seeds are assigned to phases (sdzero.phases); change it when that rule changes
@@ -100,41 +98,10 @@ def self_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candid
         if not train_seeds:  # e.g. no Phase-2 seed has a self-verified label: SD-Zero is the SRT model
             say("[distill] no gradable Phase-2 seeds: Phase 2 skipped, the SRT model is the result")
             return [], {"skipped": "no gradable Phase-2 seeds", "checkpoint": start}
-        release_engines()  # no engine holds memory while the student trains
-        checkpoint_id = f"{ctx.run_id}-sdzero"
-        out = checkpoints.staging_dir(ctx.lake, checkpoint_id)
-        bar, tick = progress_bar(cfg.sdzero.distill.steps, "self-distilling", "step")
-        result = distill(models.resolve(start), train_seeds, val_seeds, reward, cfg.sdzero.distill, cfg.sampling.prompt,
-                         out, progress=tick, device=_device(cfg.backend.device))
-        bar.close()
-        result["path"] = checkpoints.publish(ctx.lake, out, checkpoint_id)
-        trained = [s for s in result["steps"] if s.get("loss") is not None]
-        final_loss = trained[-1]["loss"] if trained else float("nan")
-        # Phase 2 trains on its own rollouts (distill_samples), not on train_examples rows
-        row = checkpoint_row(checkpoint_id, result["path"], str(models.resolve(start)), [], len(trained), final_loss, "sdzero")
-        row["examples"] = len(result["samples"])
-        files = [lake.write("checkpoints", ctx.run_id, [row]), lake.write("distill_log", ctx.run_id, result["steps"]),
-                 lake.write("distill_samples", ctx.run_id, result["samples"]),
-                 lake.write("teacher_syncs", ctx.run_id, result["syncs"])]
-        _artifact(ctx.run_id, result)
-        return files, {"checkpoint": result["path"], "start": str(start), "syncs": len(result["syncs"]),
-                       "final_loss": final_loss, "saved_step": result["saved_step"]}
+        return distill_rows(ctx, lake, "sdzero", start, train_seeds, val_seeds, reward, cfg.sdzero.distill,
+                            cfg.sampling.prompt, RevisionContext(), cfg.backend.device, "SD-Zero Phase 2")
 
     version = {"start": models.model_identity(models.resolve(start)), **_reward_section(cfg),
                "distill": section(cfg.sdzero, "distill")["distill"]}
     return run_stage(ctx, "distill", version, [seeds_manifest, candidates_manifest, revise_manifest], body,
                      (cfg.sampling.prompt, *_CONTROLS), reads=("seeds", "candidates", "seed_phases"))
-
-
-def _device(device: str) -> str:
-    return device if device in ("cpu", "cuda") or device.startswith("cuda:") else "auto"
-
-
-def _artifact(run_id: str, result: dict) -> None:
-    """Per-step training metrics and the syncs as Prefect table artifacts."""
-    keys = ("step", "loss", "kl_reverse", "mean_reward", "response_tokens", "val_reward", "teacher_syncs", "seconds")
-    table_artifact("sdzero-distill-steps", [{k: s.get(k) for k in keys} for s in result["steps"]],
-                   f"SD-Zero Phase 2, one row per optimiser step of run {run_id}: divergence loss, reverse KL, "
-                   "rollout reward, response length, held-out reward (val_reward) and teacher syncs so far")
-    table_artifact("sdzero-teacher-syncs", result["syncs"] or [{"step": None, "reason": "no sync", "val_reward": None}],
-                   f"When run {run_id}'s frozen teacher was replaced by the student, why, and at what held-out reward")

@@ -247,15 +247,16 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict, carried: 
 
 
 @task(name="guard-contamination")
-def guard_contamination(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, train_manifest: dict) -> dict:
-    """Stop before training if training text contains a registered held-out item (unless allowed)."""
+def guard_contamination(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, train_manifest: dict,
+                        also: dict | None = None) -> dict:
+    """Stop before training if training text (training examples, or OPSD's privileged information) contains a
+    registered held-out item (unless allowed). `also`: a second stage whose training text is checked too."""
     guard = cfg.contamination
+    train_manifests = [train_manifest] + ([also] if also else [])
 
     def body(lake, shards):
         questions = {r["seed_id"]: r["question"] for r in read(seeds_manifest, "seeds")}
-        examples = read(train_manifest, "train_examples")
-        train_texts = [(e["candidate_id"], questions.get(e["seed_id"], "")) for e in examples] + \
-                      [(e["candidate_id"], e["completion"]) for e in examples]
+        train_texts = [t for m in train_manifests for t in _training_texts(m, questions)]
         heldout = read(seeds_manifest, "eval_items")
         for name in guard.builtin:  # the run's own set is already in, excluding the seed questions
             if name != cfg.evaluation.dataset:
@@ -273,7 +274,21 @@ def guard_contamination(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict,
         return files, {"flagged": len(flagged), "action": action if flagged else "clean"}
 
     return run_stage(ctx, "contamination", section(cfg, "contamination", "evaluation"),
-                     [seeds_manifest, train_manifest], body, reads=("seeds", "eval_items", "train_examples"))
+                     [seeds_manifest, *train_manifests], body,
+                     reads=("seeds", "eval_items", "train_examples", "privileged_info"))
+
+
+def _training_texts(manifest: dict, questions: dict[str, str]) -> list[tuple[str, str]]:
+    """(id, text) of everything a model will train on: each example's question and completion; each privileged
+    seed's question and PI."""
+    tables = {f["table"] for f in manifest["files"]}
+    pairs = []
+    if "train_examples" in tables:
+        pairs += [(e["candidate_id"], e["seed_id"], e["completion"]) for e in read(manifest, "train_examples")]
+    if "privileged_info" in tables:
+        pairs += [(f"{r['seed_id']}:pi", r["seed_id"], r["pi_text"]) for r in read(manifest, "privileged_info")
+                  if r["phase"] == "distill"]
+    return [(i, questions.get(seed, "")) for i, seed, _ in pairs] + [(i, text) for i, _, text in pairs]
 
 
 def _eval_stage(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str, stage: str,

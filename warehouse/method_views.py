@@ -289,26 +289,15 @@ def funnel(lake: Lake, run_id: str) -> list[tuple[str, int, str]]:
     return steps
 
 
-@register_view
-class SDZeroView(MethodView):
-    """SD-Zero: phases, Phase-1 revision tuples, Phase-2 training and teacher syncs (it judges nothing)."""
+class DistillView(MethodView):
+    """The on-policy distillation part both SD-Zero and OPSD end with: training by quarter, teacher syncs, figure."""
 
-    name = "sdzero"
-    generated = (("candidates", "n_tokens"), ("revisions", "revised_n_tokens"), ("distill_samples", "n_tokens"))
+    title: ClassVar[str] = ""
+    start_name: ClassVar[str] = "the starting model"
 
-    def label(self, config):
-        return f"{config.get('method')} ({config.get('sdzero', {}).get('reward')})"
-
-    def summary(self, lake, run_id):
-        """Phases, Phase-1 tuples by control phrase, Phase-2 training in quarters, teacher syncs."""
+    def distill_summary(self, lake, run_id) -> list[Item]:
         p = {"run": run_id}
-        out = ["", "## SD-Zero seeds per phase (disjoint)",
-               Table(*query(lake, "SELECT phase, count(*) AS seeds FROM seed_phases WHERE run_id = $run GROUP BY 1 ORDER BY 1", p))]
-        out += ["", "## Phase 1: revision tuples by control phrase (kept = revision correct)", Table(*query(lake, """
-            SELECT reward_source, coalesce(control, 'ungraded') AS control, count(*) AS tuples, count(*) FILTER (WHERE kept) AS kept,
-                   round(avg(revised_reward::INT), 3) AS revised_correct_rate
-            FROM revisions WHERE run_id = $run GROUP BY 1, 2 ORDER BY 2""", p))]
-        out += ["", "## Phase 2: on-policy self-distillation, by quarter of the steps", Table(*query(lake, """
+        out = ["", f"## {self.title}: on-policy self-distillation, by quarter of the steps", Table(*query(lake, """
             WITH s AS (SELECT *, ntile(4) OVER (ORDER BY step) AS quarter FROM distill_log WHERE run_id = $run AND step > 0)
             SELECT quarter, min(step) AS from_step, max(step) AS to_step, round(avg(loss), 4) AS loss,
                    round(avg(kl_reverse), 4) AS kl_reverse, round(avg(mean_reward), 3) AS rollout_reward,
@@ -321,7 +310,7 @@ class SDZeroView(MethodView):
                                                   "max(val_reward) FILTER (WHERE saved) FROM distill_log WHERE run_id = $run", p)
         fmt = lambda v: v if v is None else round(v, 3)  # noqa: E731
         out += ["", f"teacher syncs (held-out reward at step 0: {fmt(v0)})", Table(cols, rows) if rows else "(none)",
-                f"saved student: step {saved} (held-out reward {fmt(v_saved)}; step 0 = the SRT model unchanged)"]
+                f"saved student: step {saved} (held-out reward {fmt(v_saved)}; step 0 = {self.start_name} unchanged)"]
         return out
 
     def late_figures(self, lake, run_id, draw):
@@ -338,12 +327,60 @@ class SDZeroView(MethodView):
             for step, *_ in syncs:
                 ax.axvline(step, color="grey", ls=":", lw=1)
             ax.set_xlabel("step (dotted: teacher sync)")
-            ax.set_title("SD-Zero Phase 2: on-policy self-distillation")
+            ax.set_title(f"{self.title}: on-policy self-distillation")
             ax.legend()
 
         uri = draw("distill", plot)
         return [("Self-distillation", f'<img src="{uri}" alt="distill">' +
                  html_table(["sync at step", "reason", "held-out reward", "copied student of step"], syncs))]
+
+
+@register_view
+class SDZeroView(DistillView):
+    """SD-Zero: phases, Phase-1 revision tuples, Phase-2 training and teacher syncs (it judges nothing)."""
+
+    name = "sdzero"
+    title = "Phase 2"
+    start_name = "the SRT model"
+    generated = (("candidates", "n_tokens"), ("revisions", "revised_n_tokens"), ("distill_samples", "n_tokens"))
+
+    def label(self, config):
+        return f"{config.get('method')} ({config.get('sdzero', {}).get('reward')})"
+
+    def summary(self, lake, run_id):
+        """Phases, Phase-1 tuples by control phrase, Phase-2 training in quarters, teacher syncs."""
+        p = {"run": run_id}
+        out = ["", "## SD-Zero seeds per phase (disjoint)",
+               Table(*query(lake, "SELECT phase, count(*) AS seeds FROM seed_phases WHERE run_id = $run GROUP BY 1 ORDER BY 1", p))]
+        out += ["", "## Phase 1: revision tuples by control phrase (kept = revision correct)", Table(*query(lake, """
+            SELECT reward_source, coalesce(control, 'ungraded') AS control, count(*) AS tuples, count(*) FILTER (WHERE kept) AS kept,
+                   round(avg(revised_reward::INT), 3) AS revised_correct_rate
+            FROM revisions WHERE run_id = $run GROUP BY 1, 2 ORDER BY 2""", p))]
+        return out + self.distill_summary(lake, run_id)
+
+
+@register_view
+class OPSDView(DistillView):
+    """OPSD: each seed's privileged information by phase, then the distillation (it judges only for its PI or
+    warm start)."""
+
+    name = "opsd"
+    title = "OPSD"
+    start_name = "the starting model (warm start, else base)"
+    generated = (("candidates", "n_tokens"), ("distill_samples", "n_tokens"))
+
+    def label(self, config):
+        o = config.get("opsd", {})  # the method follows from the PI source; the warm start does not
+        return f"opsd ({o.get('pi')} PI{' + SFT' if o.get('warm_start') else ''})"
+
+    def summary(self, lake, run_id):
+        """Seeds by phase with their PI, then the distillation in quarters and the teacher syncs."""
+        out = ["", "## OPSD seeds: what the teacher read (privileged_info; the student never reads it)",
+               Table(*query(lake, """
+            SELECT phase, coalesce(pi_source, '-') AS pi_source, count(*) AS seeds, count(DISTINCT pi_hash) AS distinct_pi,
+                   round(avg(length(pi_text)), 1) AS pi_chars
+            FROM privileged_info WHERE run_id = $run GROUP BY 1, 2 ORDER BY 1""", {"run": run_id}))]
+        return out + self.distill_summary(lake, run_id)
 
 
 @register_view

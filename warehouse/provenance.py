@@ -10,9 +10,10 @@ from selfimprove.warehouse.document import Item, Table
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.run_status import current, describe
 
-# the order of a run's stages (SD-Zero: revise instead of judge/select, distill after train); `from_stage` recomputes a stage and everything after it
-STAGES = ("seeds", "candidates", "judge", "revise", "select", "contamination", "accumulate", "train", "distill",
-          "eval-base", "eval-srt", "eval-tuned", "eval-uq_ttc",
+# the order of a run's stages (SD-Zero: revise instead of judge/select, distill after train; OPSD: its teachers'
+# privileged information before distill); `from_stage` recomputes a stage and everything after it
+STAGES = ("seeds", "candidates", "judge", "revise", "select", "contamination", "accumulate", "train", "privileged",
+          "distill", "eval-base", "eval-srt", "eval-sft", "eval-tuned", "eval-uq_ttc",
           # a run on a track: the guard set and diversity of champion (base) and challenger (tuned)
           "guard-items", "eval-guard-base", "eval-guard-tuned", "eval-diversity-base", "eval-diversity-tuned")
 

@@ -16,7 +16,7 @@ TABLES: dict[str, pa.Schema] = {
                        ("pid", I), ("host", S)]),
     # source: the file (or generated:<task>:<generator seed>) and row it came from; question_key: its normalised hash
     "seeds": pa.schema([("run_id", S), ("seed_id", S), ("domain", S), ("question", S), ("answer", S), ("task", S),
-                        ("source", S), ("source_row", I), ("question_key", S)]),
+                        ("source", S), ("source_row", I), ("question_key", S), ("solution", S)]),
     "candidates": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("sample_index", I), ("text", S),
                              ("final_answer", S), ("n_tokens", I), ("prompt_hash", S), ("error", S)]),
     "judgments": pa.schema([("run_id", S), ("candidate_id", S), ("stage", S), ("vote_index", I), ("call", S),
@@ -57,11 +57,18 @@ TABLES: dict[str, pa.Schema] = {
                             ("reward_source", S), ("kept", B), ("reason", S)]),
     # Phase 2: per optimiser step (step 0 = the starting model's held-out reward; saved = the student kept),
     # each rollout, each teacher sync
+    # teacher: the teacher context (revision: SD-Zero; privileged: OPSD); pi_source / pi_hash: OPSD's privileged
+    # information of the rollout's seed (its text in privileged_info, by hash)
     "distill_log": pa.schema([("run_id", S), ("step", I), ("loss", F), ("kl_reverse", F), ("mean_reward", F), ("graded", I),
                               ("response_tokens", F), ("loss_tokens", I), ("val_reward", F), ("teacher_syncs", I),
-                              ("learning_rate", F), ("seconds", F), ("saved", B)]),
+                              ("learning_rate", F), ("seconds", F), ("saved", B), ("teacher", S), ("pi_source", S)]),
     "distill_samples": pa.schema([("run_id", S), ("step", I), ("seed_id", S), ("text", S), ("n_tokens", I), ("reward", B),
-                                  ("control", S), ("divergence", F)]),
+                                  ("control", S), ("divergence", F), ("pi_source", S), ("pi_hash", S)]),
+    # OPSD: each seed's privileged information, what only the teacher reads. phase: distill (rolled out, with its PI) |
+    # distill_val (held-out reward, no PI needed) | no_pi (self_verified: the cascade accepted no candidate; skipped).
+    # candidate_id: the accepted candidate a self_verified PI quotes; prompt_hash: the PI's prompt file
+    "privileged_info": pa.schema([("run_id", S), ("seed_id", S), ("phase", S), ("pi_source", S), ("pi_hash", S),
+                                  ("pi_text", S), ("candidate_id", S), ("prompt_hash", S)]),
     # source_step: the step whose student was copied (the best one when keep_best, else this step)
     "teacher_syncs": pa.schema([("run_id", S), ("step", I), ("reason", S), ("val_reward", F), ("source_step", I)]),
     # the champion registry. models: every checkpoint a run on a track produced, what it started from and how it

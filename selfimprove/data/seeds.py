@@ -1,7 +1,8 @@
 """Seed questions: validated loading from files and offline generation.
 
-A seed is `{seed_id, domain, question, answer?, task?}`. `answer` is ground truth
-for telemetry and evaluation only; SVD never shows it to the model. Bad input
+A seed is `{seed_id, domain, question, answer?, task?, solution?}`. `answer` is ground truth
+for telemetry and evaluation only; SVD never shows it to the model. `solution`, a worked reference
+solution, is read only by OPSD's ground-truth teacher (its privileged information). Bad input
 raises `SeedError` naming the file, row and field, before anything is written.
 """
 from __future__ import annotations
@@ -201,7 +202,13 @@ def validate(raw: list[tuple[int, object]], name: str, max_question_chars: int =
         task = r.get("task")
         if task is not None and not isinstance(task, str):
             raise SeedError(name, n, "task", f"must be a string, got {type(task).__name__}")
+        solution = r.get("solution")
+        if solution is not None and not isinstance(solution, str):
+            raise SeedError(name, n, "solution", f"must be a string, got {type(solution).__name__}")
+        if solution is not None and len(solution) > max_question_chars:
+            raise SeedError(name, n, "solution", f"{len(solution):,} characters, over the limit of "
+                                                 f"{max_question_chars:,} (seeds.max_question_chars)")
         rows.append({"seed_id": sid, "domain": domain, "question": q.strip(),
                      "answer": None if answer is None or answer == "" else str(answer), "task": task,
-                     "source": name, "source_row": n})
+                     "solution": solution.strip() or None if solution else None, "source": name, "source_row": n})
     return rows

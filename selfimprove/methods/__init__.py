@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Method:
     name: str
-    flow: str  # svd | ssd | rft | sdzero | calibrate | evaluate
+    flow: str  # svd | ssd | rft | sdzero | opsd | calibrate | evaluate
     help: str
     overrides: dict = field(default_factory=dict)
-    view: str = "cascade"  # cascade | sdzero | evaluate
+    view: str = "cascade"  # cascade | sdzero | opsd | evaluate
     reads_answers: bool = False  # grades by the seeds' ground-truth answers (seed files must carry them)
     command: str = "run"  # the CLI command that starts its flow: run | calibrate | eval
     when: dict = field(default_factory=dict)  # config values that make it its flow's default (see default_method)
@@ -101,6 +101,16 @@ register_method(Method("sdzero_self_verified", "sdzero", "SD-Zero graded by the 
                        {"sampling": {"n": 8}, "cascade": {"stages": []}, "sdzero": {"reward": "self_verified"},
                         "training": {"max_length": 384, "epochs": 1}}, view="sdzero",
                        when={"sdzero": {"reward": "self_verified"}}))
+# OPSD distils on every seed (minus the held-out-reward ones); it samples 8 candidates like SVD, so the
+# candidates and, where it judges (self_verified PI, warm start), the cascade are shared with an SVD run's.
+register_method(Method("opsd", "opsd", "OPSD, the teacher reads the seed's answer (and solution)",
+                       {"opsd": {"pi": "ground_truth"}}, view="opsd", reads_answers=True))
+register_method(Method("opsd_self_verified", "opsd",
+                       "OPSD, the teacher reads the candidate the cascade accepted (no answers)",
+                       {"opsd": {"pi": "self_verified"}}, view="opsd", when={"opsd": {"pi": "self_verified"}},
+                       needs_gate=True))
+register_method(Method("opsd_rule", "opsd", "OPSD, the teacher reads one shared instruction (no answers)",
+                       {"opsd": {"pi": "rule"}}, view="opsd", when={"opsd": {"pi": "rule"}}))
 register_method(Method("calibrate", "calibrate", "every verifier advisory on labelled seeds; recommends a cascade",
                        command="calibrate"))
 register_method(Method("evaluate", "evaluate", "a model on held-out items, no training", view="evaluate", command="eval"))

@@ -36,6 +36,8 @@ def test_every_deployment_registers_against_a_local_server(prefect_harness):
     assert got["sdzero"].parameters["reward"] == "ground_truth"
     assert got["sdzero-self-verified"].parameters["reward"] == "self_verified"
     assert got["sdzero-from-distill"].parameters["from_stage"] == "distill"
+    assert [got[f"opsd{k}"].parameters["pi"] for k in ("", "-self-verified", "-rule")] == ["ground_truth", "self_verified",
+                                                                                          "rule"]
     # the Custom run form shows a description under every parameter of every deployment
     for name, d in got.items():
         props = d.parameter_openapi_schema["properties"]

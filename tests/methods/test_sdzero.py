@@ -4,8 +4,9 @@ import torch
 
 from selfimprove.inference.base import BackendConfig
 from selfimprove.inference.transformers_backend import TransformersBackend
-from selfimprove.methods.sdzero.rewards import GroundTruthReward, Reward, SelfVerifiedReward
-from selfimprove.methods.sdzero.config import DistillConfig, SDZeroConfig, control_phrase, split
+from selfimprove.verification.rewards import GroundTruthReward, Reward, SelfVerifiedReward
+from selfimprove.methods.sdzero.config import SDZeroConfig, control_phrase, split
+from selfimprove.training.distill_config import DistillConfig
 
 
 class EvenLength(Reward):
@@ -98,11 +99,12 @@ def test_srt_trains_on_text_rows_with_loss_on_the_completion_only(tiny_model, tm
 
 
 def test_phase2_contexts_align_the_second_copy_with_the_student(tiny_model):
-    from selfimprove.methods.sdzero.distill import Distiller
+    from selfimprove.methods.sdzero.teacher import RevisionContext
+    from selfimprove.training.self_distill import Distiller
 
-    d = Distiller(tiny_model, DistillConfig(), "sample_math", device="cpu")
+    d = Distiller(tiny_model, DistillConfig(), "sample_math", RevisionContext(), device="cpu")
     prompt, y = d.prompt_ids("What is 1 + 1?"), d.tokenizer("it is 2", add_special_tokens=False).input_ids + [d.eos]
-    student, teacher, s_pos, t_pos = d.contexts(prompt, y, correct=False)
+    student, teacher, s_pos, t_pos = d.contexts(SEEDS[0], prompt, y, correct=False)
     assert [student[p + 1] for p in s_pos] == y == [teacher[p + 1] for p in t_pos]
     text = d.tokenizer.decode(teacher)
     assert text.count("it is 2") == 2 and control_phrase(False).strip() in text
@@ -110,10 +112,11 @@ def test_phase2_contexts_align_the_second_copy_with_the_student(tiny_model):
 
 
 def test_phase2_steps_lower_the_divergence_and_sync_copies_the_student(tiny_model, tmp_path):
-    from selfimprove.methods.sdzero.distill import Distiller, distill
+    from selfimprove.methods.sdzero.teacher import RevisionContext
+    from selfimprove.training.self_distill import Distiller, distill
 
     cfg = DistillConfig(batch_size=4, learning_rate=3e-3, max_new_tokens=12, top_k=16)
-    d = Distiller(tiny_model, cfg, "sample_math", device="cpu")
+    d = Distiller(tiny_model, cfg, "sample_math", RevisionContext(), device="cpu")
     metrics, samples = d.step(SEEDS[:4], EvenLength(), seed=1)  # a whole on-policy step: rollout, grade, update
     assert metrics["graded"] == 4 and metrics["loss_tokens"] == sum(s["n_tokens"] for s in samples)
     assert all(s["divergence"] is not None and s["control"] in ("correct", "wrong") for s in samples)
@@ -122,7 +125,7 @@ def test_phase2_steps_lower_the_divergence_and_sync_copies_the_student(tiny_mode
             p.add_(0.5 * torch.randn_like(p))
     prompts = [d.prompt_ids(s["question"]) for s in SEEDS[:4]]
     responses = d.rollout(prompts, greedy=False, seed=3)
-    losses = [float(d.update(prompts, responses, [True, False, True, False])[0].mean()) for _ in range(15)]
+    losses = [float(d.update(SEEDS[:4], prompts, responses, [True, False, True, False])[0].mean()) for _ in range(15)]
     assert losses[-1] < 0.5 * losses[0], losses
     teacher_before = [p.clone() for p in d.teacher.parameters()]
     assert all(torch.equal(a, b) for a, b in zip(teacher_before, d.teacher.parameters()))
@@ -132,7 +135,7 @@ def test_phase2_steps_lower_the_divergence_and_sync_copies_the_student(tiny_mode
 
     out = distill(tiny_model, SEEDS[:6], SEEDS[6:], EvenLength(),
                   DistillConfig(steps=4, batch_size=2, max_new_tokens=8, sync_every=2, eval_every=1, patience=100),
-                  "sample_math", tmp_path / "student")
+                  "sample_math", tmp_path / "student", RevisionContext())
     assert [s["step"] for s in out["steps"]] == [0, 1, 2, 3, 4]
     assert [(s["step"], s["reason"], s["source_step"]) for s in out["syncs"]] == [(2, "every_n", 2), (4, "every_n", 4)]
     assert [s["teacher_syncs"] for s in out["steps"]] == [0, 0, 1, 1, 2]
@@ -158,11 +161,12 @@ class FadingReward(Reward):
 def test_plateau_sync_and_the_saved_model_use_the_best_student(tiny_model, tmp_path):
     from safetensors.torch import load_file
 
-    from selfimprove.methods.sdzero.distill import distill
+    from selfimprove.methods.sdzero.teacher import RevisionContext
+    from selfimprove.training.self_distill import distill
 
     out = distill(tiny_model, SEEDS[:6], SEEDS[6:], FadingReward({"s6"}, good_calls=1),
                   DistillConfig(steps=4, batch_size=2, max_new_tokens=8, eval_every=2, patience=1, learning_rate=1e-2),
-                  "sample_math", tmp_path / "student")
+                  "sample_math", tmp_path / "student", RevisionContext())
     assert [s["val_reward"] for s in out["steps"]] == [1.0, None, 0.0, None, 0.0]
     # both checks regress: each plateau sync puts the step-0 student back before copying it to the teacher
     assert [(s["step"], s["reason"], s["source_step"]) for s in out["syncs"]] == [(2, "plateau", 0), (4, "plateau", 0)]
@@ -172,7 +176,7 @@ def test_plateau_sync_and_the_saved_model_use_the_best_student(tiny_model, tmp_p
 
     out = distill(tiny_model, SEEDS[:6], SEEDS[6:], FadingReward({"s6"}, good_calls=1),
                   DistillConfig(steps=2, batch_size=2, max_new_tokens=8, eval_every=2, keep_best=False, learning_rate=1e-2),
-                  "sample_math", tmp_path / "last")
+                  "sample_math", tmp_path / "last", RevisionContext())
     assert out["saved_step"] == 2 and out["syncs"][0]["source_step"] == 2
     last = load_file(tmp_path / "last" / "model.safetensors")
     assert not all(torch.equal(start[k], last[k]) for k in start)

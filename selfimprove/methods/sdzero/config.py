@@ -6,45 +6,14 @@ hash like every other prompt, and are appended inside the assistant turn, after 
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 from selfimprove import prompts
-from selfimprove.methods.sdzero.rewards import SOURCES
-from selfimprove.validation import AtLeast0, AtLeast1, NonNegative, OpenShare, Positive, Share
+from selfimprove.training.distill_config import DistillConfig, unit_hash, validation_ids
+from selfimprove.verification.rewards import SOURCES
+from selfimprove.validation import AtLeast1, NonNegative, OpenShare, Share
 
 CONTROL_PROMPTS = {True: "revise_correct", False: "revise_wrong"}
-
-
-@dataclass
-class DistillConfig:
-    """Phase 2: on-policy self-distillation. Defaults sized for the 135M model on 2 CPU cores."""
-
-    steps: AtLeast1 = 30  # optimizer steps
-    batch_size: AtLeast1 = 8  # prompts per step, one on-policy response each
-    learning_rate: Positive = 1e-5
-    max_grad_norm: Positive = 1.0
-    divergence: str = "mixture"  # forward_kl | reverse_kl (paper) | mixture (released code: 0.5/0.5) | jsd
-    mix: Share = 0.5  # mixture: weight of the forward KL
-    top_k: AtLeast1 = 64  # the teacher's top-k tokens are the support (paper: 64)
-    support: str = "renormalized"  # renormalized | tail_bucket (never `truncated`: it collapses training)
-    temperature: Positive = 1.0  # the student's sampling temperature for its rollouts
-    top_p: OpenShare = 1.0
-    max_new_tokens: AtLeast1 = 64
-    autocast: str = "bfloat16"  # bfloat16 | float32: compute dtype (weights and optimiser stay float32)
-    sync_every: AtLeast0 = 0  # copy student -> teacher every N steps (0: never by count)
-    sync_on_plateau: bool = True  # copy student -> teacher when the held-out reward stops improving
-    keep_best: bool = True  # a plateau sync and the saved model use the best student by held-out reward, not the last
-    eval_every: AtLeast0 = 10  # steps between held-out reward checks (0: never; plateau syncs need them)
-    patience: AtLeast0 = 1  # checks without improvement that make a plateau
-    min_delta: NonNegative = 0.0  # an improvement must exceed this
-    val_size: AtLeast1 = 32  # Phase-2 seeds kept out of the rollouts to measure the held-out reward
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.support == "truncated":
-            raise ValueError("distill.support 'truncated' (raw truncated KL) pushes mass out of the top-k and "
-                             "collapses training; use renormalized or tail_bucket")
 
 
 @dataclass
@@ -71,10 +40,6 @@ class SDZeroConfig:
             self.distill = DistillConfig(**self.distill)
 
 
-def _unit_hash(seed_id: str) -> float:
-    return int(hashlib.sha256(seed_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
 def phases(seeds: list[dict], distill_share: float, val_size: int = 0, gradable=None) -> dict[str, str]:
     """seed_id → 'revise' (Phase 1), 'distill' (Phase 2 rollouts), 'distill_val' (Phase 2 held-out reward)
     or 'distill_ungraded' (a Phase-2 seed the reward cannot grade: no self-verified label).
@@ -85,12 +50,11 @@ def phases(seeds: list[dict], distill_share: float, val_size: int = 0, gradable=
     """
     out = {}
     for s in seeds:
-        if _unit_hash(s["seed_id"]) >= distill_share:
+        if unit_hash(s["seed_id"]) >= distill_share:
             out[s["seed_id"]] = "revise"
         else:
             out[s["seed_id"]] = "distill" if gradable is None or gradable(s) else "distill_ungraded"
-    graded = sorted((k for k, v in out.items() if v == "distill"), key=_unit_hash)
-    for seed_id in graded[:min(val_size, len(graded) // 3)]:
+    for seed_id in validation_ids([k for k, v in out.items() if v == "distill"], val_size):
         out[seed_id] = "distill_val"
     return out
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from selfimprove.generation.answers import final_answer
 from selfimprove.inference.base import Backend, SamplingParams
-from selfimprove.methods.sdzero.rewards import Reward
+from selfimprove.verification.rewards import Reward
 from selfimprove.generation.sampling import user_message
 from selfimprove.methods.sdzero.config import SDZeroConfig, control_hash, control_phrase
 

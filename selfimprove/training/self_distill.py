@@ -1,15 +1,16 @@
-"""SD-Zero Phase 2: on-policy self-distillation from a frozen teacher, with teacher synchronisation.
+"""On-policy self-distillation from a frozen teacher that reads another context, with teacher synchronisation.
 
-Per step: the student samples one response y per prompt x; the reward grades y; the teacher
-(a frozen copy) reads y again in the context `chat(x) + y + P_r + y`, so it knows whether y was
-right and what a reviser would keep. On each token of that second copy of y, the loss is the
-divergence between the student's next-token distribution (at the same token of y after chat(x))
-and the teacher's, over the teacher's top-k tokens renormalised on that support
-(`selfimprove.training.divergence`); the teacher runs under no-grad. The loss is averaged over tokens.
+Per step: the student samples one response y per prompt x; the reward grades y; the teacher (a
+frozen copy of the student) reads y again in the context its `TeacherContext` builds: SD-Zero's
+`chat(x) + y + P_r + y` (it knows whether y was right), or OPSD's `chat(x + privileged
+information) + y`. On each token of the teacher's copy of y, the loss is the divergence between the
+student's next-token distribution (at the same token of y after chat(x)) and the teacher's, over the
+teacher's top-k tokens renormalised on that support (`selfimprove.training.divergence`); the teacher
+runs under no-grad, so this is the stop-gradient top-k form. The loss is averaged over tokens.
 
 Synchronisation copies the student into the teacher every `sync_every` steps and/or when the
-reward on held-out Phase-2 seeds (greedy) stops improving. Every step, sample and sync is
-returned as rows for the lake.
+reward on held-out seeds (greedy) stops improving. Every step, sample and sync is returned as rows
+for the lake, with the teacher context's own fields (its control phrase, or its PI source and hash).
 """
 from __future__ import annotations
 
@@ -23,16 +24,34 @@ import torch
 from selfimprove.inference.base import length_until_eos
 from selfimprove.inference.models import load_causal_lm, load_tokenizer, resolve_device, save_checkpoint
 from selfimprove.training.divergence import divergence
-from selfimprove.methods.sdzero.rewards import Reward
 from selfimprove.generation.sampling import user_message
-from selfimprove.methods.sdzero.config import DistillConfig, control_phrase
+from selfimprove.training.distill_config import DistillConfig
+from selfimprove.verification.rewards import Reward
+
+
+class TeacherContext:
+    """How the teacher reads a student's rollout y of a seed. A subclass writes `sequence`; `fields` adds
+    its own columns to the rollout's row. `needs_reward`: the context depends on y's grade, so an
+    ungraded rollout is not trained on."""
+
+    name = "base"
+    needs_reward = False
+    source: str | None = None  # where the teacher's extra information comes from (recorded on every step)
+
+    def sequence(self, d: "Distiller", seed: dict, prompt: list[int], y: list[int], correct: bool | None) -> list[int]:
+        """The teacher's token ids, ending with y itself."""
+        raise NotImplementedError
+
+    def fields(self, seed: dict, correct: bool | None) -> dict:
+        return {}
 
 
 class Distiller:
     """Student, teacher, optimiser and tokenizer for one Phase-2 run."""
 
-    def __init__(self, model_path: str | Path, config: DistillConfig, prompt_name: str, device: str = "auto") -> None:
-        self.config, self.prompt_name = config, prompt_name
+    def __init__(self, model_path: str | Path, config: DistillConfig, prompt_name: str, teacher_context: TeacherContext,
+                 device: str = "auto") -> None:
+        self.config, self.prompt_name, self.teacher_context = config, prompt_name, teacher_context
         self.device = resolve_device(device)
         self.tokenizer = load_tokenizer(model_path)
         self.student = load_causal_lm(model_path, "float32", self.device)
@@ -43,13 +62,17 @@ class Distiller:
         self.eos = self.tokenizer.eos_token_id
 
     # -- token sequences -------------------------------------------------------------------------
-    def prompt_ids(self, question: str) -> list[int]:
-        text = self.tokenizer.apply_chat_template(user_message(question, self.prompt_name),
-                                                  add_generation_prompt=True, tokenize=False)
+    def chat_ids(self, messages: list[dict]) -> list[int]:
+        """The chat template's rendering of these messages, up to the assistant's turn."""
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
-    def phrase_ids(self, correct: bool) -> list[int]:
-        return self.tokenizer(control_phrase(correct), add_special_tokens=False).input_ids
+    def prompt_ids(self, question: str) -> list[int]:
+        """What the student reads: the question in the run's prompt file, nothing else."""
+        return self.chat_ids(user_message(question, self.prompt_name))
+
+    def text_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
 
     def _autocast(self):
         kind = "cuda" if self.device.startswith("cuda") else "cpu"
@@ -78,11 +101,10 @@ class Distiller:
     def text(self, response: list[int]) -> str:
         return self.tokenizer.decode(response, skip_special_tokens=True)
 
-    def contexts(self, prompt: list[int], y: list[int], correct: bool):
+    def contexts(self, seed: dict, prompt: list[int], y: list[int], correct: bool | None):
         """Student sequence, teacher sequence, and the positions whose logits predict each token of y."""
-        body = y[:-1] if y and y[-1] == self.eos else y
         student = prompt + y
-        teacher = prompt + body + self.phrase_ids(correct) + y
+        teacher = self.teacher_context.sequence(self, seed, prompt, y, correct)
         s_pos = list(range(len(prompt) - 1, len(prompt) - 1 + len(y)))
         t_start = len(teacher) - len(y) - 1
         return student, teacher, s_pos, list(range(t_start, t_start + len(y)))
@@ -106,34 +128,37 @@ class Distiller:
         responses = self.rollout(prompts, greedy=False, seed=seed)
         texts = [self.text(y) for y in responses]
         rewards = reward.grade(seeds, texts)
-        graded = [i for i, r in enumerate(rewards) if r is not None and responses[i]]
-        samples = [{"seed_id": s["seed_id"], "text": t, "n_tokens": len(y), "reward": r,
-                    "control": None if r is None else ("correct" if r else "wrong"), "divergence": None}
+        needs = self.teacher_context.needs_reward
+        trained = [i for i, r in enumerate(rewards) if responses[i] and (r is not None or not needs)]
+        graded = [i for i, r in enumerate(rewards) if r is not None]
+        samples = [{"seed_id": s["seed_id"], "text": t, "n_tokens": len(y), "reward": r, "divergence": None,
+                    **self.teacher_context.fields(s, r)}
                    for s, t, y, r in zip(seeds, texts, responses, rewards)]
         metrics = {"mean_reward": _mean([float(rewards[i]) for i in graded]), "graded": len(graded),
                    "response_tokens": _mean([float(len(y)) for y in responses]), "loss": None, "kl_reverse": None,
                    "loss_tokens": 0}
-        if not graded:
+        if not trained:
             return metrics, samples
-        per_token, kl = self.update([prompts[i] for i in graded], [responses[i] for i in graded],
-                                    [bool(rewards[i]) for i in graded])
+        per_token, kl = self.update([seeds[i] for i in trained], [prompts[i] for i in trained],
+                                    [responses[i] for i in trained], [rewards[i] for i in trained])
         start = 0
-        for i in graded:
+        for i in trained:
             n = len(responses[i])
             samples[i]["divergence"] = float(per_token[start:start + n].mean())
             start += n
         metrics.update(loss=float(per_token.mean()), kl_reverse=float(kl.mean()), loss_tokens=int(per_token.numel()))
         return metrics, samples
 
-    def update(self, prompts: list[list[int]], responses: list[list[int]], correct: list[bool]):
+    def update(self, seeds: list[dict], prompts: list[list[int]], responses: list[list[int]], correct: list[bool | None]):
         """One optimiser step on these responses; (per-token loss, per-token reverse KL), both detached."""
         cfg = self.config
-        built = [self.contexts(p, y, c) for p, y, c in zip(prompts, responses, correct)]
+        built = [self.contexts(s, p, y, c) for s, p, y, c in zip(seeds, prompts, responses, correct)]
         with torch.no_grad():
             teacher_logits = self._logits_at(self.teacher, [b[1] for b in built], [b[3] for b in built])
         self.student.train()
         student_logits = self._logits_at(self.student, [b[0] for b in built], [b[2] for b in built])
-        per_token = divergence(student_logits, teacher_logits, cfg.divergence, cfg.top_k, cfg.support, mix=cfg.mix)
+        per_token = divergence(student_logits, teacher_logits, cfg.divergence, cfg.top_k, cfg.support, mix=cfg.mix,
+                               beta=cfg.beta)
         self.optimizer.zero_grad(set_to_none=True)
         per_token.mean().backward()
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.max_grad_norm)
@@ -166,24 +191,27 @@ def _mean(values: list[float]) -> float | None:
 
 
 def distill(model_path: str | Path, train_seeds: list[dict], val_seeds: list[dict], reward: Reward,
-            config: DistillConfig, prompt_name: str, output_dir: str | Path, progress=None, device: str = "auto") -> dict:
-    """Run Phase 2 from `model_path`; save the student to `output_dir`. Returns steps, samples and syncs rows.
+            config: DistillConfig, prompt_name: str, output_dir: str | Path, teacher_context: TeacherContext,
+            progress=None, device: str = "auto") -> dict:
+    """Distil from `model_path` with this teacher context; save the student to `output_dir`. Returns steps,
+    samples and syncs rows.
 
     With held-out checks and `keep_best`, the best student so far (step 0: the starting model) is kept:
     a plateau sync copies it into both teacher and student, so a student that regressed since is not
     what the teacher learns from, and it is the student saved at the end.
     """
     if not train_seeds:
-        raise ValueError("Phase 2 has no seeds to distil on (check sdzero.distill_share and distill.val_size)")
-    d = Distiller(model_path, config, prompt_name, device)
+        raise ValueError("no seeds to distil on (check the seeds' split and distill.val_size)")
+    d = Distiller(model_path, config, prompt_name, teacher_context, device)
     order = list(train_seeds)
     random.Random(config.seed).shuffle(order)
     steps, samples, syncs = [], [], []
     checks = config.eval_every > 0 and bool(val_seeds)
     best = d.heldout_reward(val_seeds, reward) if checks else None
     best_step, best_state = 0, (d.snapshot() if checks and config.keep_best else None)
+    context = {"teacher": teacher_context.name, "pi_source": teacher_context.source}
     if checks:  # step 0: the held-out reward of the starting model
-        steps.append({"step": 0, "val_reward": best, "teacher_syncs": 0})
+        steps.append({"step": 0, "val_reward": best, "teacher_syncs": 0, **context})
     stale = 0
     for step in range(1, config.steps + 1):
         start = time.time()
@@ -210,7 +238,7 @@ def distill(model_path: str | Path, train_seeds: list[dict], val_seeds: list[dic
         if reasons:
             d.sync()
             syncs.append({"step": step, "reason": "+".join(reasons), "val_reward": val, "source_step": source})
-        steps.append({"step": step, **metrics, "val_reward": val, "teacher_syncs": len(syncs),
+        steps.append({"step": step, **metrics, "val_reward": val, "teacher_syncs": len(syncs), **context,
                       "learning_rate": config.learning_rate, "seconds": round(time.time() - start, 3)})
         if progress:
             progress(1)

@@ -1,0 +1,59 @@
+"""The OPSD flow: on-policy self-distillation from the same model reading privileged information (PI).
+
+seeds → candidates → (verdicts → accepted examples, when the PI quotes them or the student is warm-started
+on them) → privileged information → contamination guard → (SFT warm start) → distillation on the student's
+own rollouts, the teacher reading the question plus PI and the student the question alone → held-out
+evaluation of the base, warm-start and OPSD models on the same items as every other method.
+"""
+from __future__ import annotations
+
+from prefect import flow
+
+from selfimprove.flows.parameters import documented
+
+from selfimprove.config import load, merge, requested
+from selfimprove.methods import default_method, get_method
+from selfimprove.validation import InputError
+from selfimprove.tasks.opsd import opsd_distill, privileged_info
+from selfimprove.tasks.report import summarize_run
+from selfimprove.tasks.stages import (fine_tune, guard_contamination, ingest_seeds, judge_candidates, sample_candidates,
+                                      select_examples)
+
+from selfimprove.flows.pipeline import evaluate_models, start_run
+
+
+def check_pi(method: str | None, pi: str) -> None:
+    """A method that names its PI source and a different `pi` contradict each other: refused, not overridden."""
+    named = get_method(method).overrides.get("opsd", {}).get("pi") if method else None
+    if named not in (None, pi):
+        raise InputError(f"method {method} reads the {named} PI, not {pi}; name one of them", field="pi")
+
+
+@flow(name="opsd")
+@documented("opsd")
+def opsd(preset: str = "quickstart", config_file: str | None = None, lake: str | None = None,
+         overrides: dict | None = None, run_id: str | None = None, pi: str | None = None, reuse: str | None = None,
+         from_stage: str | None = None, cache: bool = True, method: str | None = None) -> dict:
+    """OPSD: the student learns, on its own rollouts, what the same model predicts when it also reads privileged
+    information; `method` empty picks the one the PI source needs."""
+    if pi:
+        check_pi(method, pi)
+        overrides = merge(overrides or {}, {"opsd": {"pi": pi}})
+    cfg = load(preset, config_file, overrides, method or default_method("opsd", requested(preset, config_file, overrides).to_dict()))
+    with start_run("opsd", cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
+        m: dict[str, dict] = {}
+        m["seeds"] = ingest_seeds(ctx, cfg)
+        m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
+        if cfg.opsd.needs_accepted:
+            m["judge"] = judge_candidates(ctx, cfg, m["seeds"], m["candidates"])
+            m["select"] = select_examples(ctx, cfg, m["seeds"], m["candidates"], m["judge"])
+        m["privileged"] = privileged_info(ctx, cfg, m["seeds"], m["candidates"], m.get("select"))
+        if cfg.contamination.enabled:
+            m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["privileged"],
+                                                     m["select"] if cfg.opsd.warm_start else None)
+        if cfg.opsd.warm_start:
+            m["train"] = fine_tune(ctx, cfg, m["select"])
+        m["distill"] = opsd_distill(ctx, cfg, m["seeds"], m["candidates"], m["privileged"], m.get("train"))
+        evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "sft": (m.get("train") or {}).get("checkpoint"),
+                                               "tuned": m["distill"]["checkpoint"]}, m)
+        return summarize_run(ctx, cfg, m)
