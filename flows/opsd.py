@@ -1,6 +1,6 @@
 """The OPSD flow: on-policy self-distillation from the same model reading privileged information (PI).
 
-seeds → candidates → (verdicts → accepted examples, when the PI quotes them or the student is warm-started
+seeds → candidates (unless the PI and the reward are ground truth) → (verdicts → accepted examples, when the PI quotes them or the student is warm-started
 on them) → privileged information → contamination guard → (SFT warm start) → distillation on the student's
 own rollouts, the teacher reading the question plus PI and the student the question alone → held-out
 evaluation of the base, warm-start and OPSD models on the same items as every other method.
@@ -43,17 +43,18 @@ def opsd(preset: str = "quickstart", config_file: str | None = None, lake: str |
     with start_run("opsd", cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
-        m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
+        if cfg.opsd.needs_candidates:  # a ground-truth PI graded by ground truth reads no sample of its own
+            m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
         if cfg.opsd.needs_accepted:
             m["judge"] = judge_candidates(ctx, cfg, m["seeds"], m["candidates"])
             m["select"] = select_examples(ctx, cfg, m["seeds"], m["candidates"], m["judge"])
-        m["privileged"] = privileged_info(ctx, cfg, m["seeds"], m["candidates"], m.get("select"))
+        m["privileged"] = privileged_info(ctx, cfg, m["seeds"], m.get("candidates"), m.get("select"))
         if cfg.contamination.enabled:
             m["contamination"] = guard_contamination(ctx, cfg, m["seeds"], m["privileged"],
                                                      m["select"] if cfg.opsd.warm_start else None)
         if cfg.opsd.warm_start:
             m["train"] = fine_tune(ctx, cfg, m["select"])
-        m["distill"] = opsd_distill(ctx, cfg, m["seeds"], m["candidates"], m["privileged"], m.get("train"))
+        m["distill"] = opsd_distill(ctx, cfg, m["seeds"], m.get("candidates"), m["privileged"], m.get("train"))
         evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "sft": (m.get("train") or {}).get("checkpoint"),
                                                "tuned": m["distill"]["checkpoint"]}, m)
         return summarize_run(ctx, cfg, m)

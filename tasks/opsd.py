@@ -21,6 +21,10 @@ def _reward(cfg: RunConfig, seeds: list[dict], candidates: list[dict]) -> reward
     return rewards.build(o.reward_source, seeds, candidates, o.scorer, o.agreement_threshold, cfg.sampling.answer_format)
 
 
+def _candidates(manifest: dict | None) -> list[dict]:
+    return read(manifest, "candidates") if manifest else []  # a ground-truth reward reads none
+
+
 def _pi_section(cfg: RunConfig) -> dict:
     o = section(cfg, "opsd")["opsd"]
     o.pop("distill")
@@ -29,7 +33,7 @@ def _pi_section(cfg: RunConfig) -> dict:
 
 
 @task(name="privileged-info")
-def privileged_info(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict,
+def privileged_info(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict | None,
                     select_manifest: dict | None) -> dict:
     """Each seed's phase and PI (`privileged_info`): what the teacher, and only the teacher, will read."""
     o = cfg.opsd
@@ -37,7 +41,7 @@ def privileged_info(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, can
     def body(lake, shards):
         seeds = read(seeds_manifest, "seeds")
         accepted = {e["seed_id"]: e for e in read(select_manifest, "train_examples")} if select_manifest else {}
-        reward = _reward(cfg, seeds, read(candidates_manifest, "candidates"))
+        reward = _reward(cfg, seeds, _candidates(candidates_manifest))
         rows = privileged_rows(seeds, o.pi, accepted, o.rule, o.distill.val_size, reward.gradable)
         count = {p: sum(r["phase"] == p for r in rows) for p in ("distill", "distill_val", "no_pi")}
         say(f"[privileged] {o.pi} PI for {count['distill']} seeds; {count['distill_val']} held out for the reward "
@@ -45,13 +49,13 @@ def privileged_info(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, can
             + (" (the cascade accepted no candidate)" if o.pi == "self_verified" else ""))
         return [lake.write("privileged_info", ctx.run_id, rows)], {**count, "pi_source": o.pi}
 
-    inputs = [seeds_manifest, candidates_manifest] + ([select_manifest] if select_manifest else [])
+    inputs = [m for m in (seeds_manifest, candidates_manifest, select_manifest) if m]
     return run_stage(ctx, "privileged", _pi_section(cfg), inputs, body, prompt_names(o.pi, o.rule),
                      reads=("seeds", "candidates", "train_examples"))
 
 
 @task(name="opsd-distill", **MODEL_STAGE)
-def opsd_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict,
+def opsd_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict | None,
                  privileged_manifest: dict, train_manifest: dict | None) -> dict:
     """On-policy distillation from the warm-start checkpoint (else the run's model), teacher reading the PI."""
     start = (train_manifest or {}).get("checkpoint") or cfg.model
@@ -65,12 +69,13 @@ def opsd_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candid
         if not train_seeds:
             say("[distill] no seed has privileged information: nothing distilled, the starting model is the result")
             return [], {"skipped": "no seed with privileged information", "checkpoint": start}
-        reward = _reward(cfg, seeds, read(candidates_manifest, "candidates"))
+        reward = _reward(cfg, seeds, _candidates(candidates_manifest))
         return distill_rows(ctx, lake, "opsd", start, train_seeds, val_seeds, reward, cfg.opsd.distill,
                             cfg.sampling.prompt, PrivilegedContext(rows), cfg.backend.device, f"OPSD ({cfg.opsd.pi} PI)")
 
     version = {"start": models.model_identity(models.resolve(start)), **_pi_section(cfg),
                "distill": section(cfg.opsd, "distill")["distill"]}
-    return run_stage(ctx, "distill", version, [seeds_manifest, candidates_manifest, privileged_manifest], body,
+    inputs = [m for m in (seeds_manifest, candidates_manifest, privileged_manifest) if m]
+    return run_stage(ctx, "distill", version, inputs, body,
                      (cfg.sampling.prompt, *prompt_names(cfg.opsd.pi, cfg.opsd.rule)),
                      reads=("seeds", "candidates", "privileged_info"))

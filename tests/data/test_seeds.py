@@ -17,12 +17,19 @@ def test_reads_valid_jsonl(tmp_path):
     assert rows[0]["answer"] == "2" and rows[1]["answer"] is None and rows[1]["question"] == "2+2?"
 
 
+def test_an_optional_solution_is_kept_for_opsd(tmp_path):
+    p = write_jsonl(tmp_path / "s.jsonl", [{"question": "1+1?", "answer": 2, "solution": " one and one make two "},
+                                           {"question": "2+2?", "solution": ""}])
+    assert [r["solution"] for r in read_file(p)] == ["one and one make two", None]
+
+
 @pytest.mark.parametrize("rows, row, field, words", [
     ([{"question": "ok"}, {"answer": "3"}], 2, "question", "missing"),
     ([{"question": "   "}], 1, "question", "empty"),
     ([{"question": 5}], 1, "question", "must be a string"),
     ([{"id": "a", "question": "x"}, {"id": "a", "question": "y"}], 2, "seed_id", "duplicate"),
     ([{"question": "x", "domain": "poetry"}], 1, "domain", "not one of"),
+    ([{"question": "x", "solution": ["a"]}], 1, "solution", "must be a string"),
     ([{"question": "x"}, "{not json"], 2, None, "not valid JSON"),
 ])
 def test_bad_rows_name_file_row_field(tmp_path, rows, row, field, words):

@@ -173,7 +173,9 @@ def test_opsd_flow_with_each_pi_source(tiny_model, lake, prefect_harness, capsys
               "AND p.phase = 'distill' AND p.candidate_id <> e.candidate_id") == [(0,)]
     (start,), = sv("SELECT base_model FROM checkpoints WHERE run_id = RUN AND method = 'opsd'")
     assert start.endswith("-full")  # the warm start: OPSD starts from the SFT checkpoint
-    assert lake.read_manifest(runs["rule"], "candidates")["reused_from"] == runs["ground_truth"]
+    # a ground-truth PI graded by ground truth samples nothing; the others sample the same candidates (shared)
+    assert lake.read_manifest(runs["ground_truth"], "candidates") is None
+    assert lake.read_manifest(runs["self_verified"], "candidates")["reused_from"] == runs["rule"]
     assert main(["compare", *runs.values(), "--lake", str(lake.root)]) == 0
     out = capsys.readouterr().out
     assert all(f"opsd ({label})" in out for label in ("ground_truth PI", "rule PI", "self_verified PI + SFT")), out[-2500:]

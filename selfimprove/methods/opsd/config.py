@@ -63,6 +63,11 @@ class OPSDConfig:
         return self.reward or ("ground_truth" if self.pi == "ground_truth" else "self_verified")
 
     @property
+    def needs_candidates(self) -> bool:
+        """Whether the run samples candidates: for agreement labels, or for the cascade to accept one."""
+        return self.reward_source == "self_verified" or self.needs_accepted
+
+    @property
     def needs_accepted(self) -> bool:
         """Whether the run judges its candidates: a self_verified PI quotes them, a warm start trains on them."""
         return self.pi == "self_verified" or self.warm_start
