@@ -47,7 +47,7 @@ class TeacherContext:
 
 
 class Distiller:
-    """Student, teacher, optimiser and tokenizer for one Phase-2 run."""
+    """Student, teacher (reading its `TeacherContext`), optimiser and tokenizer for one distillation run."""
 
     def __init__(self, model_path: str | Path, config: DistillConfig, prompt_name: str, teacher_context: TeacherContext,
                  device: str = "auto") -> None:

@@ -1,4 +1,6 @@
-"""Binary rewards for on-policy self-distillation (SD-Zero, OPSD): did a response answer its question? Pluggable, and each names its source.
+"""Binary rewards for on-policy self-distillation (SD-Zero, OPSD): did a response answer its question?
+
+Pluggable, and each names its source.
 
 - `ground_truth`: the seed's reference answer, checked by a scorer (math-verify, a reasoning-gym
   task's own scorer, or the code sandbox). Needs seeds with answers.
