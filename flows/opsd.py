@@ -1,9 +1,10 @@
 """The OPSD flow: on-policy self-distillation from the same model reading privileged information (PI).
 
-seeds → candidates (unless the PI and the reward are ground truth) → (verdicts → accepted examples, when the PI quotes them or the student is warm-started
-on them) → privileged information → contamination guard → (SFT warm start) → distillation on the student's
-own rollouts, the teacher reading the question plus PI and the student the question alone → held-out
-evaluation of the base, warm-start and OPSD models on the same items as every other method.
+seeds → candidates (unless the PI and the reward are ground truth) → (verdicts → accepted examples, when
+the PI quotes them or the student is warm-started on them) → privileged information → contamination
+guard → (SFT warm start) → distillation on the student's own rollouts, the teacher reading the question
+plus PI and the student the question alone → held-out evaluation of the base, warm-start and OPSD models
+on the same items as every other method.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def opsd(preset: str = "quickstart", config_file: str | None = None, lake: str |
     if pi:
         check_pi(method, pi)
         overrides = merge(overrides or {}, {"opsd": {"pi": pi}})
-    cfg = load(preset, config_file, overrides, method or default_method("opsd", requested(preset, config_file, overrides).to_dict()))
+    method = method or default_method("opsd", requested(preset, config_file, overrides).to_dict())
+    cfg = load(preset, config_file, overrides, method)
     with start_run("opsd", cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
