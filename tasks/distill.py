@@ -15,6 +15,13 @@ from selfimprove.tasks.stages import checkpoint_row
 from selfimprove.tasks.ui import table_artifact
 
 
+def split_by_phase(seeds: list[dict], phase_rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(rolled-out seeds, held-out-reward seeds), in seed order, from rows of (seed_id, phase)."""
+    of = {r["seed_id"]: r["phase"] for r in phase_rows}
+    return ([s for s in seeds if of.get(s["seed_id"]) == "distill"],
+            [s for s in seeds if of.get(s["seed_id"]) == "distill_val"])
+
+
 def distill_rows(ctx: StageContext, lake, method: str, start: str, train_seeds: list[dict], val_seeds: list[dict],
                  reward, config: DistillConfig, prompt: str, teacher_context: TeacherContext, device: str,
                  title: str) -> tuple[list, dict]:

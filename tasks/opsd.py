@@ -11,7 +11,7 @@ from selfimprove.inference import models
 from selfimprove.methods.opsd.privileged import PrivilegedContext, privileged_rows, prompt_names
 from selfimprove.verification import rewards
 from selfimprove.tasks.common import MODEL_STAGE, StageContext, read, run_stage, section
-from selfimprove.tasks.distill import distill_rows
+from selfimprove.tasks.distill import distill_rows, split_by_phase
 from selfimprove.tasks.ui import say
 
 
@@ -63,9 +63,7 @@ def opsd_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candid
     def body(lake, shards):
         seeds = read(seeds_manifest, "seeds")
         rows = read(privileged_manifest, "privileged_info")
-        of = {r["seed_id"]: r["phase"] for r in rows}
-        train_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill"]
-        val_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill_val"]
+        train_seeds, val_seeds = split_by_phase(seeds, rows)
         if not train_seeds:
             say("[distill] no seed has privileged information: nothing distilled, the starting model is the result")
             return [], {"skipped": "no seed with privileged information", "checkpoint": start}

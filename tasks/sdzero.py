@@ -19,7 +19,7 @@ from selfimprove.methods.sdzero.teacher import RevisionContext
 from selfimprove.tasks.ui import say
 from selfimprove.execution.base import ShardJob
 from selfimprove.tasks.common import MODEL_STAGE, StageContext, engine, progress_bar, read, run_shards, run_stage, section
-from selfimprove.tasks.distill import distill_rows
+from selfimprove.tasks.distill import distill_rows, split_by_phase
 
 _CONTROLS = tuple(CONTROL_PROMPTS.values())
 PHASE_RULE = "hash+gradable/1"  # how seeds are assigned to phases (sdzero.phases); change it when that rule changes
@@ -91,9 +91,7 @@ def self_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candid
 
     def body(lake, shards):
         seeds = read(seeds_manifest, "seeds")
-        of = {r["seed_id"]: r["phase"] for r in read(revise_manifest, "seed_phases")}
-        train_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill"]
-        val_seeds = [s for s in seeds if of.get(s["seed_id"]) == "distill_val"]
+        train_seeds, val_seeds = split_by_phase(seeds, read(revise_manifest, "seed_phases"))
         reward = _reward(cfg, seeds, read(candidates_manifest, "candidates"))
         if not train_seeds:  # e.g. no Phase-2 seed has a self-verified label: SD-Zero is the SRT model
             say("[distill] no gradable Phase-2 seeds: Phase 2 skipped, the SRT model is the result")
