@@ -46,7 +46,7 @@ class SandboxError(RuntimeError):
 class SandboxConfig:
     """Limits for one program run."""
 
-    timeout_s: Positive = 10.0  # wall clock; the CPU limit is the same number of seconds
+    timeout_s: Positive = 10.0  # wall clock; the CPU limit is the same number of seconds, rounded up
     memory_mb: AtLeast1 = 1024  # address-space limit
     file_size_mb: AtLeast1 = 16  # largest file the program may write, its stdout and stderr included
     open_files: AtLeast1 = 64
@@ -67,8 +67,10 @@ class SandboxResult:
 
 
 def _limits(cfg: SandboxConfig) -> dict:
+    """Soft and hard limits; the CPU hard limit sits a second above the soft one, so running out of CPU time shows
+    as SIGXCPU and a SIGKILL the sandbox did not send can only be the kernel's (out of memory)."""
     cpu = max(1, int(cfg.timeout_s + 0.999))
-    return {"RLIMIT_CPU": cpu, "RLIMIT_AS": cfg.memory_mb << 20, "RLIMIT_FSIZE": cfg.file_size_mb << 20,
+    return {"RLIMIT_CPU": [cpu, cpu + 1], "RLIMIT_AS": cfg.memory_mb << 20, "RLIMIT_FSIZE": cfg.file_size_mb << 20,
             "RLIMIT_NOFILE": cfg.open_files, "RLIMIT_NPROC": 0, "RLIMIT_CORE": 0}
 
 
@@ -115,8 +117,10 @@ def _classify(rc: int, timed_out: bool, stdout: str, nonce: str, output_full: bo
             if data.get("nonce") == nonce:
                 report = data
                 break
-    if timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL):
+    if timed_out or rc == -signal.SIGXCPU:
         return "timeout", "wall-clock or CPU limit reached; process group killed"
+    if rc == -signal.SIGKILL:
+        return "memory", "killed by the kernel (SIGKILL before any limit of the sandbox): out of memory"
     if rc == -signal.SIGXFSZ or (report is None and output_full):
         return "output_limit", "file-size limit reached (output or a file it wrote)"
     if report is None:

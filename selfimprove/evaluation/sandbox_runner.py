@@ -72,7 +72,8 @@ def report(status, detail=""):
 
 
 for name, value in json.loads(sys.argv[2]).items():
-    resource.setrlimit(getattr(resource, name), (value, value))
+    soft, hard = value if isinstance(value, list) else (value, value)
+    resource.setrlimit(getattr(resource, name), (soft, hard))
 os.chdir(WORKDIR)
 sys.addaudithook(_hook)
 try:

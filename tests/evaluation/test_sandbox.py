@@ -1,5 +1,6 @@
 """The hostile-program battery: every attack contained and reported; the evaluator keeps going."""
 import os
+import signal
 import socket
 import threading
 import uuid
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.evaluation.sandbox import SandboxConfig, SandboxError, launcher, run_program
+from selfimprove.evaluation.sandbox import SandboxConfig, SandboxError, _classify, launcher, run_program
 from selfimprove.evaluation.scorers import CodeScorer
 
 CFG = SandboxConfig(timeout_s=3, memory_mb=512)
@@ -47,8 +48,17 @@ def test_subprocesses_are_refused():
 
 
 def test_memory_balloon_is_stopped():
-    r = run_program("x = []\nwhile True:\n    x.append(bytearray(64 << 20))\n", CFG)
-    assert r.status == "memory"
+    # a wall clock far past what the balloon needs: on a slow CI machine the memory limit, not the clock, must stop it
+    roomy = SandboxConfig(timeout_s=60, memory_mb=256)
+    r = run_program("x = []\nwhile True:\n    x.append(bytearray(32 << 20))\n", roomy)
+    assert r.status == "memory" and r.seconds < 60
+
+
+def test_a_kill_the_sandbox_did_not_send_reads_as_memory():
+    # the kernel's out-of-memory killer sends SIGKILL; the sandbox's own clock and the CPU limit read as timeout
+    assert _classify(-signal.SIGKILL, False, "", "n", False)[0] == "memory"
+    assert _classify(-signal.SIGKILL, True, "", "n", False)[0] == "timeout"
+    assert _classify(-signal.SIGXCPU, False, "", "n", False)[0] == "timeout"
 
 
 def test_writing_outside_its_dir_is_refused(tmp_path):

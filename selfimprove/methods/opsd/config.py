@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from selfimprove.training.distill_config import DistillConfig
-from selfimprove.validation import InputError, Share
+from selfimprove.validation import InputError, OpenShare, Positive, Share
 from selfimprove.verification.rewards import SOURCES as REWARDS
 
 PI_SOURCES = ("ground_truth", "self_verified", "rule")
@@ -21,9 +21,12 @@ PI_SOURCES = ("ground_truth", "self_verified", "rule")
 
 @dataclass
 class OPSDDistillConfig(DistillConfig):
-    """The loop's settings with OPSD's default divergence: generalized JSD (beta 0.5), the paper's."""
+    """The loop's settings with OPSD's defaults: generalized JSD (beta 0.5), the paper's divergence, and rollouts at
+    T 0.7 / top-p 0.95: at T 1.0 only 6 % of the 135M model's rollouts were right (51 % at T 0.7; README)."""
 
     divergence: str = "jsd"
+    temperature: Positive = 0.7
+    top_p: OpenShare = 0.95
 
 
 @dataclass
