@@ -70,8 +70,9 @@ def _limits(cfg: SandboxConfig) -> dict:
     """Soft and hard limits; the CPU hard limit sits a second above the soft one, so running out of CPU time shows
     as SIGXCPU and a SIGKILL the sandbox did not send can only be the kernel's (out of memory)."""
     cpu = max(1, int(cfg.timeout_s + 0.999))
-    return {"RLIMIT_CPU": [cpu, cpu + 1], "RLIMIT_AS": cfg.memory_mb << 20, "RLIMIT_FSIZE": cfg.file_size_mb << 20,
-            "RLIMIT_NOFILE": cfg.open_files, "RLIMIT_NPROC": 0, "RLIMIT_CORE": 0}
+    fixed = {"RLIMIT_AS": cfg.memory_mb << 20, "RLIMIT_FSIZE": cfg.file_size_mb << 20, "RLIMIT_NOFILE": cfg.open_files,
+             "RLIMIT_NPROC": 0, "RLIMIT_CORE": 0}
+    return {"RLIMIT_CPU": [cpu, cpu + 1], **{name: [v, v] for name, v in fixed.items()}}
 
 
 def _launch(argv: list[str], box: Path, out_dir: Path, cfg: SandboxConfig, as_nobody: bool, nonce: str, timeout: float):

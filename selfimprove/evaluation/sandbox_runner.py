@@ -1,6 +1,7 @@
 """Runs inside the sandbox process (stdlib only, `python -I -S`): guard, then execute one program.
 
-Usage: runner.py WORKDIR LIMITS_JSON. Applies the rlimits, reads WORKDIR/program.py, a nonce on stdin, installs an audit
+Usage: runner.py WORKDIR LIMITS_JSON (name -> [soft, hard]). Applies the rlimits, reads
+WORKDIR/program.py, a nonce on stdin, installs an audit
 hook that refuses network, new processes, signals to other processes, native code and
 any file access outside the work dir (reads of the interpreter's own standard library
 excepted), then executes the program. The last stdout line is a JSON report carrying the
@@ -71,8 +72,7 @@ def report(status, detail=""):
     sys.__stdout__.flush()
 
 
-for name, value in json.loads(sys.argv[2]).items():
-    soft, hard = value if isinstance(value, list) else (value, value)
+for name, (soft, hard) in json.loads(sys.argv[2]).items():
     resource.setrlimit(getattr(resource, name), (soft, hard))
 os.chdir(WORKDIR)
 sys.addaudithook(_hook)
