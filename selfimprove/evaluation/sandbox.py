@@ -8,7 +8,8 @@ Layers, applied together (each stops some attacks on its own):
 - when we are root, the program runs as `nobody`, so it cannot write our files or signal us;
 - a new network namespace (`unshare -rn`) where the kernel allows one;
 - inside, an audit hook (`sandbox_runner.py`) that refuses sockets, new processes, signals,
-  ctypes and any file access outside the box.
+  ctypes and any file access outside the box (`audit_hook=False` turns it off, so tests can
+  check that each other layer holds on its own).
 
 Which of the launchers works here is probed once per process; `isolation` on every result
 says what was in force. A box that cannot start raises `SandboxError` (an infrastructure
@@ -53,6 +54,7 @@ class SandboxConfig:
     python: str | None = None  # interpreter for programs; None = first of ours / system python3 that works
     network_namespace: bool = True  # use `unshare -rn` when it works here
     drop_privileges: bool = True  # when running as root, run programs as nobody
+    audit_hook: bool = True  # the in-process guard; off only to test the other layers on their own
     workers: AtLeast0 = 0  # parallel programs in run_many; 0 = number of CPUs
 
 
@@ -64,6 +66,10 @@ class SandboxResult:
     stderr: str
     seconds: float
     isolation: str  # what was in force, e.g. "netns+nobody+rlimits+audit"
+
+    @property
+    def layers(self) -> set[str]:
+        return set(self.isolation.split("+"))
 
 
 def _limits(cfg: SandboxConfig) -> dict:
@@ -140,8 +146,9 @@ def _argv_variants(cfg: SandboxConfig) -> list[tuple[str, list[str], bool]]:
         for nobody in ([True, False] if root and cfg.drop_privileges else [False]):
             for py in pythons:
                 prefix = [unshare, "-rn"] if ns else []
-                label = "+".join(x for x, on in (("netns", ns), ("nobody", nobody)) if on)
-                variants.append(((label + "+" if label else "") + "rlimits+audit", prefix + [py, "-I", "-S"], nobody))
+                label = "+".join(x for x, on in (("netns", ns), ("nobody", nobody), ("rlimits", True),
+                                                 ("audit", cfg.audit_hook)) if on)
+                variants.append((label, prefix + [py, "-I", "-S"], nobody))
     return variants
 
 
@@ -156,7 +163,7 @@ def _run(source: str, cfg: SandboxConfig, argv: list[str], as_nobody: bool, isol
             for p in (box, box / "program.py", box / "runner.py"):
                 os.chown(p, NOBODY, NOBODY)
         # the runner gets its limits on the command line and applies them before the program runs
-        cmd = argv + [str(box / "runner.py"), str(box), json.dumps(_limits(cfg))]
+        cmd = argv + [str(box / "runner.py"), str(box), json.dumps(_limits(cfg)), "audit" if cfg.audit_hook else "no-audit"]
         rc, timed_out, seconds = _launch(cmd, box, out_dir, cfg, as_nobody, nonce, cfg.timeout_s)
         stdout, stderr = _tail(out_dir / "stdout"), _tail(out_dir / "stderr")
         full = max((out_dir / n).stat().st_size for n in ("stdout", "stderr")) >= cfg.file_size_mb << 20
@@ -172,7 +179,8 @@ def _run(source: str, cfg: SandboxConfig, argv: list[str], as_nobody: bool, isol
 
 @lru_cache(maxsize=8)
 def launcher(cfg: SandboxConfig) -> tuple[str, tuple[str, ...], bool]:
-    """The strongest launcher that runs a trivial program correctly on this machine."""
+    """The strongest launcher that runs a trivial program correctly on this machine: (its layers joined by '+',
+    argv, runs as nobody). Weaker ones are tried only when a stronger one fails to start here."""
     tried = []
     for isolation, argv, nobody in _argv_variants(cfg):
         try:

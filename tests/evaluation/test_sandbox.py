@@ -22,9 +22,88 @@ def fenced(code):
     return f"Here you go:\n```python\n{code}\n```\n"
 
 
+FULL = {"netns", "nobody", "rlimits", "audit"}
+BARE = SandboxConfig(timeout_s=10, memory_mb=512, audit_hook=False)  # every layer but the audit hook
+
+
+def _full_isolation_possible() -> bool:
+    """Root (so programs can run as nobody) and a kernel that gives us a network namespace."""
+    import shutil
+    import subprocess
+
+    unshare = shutil.which("unshare")
+    return os.geteuid() == 0 and unshare is not None and subprocess.run([unshare, "-rn", "true"]).returncode == 0
+
+
 def test_a_launcher_is_found_and_says_what_it_isolates():
     isolation, argv, _ = launcher(CFG)
     assert "rlimits+audit" in isolation and "-I" in argv
+    r = run_program("print(1)", CFG)
+    assert r.layers == set(isolation.split("+")) and r.status == "passed"
+    assert run_program("print(1)", BARE).layers == r.layers - {"audit"}
+
+
+def test_every_layer_is_in_force_where_the_machine_allows_it():
+    """A silent fallback to a weaker launcher (no network namespace, or not as nobody) fails here; on CI
+    (root, unshare works) the full set is required."""
+    if not _full_isolation_possible():
+        assert not os.environ.get("CI"), "CI must run the sandbox with every layer: as root, with unshare -rn"
+        pytest.skip("not root or no network namespace here: the full set cannot be had")
+    assert run_program("print(1)", CFG).layers == FULL
+    assert run_program("print(1)", BARE).layers == FULL - {"audit"}
+
+
+def _need(layer):
+    if layer not in run_program("print(1)", BARE).layers:
+        pytest.skip(f"the {layer} layer is not available on this machine")
+
+
+# with the audit hook off, each remaining layer must stop its attack on its own
+def test_without_the_audit_hook_the_process_limit_stops_a_fork_bomb():
+    _need("nobody")  # root ignores RLIMIT_NPROC
+    bomb = ("import os\nforked = 0\nfor _ in range(200):\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n"
+            "    forked += 1\n    os.waitpid(pid, 0)\nprint('forked', forked)\n")  # bounded, in case the limit is gone
+    r = run_program(bomb, BARE)
+    assert r.status == "failed" and "Resource temporarily unavailable" in r.detail, (r.status, r.detail, r.stdout)
+    assert "forked" not in r.stdout
+
+
+def test_without_the_audit_hook_the_network_namespace_stops_a_socket():
+    _need("netns")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(4)
+    port = server.getsockname()[1]
+    got = []
+    t = threading.Thread(target=lambda: got.append(_accept(server)))
+    t.start()
+    r = run_program(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'hi')\n", BARE)
+    t.join()
+    server.close()
+    assert r.status == "failed" and got == [None], (r.status, r.detail)
+    assert "unreachable" in r.detail or "refused" in r.detail, r.detail
+
+
+def test_without_the_audit_hook_the_open_files_limit_holds():
+    r = run_program("handles = [open(f'f{i}', 'w') for i in range(200)]\nprint(len(handles))\n", BARE)
+    assert r.status == "failed" and "Too many open files" in r.detail, (r.status, r.detail)
+
+
+def test_without_the_audit_hook_the_unprivileged_user_cannot_touch_our_files_or_processes(tmp_path):
+    _need("nobody")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for p in (tmp_path, shared):
+        p.chmod(0o755)
+    ours = shared / "ours.txt"
+    ours.write_text("root's file")
+    ours.chmod(0o644)
+    r = run_program(f"open({str(ours)!r}, 'a').write('pwned')\n", BARE)
+    assert r.status == "failed" and "Permission denied" in r.detail, (r.status, r.detail)
+    assert ours.read_text() == "root's file"
+    r = run_program("import os\nos.kill(os.getppid(), 0)\n", BARE)  # signal 0: the permission check alone
+    assert r.status == "failed" and "Operation not permitted" in r.detail, (r.status, r.detail)
 
 
 def test_infinite_loop_is_killed_at_the_time_limit():
