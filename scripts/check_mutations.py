@@ -17,6 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DIV = "tests/training/test_divergence.py"
 SANDBOX = "tests/evaluation/test_sandbox.py"
+LEARN = "tests/training/test_learning.py"
+SISTERS = "tests/flows/test_sister_flows.py"
+SDZERO = "tests/methods/test_sdzero.py"
 
 MUTATIONS: list[tuple[str, str, str, str, list[str]]] = [
     ("divergence: the student's top-k instead of the teacher's", "selfimprove/training/divergence.py",
@@ -49,6 +52,27 @@ MUTATIONS: list[tuple[str, str, str, str, list[str]]] = [
     ("sandbox: the network namespace launcher shares the host's network", "selfimprove/evaluation/sandbox.py",
      'prefix = [unshare, "-rn"] if ns else []', 'prefix = [unshare, "-r"] if ns else []',
      [SANDBOX + "::test_without_the_audit_hook_the_network_namespace_stops_a_socket"]),
+    ("sft: loss on the whole sequence", "selfimprove/training/sft.py",
+     "completion_only_loss=True", "completion_only_loss=False", [LEARN]),
+    ("sft: the optimiser never moves the weights", "selfimprove/training/sft.py",
+     "learning_rate=config.learning_rate,", "learning_rate=0.0,", [LEARN]),
+    ("sft: the base model is saved instead of the trained one", "selfimprove/training/sft.py",
+     "save_checkpoint(trained, tokenizer, output_dir)",
+     "save_checkpoint(type(trained).from_pretrained(base_model), tokenizer, output_dir)", [LEARN]),
+    ("self-distillation: the loss reads one position too early", "selfimprove/training/self_distill.py",
+     "s_pos = list(range(len(prompt) - 1, len(prompt) - 1 + len(y)))",
+     "s_pos = list(range(len(prompt) - 2, len(prompt) - 2 + len(y)))",
+     [LEARN + "::test_the_self_distillation_loss_reads_the_response_tokens_only_and_moves_the_student"]),
+    ("self-distillation: the teacher follows the student every step", "selfimprove/training/self_distill.py",
+     "        self.optimizer.step()\n", "        self.optimizer.step()\n        self.sync()\n",
+     [SDZERO + "::test_phase2_steps_lower_the_divergence_and_sync_copies_the_student"]),
+    ("rft: a wrong sample is kept", "selfimprove/verification/filters.py",
+     "        if s.correct:\n", "        if s.correct is not None:\n",
+     [SISTERS + "::test_rft_on_the_scripted_engine_keeps_exactly_the_right_samples"]),
+    ("ssd: the longest tenth is dropped", "selfimprove/verification/filters.py",
+     'ranked = sorted(usable, key=lambda c: (c["n_tokens"], c["candidate_id"]))',
+     'ranked = sorted(usable, key=lambda c: (-c["n_tokens"], c["candidate_id"]))',
+     [SISTERS + "::test_ssd_on_the_scripted_engine_drops_exactly_the_shortest_tenth"]),
 ]
 
 

@@ -41,25 +41,23 @@ def as_trl_row(example: dict) -> dict:
             "completion": [{"role": "assistant", "content": example["completion"]}]}
 
 
-def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig,
-          on_step: Callable[[int, int], None] | None = None) -> dict:
-    """Train on rows with `prompt` and `completion` (all chat rows or all text rows); save a checkpoint.
-    `on_step(done, total)` is called after every optimiser step."""
+def build_trainer(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig,
+                  callbacks: list | None = None):
+    """TRL's `SFTTrainer` over these rows, tokenized and ready: its `train_dataset` rows carry the `labels` the
+    loss reads (-100 on every prompt token), and its `data_collator` batches them."""
     if len({e.get("format") == "text" for e in examples}) > 1:
         raise ValueError("training rows mix chat and text formats; one run trains on one format")
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     if config.method not in ("full", "lora"):
         raise ValueError(f"training method must be 'full' or 'lora', got {config.method!r}")
-    output_dir = Path(output_dir)
     tokenizer = load_tokenizer(base_model)
     model = load_causal_lm(base_model, "float32", "cpu")
     data = Dataset.from_list([as_trl_row(e) for e in examples])
     args = SFTConfig(
-        output_dir=str(output_dir / "_trainer"), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        output_dir=str(Path(output_dir) / "_trainer"), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size, max_length=config.max_length, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of total steps
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, lr_scheduler_type=config.lr_scheduler,
         logging_steps=1, save_strategy="no", report_to="none", seed=config.seed, completion_only_loss=True,
@@ -72,6 +70,16 @@ def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, 
 
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, task_type="CAUSAL_LM",
                                  target_modules="all-linear")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=callbacks or [])
+    return trainer, tokenizer
+
+
+def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig,
+          on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Train on rows with `prompt` and `completion` (all chat rows or all text rows); save a checkpoint.
+    `on_step(done, total)` is called after every optimiser step."""
+    from transformers import TrainerCallback
 
     log: list[dict] = []
 
@@ -86,8 +94,7 @@ def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, 
             if on_step is not None:
                 on_step(state.global_step, state.max_steps)
 
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[_Log(), _Steps()])
+    trainer, tokenizer = build_trainer(base_model, examples, output_dir, config, [_Log(), _Steps()])
     result = trainer.train()
     trained = trainer.model
     if config.method == "lora":

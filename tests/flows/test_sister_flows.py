@@ -37,7 +37,54 @@ def test_ssd_drops_empty_and_the_shortest_tenth():
     assert sum(v["accepted"] for v in verdicts.values()) == 18
 
 
-def test_rft_keeps_exactly_the_correct_samples(tiny_model, lake, prefect_harness, capsys):
+def _seed_file(tmp_path, rows):
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def _scripted(tiny_model, seeds_path, **extra):
+    """The scripted engine answers two-number arithmetic right on even sample indices, off by one on odd ones, and
+    anything else with "I cannot tell. \\boxed{k}" (k = the sample index): which samples are right is known."""
+    o = tiny_overrides(tiny_model)
+    o["backend"] = {"kind": "scripted"}
+    o["seeds"] = {"path": seeds_path}
+    o["training"]["min_examples"] = 10_000  # these tests are about what is kept
+    return {**o, **extra}
+
+
+def test_rft_on_the_scripted_engine_keeps_exactly_the_right_samples(tiny_model, lake, prefect_harness, tmp_path):
+    from selfimprove.flows.rft import rft
+
+    rows = [{"seed_id": f"a{i}", "question": f"Calculate {i} + {2 * i}.", "answer": str(3 * i)} for i in range(1, 5)]
+    rows += [{"seed_id": "prime", "question": "Name the smallest prime.", "answer": "2"},  # right only as sample 2
+             {"seed_id": "never", "question": "Name a colour.", "answer": "blue"}]  # never right
+    run = rft(lake=str(lake.root), overrides=_scripted(tiny_model, _seed_file(tmp_path, rows)))["run_id"]
+    q = lambda sql: query(lake, sql.replace("RUN", f"'{run}'"))[1]  # noqa: E731
+    kept = {c for (c,) in q("SELECT candidate_id FROM verdicts WHERE run_id = RUN AND accepted")}
+    want = {f"a{i}#{k}" for i in range(1, 5) for k in (0, 2)} | {"prime#2"}
+    assert kept == want
+    assert {c for (c,) in q("SELECT candidate_id FROM train_examples WHERE run_id = RUN")} == want
+    assert q("SELECT count(*), min(rejected_at_stage), max(rejected_at_stage) FROM verdicts "
+             "WHERE run_id = RUN AND NOT accepted") == [(24 - len(want), "ground_truth", "ground_truth")]
+    (reason,), = q("SELECT reason FROM verdicts WHERE run_id = RUN AND candidate_id = 'a1#1'")
+    assert reason == "wrong: '4' vs '3'", reason
+
+
+def test_ssd_on_the_scripted_engine_drops_exactly_the_shortest_tenth(tiny_model, lake, prefect_harness, tmp_path):
+    from selfimprove.flows.ssd import ssd
+
+    rows = [{"seed_id": f"a{i}", "question": f"Calculate {i} + 1."} for i in range(18)]  # 8-word answers
+    rows += [{"seed_id": f"short{i}", "question": "Name a colour."} for i in range(2)]  # 4-word answers
+    run = ssd(lake=str(lake.root), overrides=_scripted(tiny_model, _seed_file(tmp_path, rows)))["run_id"]
+    q = lambda sql: query(lake, sql.replace("RUN", f"'{run}'"))[1]  # noqa: E731
+    outcomes = q("SELECT candidate_id, coalesce(rejected_at_stage, 'kept') FROM verdicts WHERE run_id = RUN ORDER BY 1")
+    assert [c for c, o in outcomes if o != "kept"] == ["short0#0", "short1#0"]  # 10 % of 20
+    assert {o for c, o in outcomes if o != "kept"} == {"length"} and len(outcomes) == 20
+
+
+def test_rft_flow_on_the_tiny_model_labels_every_candidate_and_compares(tiny_model, lake, prefect_harness, capsys):
+    """The flow's wiring on a real model (which samples kept is checked on the scripted engine above)."""
     from selfimprove.flows.rft import rft
     from selfimprove.flows.cli import main
 
@@ -47,7 +94,7 @@ def test_rft_keeps_exactly_the_correct_samples(tiny_model, lake, prefect_harness
     mismatched = q("SELECT count(*) FROM verdicts v JOIN candidate_labels l USING (run_id, candidate_id) "
                    "WHERE run_id = RUN AND v.accepted <> l.correct")
     assert mismatched == [(0,)]
-    assert q("SELECT DISTINCT rejected_at_stage FROM verdicts WHERE run_id = RUN AND NOT accepted") in ([], [("ground_truth",)])
+    assert q("SELECT count(*) FROM candidate_labels WHERE run_id = RUN") == [(24,)]
     assert q("SELECT count(*) FROM train_examples WHERE run_id = RUN") == q(
         "SELECT count(*) FROM verdicts WHERE run_id = RUN AND accepted")
     assert main(["compare", run, "--lake", str(lake.root)]) == 0

@@ -22,14 +22,20 @@ def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
     assert q("SELECT count(*) FROM eval_items e JOIN seeds s ON e.question = s.question "
              "WHERE e.run_id = RUN AND s.run_id = RUN") == [(0,)]
     accepted = q("SELECT count(*) FROM accepted WHERE run_id = RUN")[0][0]
+    assert accepted > 0, "the tiny-model run should accept some candidates (agreement threshold 0, judges advisory)"
     assert q("SELECT count(*) FROM train_examples WHERE run_id = RUN") == [(accepted,)]
     assert q("SELECT count(*) FROM eval_samples WHERE run_id = RUN AND model = 'base'") == [(8,)]
-    if accepted:
-        (path, base), = q("SELECT path, base_model FROM checkpoints WHERE run_id = RUN")
-        assert base == str(tiny_model)
-        assert q("SELECT count(*) FROM eval_samples WHERE run_id = RUN AND model = 'tuned'") == [(8,)]
-        assert q("SELECT count(*) FROM eval_metrics WHERE run_id = RUN AND metric = 'pass@1_delta_vs_base'") == [(1,)]
-        assert q("SELECT count(*) > 0 FROM train_log WHERE run_id = RUN") == [(True,)]
+    (path, base, examples), = q("SELECT path, base_model, examples FROM checkpoints WHERE run_id = RUN")
+    assert base == str(tiny_model) and examples == accepted
+    assert q("SELECT count(*) FROM eval_samples WHERE run_id = RUN AND model = 'tuned'") == [(8,)]
+    assert q("SELECT count(*) FROM eval_metrics WHERE run_id = RUN AND metric = 'pass@1_delta_vs_base'") == [(1,)]
+    # one logged step per optimiser step: 1 epoch at batch 4, every step's loss finite and positive
+    steps = -(-accepted // 4)
+    assert q("SELECT list(step ORDER BY step), bool_and(loss > 0 AND isfinite(loss)) FROM train_log WHERE run_id = RUN") \
+        == [(list(range(1, steps + 1)), True)]
+    from selfimprove.inference.models import model_identity
+
+    assert model_identity(path) != model_identity(tiny_model)  # the checkpoint's weights moved
     # every file carries its stage's provenance as Parquet key-value metadata, matching the manifest
     import json
 
@@ -48,7 +54,6 @@ def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
     assert cost["base"] == 1 and cost["base+uq_ttc"] > 3
     assert "held-out evaluation" in result["summary"]
     assert "selfimprove sql" in result["summary"]
-    assert accepted > 0, "the tiny-model run should accept some candidates (agreement threshold 0, judges advisory)"
     # lineage: one tuned sample -> its checkpoint -> the training rows -> their candidates -> every judge call
     from selfimprove.warehouse.views import LINEAGE_QUERY
 
