@@ -74,26 +74,43 @@ def test_a_damaged_part_is_named_and_the_other_runs_stay_readable(lake, capsys):
     assert query(lake, "SELECT count(*) FROM runs")[1] == [(2,)]  # the bad run's other tables are intact
 
 
-def _cli_run(o: dict, lake, folder, *flags) -> subprocess.Popen:
+def _cli_run(o: dict, lake, folder, *flags, env: dict | None = None) -> subprocess.Popen:
     from prefect.settings import PREFECT_API_URL
 
     cfg = folder / "run.yaml"
     cfg.write_text(yaml.safe_dump(o))
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "selfimprove.flows.cli", "run", "svd", "--config", str(cfg),
                              "--lake", str(lake.root), *flags], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
 def test_two_runs_writing_one_lake_at_once_both_complete_whole(tiny_model, lake, tmp_path, prefect_harness):
-    """Same config at the same time: each run may copy the other's finished stages, never a partial one."""
-    procs = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        procs.append(_cli_run(scripted(tiny_model), lake, tmp_path / name))
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    """Same config, forced to overlap: run a is held after each sampling shard (the pause hook); run b starts only
+    once a has a finished shard and no committed sampling stage, and runs through while a is held. Each run may
+    copy the other's finished stages, never a partial one."""
+    import time
+
+    o = scripted(tiny_model, shard_seeds=2)  # 6 seeds: three sampling shards
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = _cli_run(o, lake, tmp_path / "a", env={"SELFIMPROVE_PAUSE_AFTER_SHARD": "candidates:4"})
+    deadline = time.time() + 240
+    while not list(lake.root.glob("_shards/*/candidates-*/*.done")):  # the barrier: a is inside its sampling stage
+        assert a.poll() is None and time.time() < deadline, "run a ended or stalled before its first shard"
+        time.sleep(0.1)
+    (run_a,) = [p.name for p in (lake.root / "_manifests").iterdir()]
+    assert lake.read_manifest(run_a, "candidates") is None
+    b = _cli_run(o, lake, tmp_path / "b")
+    b_started = time.time()
+    outputs = [p.communicate(timeout=600)[0] for p in (a, b)]
+    assert [p.returncode for p in (a, b)] == [0, 0], outputs
     runs = sorted(p.name for p in (lake.root / "_manifests").iterdir())
+    (run_b,) = set(runs) - {run_a}
+    # they overlapped: a committed its sampling stage after b had started (b did not wait for a)
+    committed = {e.key: e.mtime for e in lake.storage.list(f"_manifests/{run_a}/")}
+    assert committed[f"_manifests/{run_a}/candidates.json"] > b_started
+    assert lake.read_manifest(run_b, "candidates").get("reused_from") != run_a  # a's stage was not done when b sampled
     assert len(runs) == 2 and not leftovers(lake) and not damaged_files(lake)
     for run_id in runs:
         manifest = lake.read_manifest(run_id, "judge")

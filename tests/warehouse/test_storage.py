@@ -149,3 +149,72 @@ def test_a_lake_from_before_part_commits_stays_readable_even_moved(tmp_path):
     assert query(lake, "SELECT run_id, flow, status FROM runs")[1] == [("r1", "svd", None)]
     assert query(lake, "SELECT count(*) FROM seeds")[1] == [(3,)]
     assert (moved / "_lake.json").exists() and Lake(moved).run_ids() == ["r1"]
+
+
+def test_threads_committing_one_stage_at_once_agree_on_a_single_winner(any_lake):
+    """Eight writers of the same stage version pass a barrier together and commit at once: exactly one manifest
+    holds, every writer gets that one back, and the losers' parts stay invisible."""
+    import threading
+
+    n = 8
+    staged = [_stage(any_lake, "r1", SEEDS[: 1 + i % 3], "v1") | {"writer": i} for i in range(n)]
+    barrier, got = threading.Barrier(n), [None] * n
+    creates = []
+    real_create = any_lake.storage.create
+
+    def counted_create(key, data):
+        ok = real_create(key, data)
+        creates.append(ok)
+        return ok
+
+    any_lake.storage.create = counted_create
+
+    def commit(i):
+        barrier.wait()
+        got[i] = any_lake.write_manifest("r1", "seeds", staged[i])
+
+    threads = [threading.Thread(target=commit, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winner = any_lake.read_manifest("r1", "seeds")
+    assert all(g == winner for g in got) and winner in staged
+    assert creates.count(True) == 1 and len(creates) == n  # every writer tried, one create succeeded
+    rows = len(SEEDS[: 1 + winner["writer"] % 3])
+    assert query(any_lake, "SELECT count(*) FROM seeds")[1] == [(rows,)]
+
+
+def test_a_conditional_replace_with_a_stale_tag_loses_on_both_stores(any_lake):
+    store = any_lake.storage
+    assert store.create("x/m.json", b"one") and not store.create("x/m.json", b"two")
+    _, first = store.get_tagged("x/m.json")
+    assert store.replace("x/m.json", b"three", first)
+    assert not store.replace("x/m.json", b"four", first)  # the tag it read is stale: another writer came between
+    data, now = store.get_tagged("x/m.json")
+    assert data == b"three" and now != first
+    assert store.replace("x/m.json", b"five", now) and store.get("x/m.json") == b"five"
+
+
+def test_a_writer_that_loses_the_replace_race_reads_again_and_leaves_no_stale_part(any_lake):
+    """Two versions replace v1 at the same moment: our replace runs with the tag read before the other writer's
+    commit, loses, and the loop commits over the other version with a fresh tag, sweeping its parts."""
+    v1, v2, v3 = (_stage(any_lake, "r1", SEEDS[:k], f"v{k}") for k in (1, 2, 3))
+    any_lake.write_manifest("r1", "seeds", v1)
+    store, real_replace, results = any_lake.storage, any_lake.storage.replace, []
+
+    def racing_replace(key, data, tag):
+        if not results:  # the other writer commits v2 between our read and our replace
+            results.append(("other", real_replace(key, json.dumps(v2).encode(), tag)))
+        ok = real_replace(key, data, tag)
+        results.append(("ours", ok))
+        return ok
+
+    store.replace = racing_replace
+    assert any_lake.write_manifest("r1", "seeds", v3) == v3
+    assert results == [("other", True), ("ours", False), ("ours", True)]  # the losing branch ran, then a retry won
+    assert any_lake.read_manifest("r1", "seeds") == v3
+    assert query(any_lake, "SELECT count(*) FROM seeds")[1] == [(3,)]
+    left = {e.key for e in store.list("seeds/")}
+    assert store.key_of(v3["files"][0]["path"]) in left
+    assert store.key_of(v2["files"][0]["path"]) not in left  # the version we replaced was swept
