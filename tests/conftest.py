@@ -119,3 +119,22 @@ def any_lake(request, tmp_path):
     if request.param == "local":
         return Lake(tmp_path / "lake")
     return Lake(request.getfixturevalue("s3_lake"))
+
+
+def prefect_record() -> str:
+    """Everything the Prefect API keeps about this session's runs, as text: every flow and task run's parameters
+    and every log line. A secret must not be in it."""
+    import json
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        flows = client.read_flow_runs(limit=200)
+        offset, logs = 0, []
+        while True:
+            page = client.read_logs(limit=200, offset=offset)
+            logs += page
+            offset += len(page)
+            if len(page) < 200:
+                break
+    return "\n".join([json.dumps(f.parameters, default=str) for f in flows] + [entry.message for entry in logs])

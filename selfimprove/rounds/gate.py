@@ -6,6 +6,11 @@ from dataclasses import dataclass
 
 from selfimprove.rounds.config import TrackConfig
 
+# pass rates are ratios of counts: 0.30 - 0.32 is -0.020000000000000018 in floating point. Values this close to a
+# bound count as on it, so a guard drop of exactly the tolerance is allowed and a lower bound equal to the margin
+# does not clear it, however the subtraction rounded.
+EPS = 1e-9
+
 
 @dataclass(frozen=True)
 class Evidence:
@@ -24,12 +29,12 @@ def decide(evidence: Evidence, track: TrackConfig) -> tuple[bool, str]:
     e = evidence
     if e.n == 0:
         return False, "refused: no held-out item was scored for both models"
-    if e.ci_low <= track.margin:
+    if e.ci_low <= track.margin + EPS:
         return False, (f"refused: paired delta {e.delta:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}] on {e.n} items; "
                        f"its lower bound is not above the margin {track.margin:+.3f}")
-    if e.guard_delta is not None and e.guard_delta < -track.guard_tolerance:
+    if e.guard_delta is not None and e.guard_delta < -track.guard_tolerance - EPS:
         return False, f"refused: guard set pass@1 fell by {-e.guard_delta:.3f} (tolerance {track.guard_tolerance:.3f})"
-    if track.diversity_floor is not None and e.diversity is not None and e.diversity < track.diversity_floor:
+    if track.diversity_floor is not None and e.diversity is not None and e.diversity < track.diversity_floor - EPS:
         return False, f"refused: {e.diversity:.2f} distinct answers per seed is below the floor {track.diversity_floor:.2f}"
     guard = f"; guard set {e.guard_delta:+.3f}" if e.guard_delta is not None else ""
     return True, f"promoted: paired delta {e.delta:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}] on {e.n} items{guard}"

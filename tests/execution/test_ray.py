@@ -44,3 +44,27 @@ def test_a_ray_run_with_a_worker_killed_mid_shard_equals_a_local_run(tiny_model,
     assert path.startswith(f"{s3_lake}/checkpoints_store/")
     assert _rows(ray_lake, on_ray, "SELECT DISTINCT model_path, model_hash FROM eval_samples WHERE run_id = $run "
                                    "AND model = 'tuned'") == [(path, weights)]
+
+
+def test_no_credential_reaches_a_ray_workers_runtime_env(ray_cluster, s3_server, monkeypatch):
+    """Ray shows an actor's runtime_env in its dashboard and state API: read it back from inside a worker the
+    executor started, with credentials in the driver's environment."""
+    import ray
+
+    from selfimprove.execution.base import ExecutorConfig, ShardJob
+    from selfimprove.execution.ray_executor import RayExecutor
+    from tests.conftest import S3_SECRET, s3_environment
+
+    for key, value in s3_environment(s3_server).items():  # the driver holds S3 credentials, as a user's does
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-driver-secret")
+    monkeypatch.setenv("HF_TOKEN", "hf_driver_secret")
+    executor = RayExecutor(ExecutorConfig(kind="ray", workers=1, cpus_per_worker=1))
+    try:
+        (worker,) = executor.pool(ShardJob(fn=print))
+        shown = ray.get(worker.__ray_call__.remote(lambda self: ray.get_runtime_context().get_runtime_env_string()))
+    finally:
+        executor.release()
+    assert "AWS_ENDPOINT_URL" in shown and "HF_HUB_OFFLINE" in shown  # what workers need does travel
+    for secret in (S3_SECRET, "sk-driver-secret", "hf_driver_secret"):
+        assert secret not in shown

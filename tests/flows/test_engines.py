@@ -52,6 +52,10 @@ def test_svd_runs_against_an_openai_compatible_server(lake, prefect_harness, vll
     stored = "".join(p.read_text(errors="ignore") for p in lake.root.rglob("*.json")) + \
         "".join(p.read_bytes().decode("latin-1") for p in lake.root.rglob("*.parquet"))
     assert "sk-secret" not in stored and "SELFIMPROVE_TEST_KEY" in stored  # the variable's name, never its value
+    from tests.conftest import prefect_record
+
+    record = prefect_record()  # the run's Prefect parameters and every log line, read back from the server
+    assert run in record and "sk-secret" not in record
 
 
 def test_a_server_killed_mid_stage_leaves_error_rows_and_resume_redoes_only_them(lake, prefect_harness, monkeypatch):

@@ -6,7 +6,7 @@ import boto3
 
 from selfimprove.warehouse import Lake
 from selfimprove.warehouse.views import LINEAGE_QUERY, query
-from tests.conftest import S3_SECRET
+from tests.conftest import S3_SECRET, prefect_record
 from tests.tiny_model import tiny_overrides
 
 
@@ -67,3 +67,7 @@ def test_the_tiny_flow_on_an_s3_lake(tiny_model, s3_lake, prefect_harness, tmp_p
     assert not [k for k, body in objects.items() if S3_SECRET.encode() in body]
     out = capfd.readouterr()
     assert S3_SECRET not in printed + out.out + out.err
+    # nor the Prefect API: the run's parameters and every log line, read back from the server
+    record = prefect_record()
+    assert run in record and "[candidates]" in record  # the record holds this run and its stage log lines
+    assert S3_SECRET not in record

@@ -16,6 +16,25 @@ def test_a_challenger_is_promoted_only_when_the_lower_bound_clears_the_margin():
     assert decide(Evidence(0.0, 0.0, 0.0, 0), track) == (False, "refused: no held-out item was scored for both models")
 
 
+def test_the_bounds_themselves_computed_from_counts_as_the_flow_does():
+    """A lower bound equal to the margin does not clear it; a guard drop of exactly the tolerance and a diversity of
+    exactly the floor are allowed; one item more either way decides the other way. Values come from counts, with
+    the rounding of the subtractions the flow makes."""
+    guard_drop = 30 / 100 - 32 / 100  # -0.020000000000000018
+    assert guard_drop < -0.02  # floating point puts it past the bound
+    track = TrackConfig(name="t", margin=0.05, guard_tolerance=0.02, diversity_floor=2.3)
+    at_margin = Evidence(delta=0.1, ci_low=0.35 - 0.30, ci_high=0.2, n=100)  # 0.04999999999999999
+    assert not decide(at_margin, track)[0] and "not above the margin +0.050" in decide(at_margin, track)[1]
+    assert not decide(Evidence(0.1, 0.05, 0.2, 100), track)[0]
+    above = dict(delta=0.1, ci_low=0.06, ci_high=0.2, n=100)
+    assert decide(Evidence(**above), track)[0]
+    assert decide(Evidence(**above, guard_delta=guard_drop, diversity=23 / 10), track) == (
+        True, "promoted: paired delta +0.100 [+0.060, +0.200] on 100 items; guard set -0.020")
+    assert decide(Evidence(**above, guard_delta=29 / 100 - 32 / 100), track)[1] == (
+        "refused: guard set pass@1 fell by 0.030 (tolerance 0.020)")
+    assert "below the floor 2.30" in decide(Evidence(**above, diversity=22 / 10), track)[1]
+
+
 def test_the_guard_set_and_the_diversity_floor_can_refuse_a_better_challenger():
     track = TrackConfig(name="arith", guard_tolerance=0.02, diversity_floor=1.5)
     better = dict(delta=0.1, ci_low=0.05, ci_high=0.15, n=200)

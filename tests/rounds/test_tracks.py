@@ -6,7 +6,7 @@ import yaml
 
 from selfimprove.flows.cli import main
 from selfimprove.inference.base import register_backend
-from selfimprove.inference.scripted import ScriptedBackend
+from selfimprove.inference.scripted import ScriptedBackend, default_script
 from selfimprove.validation import InputError
 from selfimprove.warehouse import registry
 from selfimprove.warehouse.views import query
@@ -107,6 +107,50 @@ def test_a_worse_challenger_is_refused_and_the_refusal_recorded(tiny_model, lake
     assert not promoted and delta < -0.5 and hi < 0 and champ > 0.5 > chall and reason.startswith("refused: paired delta -")
     assert registry.champion(lake, "w") is None  # the track stays on its base
     assert _rows(lake, "SELECT count(*) FROM models WHERE track = 'w'") == [(1,)]  # the refused model is registered
+
+
+GUARD_ANSWERS: dict[str, str] = {}
+
+
+def _knows_the_guard_set(prompt: str, k: int) -> str:
+    """Arithmetic as the default script answers it, and the guard set's syllogisms from their answers."""
+    for question, answer in GUARD_ANSWERS.items():
+        if question in prompt:
+            return f"It follows: {answer}."
+    return default_script(prompt, k)
+
+
+@register_backend("scripted-guard-api")
+class _ServedGuardChampion(_ServedScript):
+    """A served champion that also answers the guard set right; the tiny challenger cannot."""
+
+    def __init__(self, model_path="scripted", config=None, script=None):
+        super().__init__(model_path, config, script or _knows_the_guard_set)
+
+
+def test_measured_guard_and_diversity_evidence_refuse_a_round(tiny_model, lake, prefect_harness):
+    """The gate's guard and diversity refusals on evidence the flow measured, not built by hand. The margin lets
+    any held-out delta through, so the refusal can only come from the guard set or the diversity floor."""
+    from selfimprove.data.datasets import builtin
+    from selfimprove.data.seeds import SeedSource
+    from selfimprove.flows.rounds import rounds
+
+    GUARD_ANSWERS.update({i["question"]: i["answer"] for i in builtin("syllogism", SeedSource(size=200, seed=777))})
+    o = _on_track(tiny_model, "g", margin=-2.0, guard_size=6, guard_tolerance=0.5, diversity_k=0, stop_after_refusals=1)
+    o["backend"] = {**o["backend"], "kind": "scripted-guard-api"}
+    rounds.fn(rounds=1, lake=lake.location, overrides=o)
+    (promoted, guard, champion_guard, reason), = _rows(
+        lake, "SELECT promoted, guard_pass1, champion_guard_pass1, reason FROM promotions WHERE track = 'g'")
+    assert not promoted and champion_guard == 1.0 and guard < 0.5, (guard, champion_guard)
+    assert reason == f"refused: guard set pass@1 fell by {1.0 - guard:.3f} (tolerance 0.500)"
+
+    o = _on_track(tiny_model, "d", margin=-2.0, guard=None, diversity_k=2, diversity_floor=3.0, stop_after_refusals=1)
+    rounds.fn(rounds=1, lake=lake.location, overrides=o)
+    (promoted, diversity, reason), = _rows(
+        lake, "SELECT promoted, diversity, reason FROM promotions WHERE track = 'd'")
+    assert not promoted and diversity <= 2.0  # 2 samples per item: at most 2 distinct answers, under the floor
+    assert reason == f"refused: {diversity:.2f} distinct answers per seed is below the floor 3.00"
+    assert registry.champion(lake, "g") is None and registry.champion(lake, "d") is None
 
 
 def test_a_run_on_a_track_cannot_start_from_another_model(tiny_model, lake):
