@@ -143,3 +143,33 @@ def test_uq_ttc_answers_with_an_accepted_candidate_or_its_fallback(tiny_model):
     greedy = answer_with_cascade(backend, items, UQTTCConfig(fallback="greedy"), sampling, never, ev, "m")
     assert {r["method"] for r in greedy} == {"uq_ttc:fallback_greedy"} and all(r["calls"] == 4 for r in greedy)
     assert [r["output"] for r in greedy] == [r["output"] for r in evaluate(backend, items, ev, "m")]
+
+
+def test_bootstrap_intervals_match_the_exact_resampling_distribution():
+    """For n = 4 values with one 1, the resampled mean is k/4 with k ~ Binomial(4, 1/4): P(0) = 0.316, P(>= 3/4) =
+    0.051, P(1) = 0.004. So the 2.5 % quantile is 0 and the 97.5 % quantile is 3/4, by hand."""
+    assert math.comb(4, 0) * 0.75 ** 4 == pytest.approx(0.3164, abs=1e-4)
+    assert 4 * 0.25 ** 3 * 0.75 + 0.25 ** 4 == pytest.approx(0.0508, abs=1e-4) and 0.25 ** 4 < 0.025
+    assert bootstrap_ci([0.0, 0.0, 0.0, 1.0], 4000) == (0.0, 0.75)
+    assert bootstrap_ci([1.0, 1.0, 0.0, 0.0], 4000) == (0.0, 1.0)  # P(0) = P(1) = 1/16 > 2.5 %
+    assert bootstrap_ci([0.5] * 7, 100) == (0.5, 0.5)
+    assert all(math.isnan(v) for v in bootstrap_ci([], 100))
+    # the paired delta's interval is the same computation on per-item differences: diffs (0, 1, 0, 0)
+    d = paired_difference(rows("base", [True, False, True, False]), rows("tuned", [True, True, True, False]),
+                          EvalConfig(bootstrap=4000), "tuned")
+    assert (d["value"], d["n"], d["ci_low"], d["ci_high"]) == (0.25, 4, 0.0, 0.75)
+
+
+def test_agreement_and_majority_choice_by_hand():
+    """maj@k's parts: each answer's share of all k samples (missing answers count in k, never as a group), and the
+    majority pick that UQ-TTC falls back to."""
+    from selfimprove.evaluation.uq_ttc import _choose
+    from selfimprove.verification.agreement import agreement_scores
+
+    assert agreement_scores(["2", "2.0", "3", None]) == [0.5, 0.5, 0.25, 0.0]  # 2 == 2.0 by math-verify
+    assert agreement_scores(["1/2", "0.5", "x", "x", "x"]) == [0.4, 0.4, 0.6, 0.6, 0.6]
+    assert agreement_scores(["abc", "ABC ", "abd"], domain="code") == [2 / 3, 2 / 3, 1 / 3]
+    cands = [{"candidate_id": f"c{i}", "final_answer": a} for i, a in enumerate([None, "3", "5", "5", "3", "5"])]
+    assert _choose(cands, set(), "majority") == (cands[2], "fallback_majority")  # 5 x3 beats 3 x2; first 5 wins
+    assert _choose(cands, {"c4"}, "majority") == (cands[4], "accepted")
+    assert _choose(cands, set(), "first_answer") == (cands[1], "fallback_first_answer")

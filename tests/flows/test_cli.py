@@ -40,13 +40,16 @@ def test_eval_any_model_on_a_jsonl(tmp_path, lake, tiny_model, prefect_harness):
     from selfimprove.warehouse.views import query
 
     data = tmp_path / "items.jsonl"
-    data.write_text("".join(json.dumps({"question": f"{i}+1", "answer": str(i + 1)}) + "\n" for i in range(5)))
+    # the scripted engine answers two-number sums right at greedy decoding; two of the five answers are wrong
+    data.write_text("".join(json.dumps({"question": f"{i}+1", "answer": str(i + 1 + (i in (1, 3)))}) + "\n"
+                            for i in range(5)))
     result = evaluate_flow(model=str(tiny_model), data=str(data), lake=str(lake.root),
-                           overrides={"backend": {"dtype": "float32"}, "evaluation": {"max_new_tokens": 8}})
+                           overrides={"backend": {"kind": "scripted"}, "evaluation": {"max_new_tokens": 16}})
     assert "pass@1" in result["summary"]
     assert query(lake, "SELECT count(*), count(DISTINCT item_id), min(dataset) FROM eval_samples")[1] == [(5, 5, "items")]
-    (value,), = query(lake, "SELECT value FROM eval_metrics WHERE metric = 'pass@1'")[1]
-    assert 0.0 <= value <= 1.0
+    assert query(lake, "SELECT list(correct ORDER BY item_id) FROM eval_samples")[1] == [([True, False, True, False, True],)]
+    (value, n), = query(lake, "SELECT value, n FROM eval_metrics WHERE metric = 'pass@1'")[1]
+    assert (value, n) == (0.6, 5)
 
 
 def test_eval_several_models_on_the_same_items_records_each_and_the_paired_delta(tmp_path, lake, tiny_model,

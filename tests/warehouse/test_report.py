@@ -1,4 +1,5 @@
 """The HTML run report, checked in a real headless browser where Debian's chromium is installed."""
+import os
 import shutil
 import subprocess
 
@@ -51,6 +52,7 @@ def test_report_has_every_section_and_its_figures(finished_run, tmp_path):
 def test_report_renders_in_headless_chromium(finished_run, tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if not browser:
+        assert not os.environ.get("SELFIMPROVE_REQUIRE_BROWSER"), "SELFIMPROVE_REQUIRE_BROWSER is set and chromium is missing"
         pytest.skip("no chromium on this machine (Debian: apt-get install chromium); the HTML itself is checked above")
     from selfimprove.warehouse.report import write_report
 
