@@ -4,11 +4,12 @@ it, and restores the file. A break that no test catches is reported as SURVIVED 
     .venv/bin/python scripts/check_mutations.py            # all of them (~15 min on 2 cores)
     .venv/bin/python scripts/check_mutations.py divergence # those whose name contains a word
 
-Each entry: (name, file, the exact text, what replaces it, pytest node ids). The text must occur exactly
+Each entry: (name, file, the exact text, what replaces it, pytest node ids[, environment]). The text must occur exactly
 once, so an entry that no longer matches the code fails loudly instead of passing silently.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -20,8 +21,12 @@ SANDBOX = "tests/evaluation/test_sandbox.py"
 LEARN = "tests/training/test_learning.py"
 SISTERS = "tests/flows/test_sister_flows.py"
 SDZERO = "tests/methods/test_sdzero.py"
+STORAGE = "tests/warehouse/test_storage.py"
+CONTAM = "tests/evaluation/test_contamination.py"
+EVAL = "tests/evaluation/test_evaluation.py"
+GATE = "tests/rounds/test_gate.py"
 
-MUTATIONS: list[tuple[str, str, str, str, list[str]]] = [
+MUTATIONS: list[tuple] = [
     ("divergence: the student's top-k instead of the teacher's", "selfimprove/training/divergence.py",
      "idx = teacher_logits.topk(top_k, dim=-1).indices", "idx = student_logits.topk(top_k, dim=-1).indices", [DIV]),
     ("divergence: renormalised support not renormalised", "selfimprove/training/divergence.py",
@@ -73,18 +78,86 @@ MUTATIONS: list[tuple[str, str, str, str, list[str]]] = [
      'ranked = sorted(usable, key=lambda c: (c["n_tokens"], c["candidate_id"]))',
      'ranked = sorted(usable, key=lambda c: (-c["n_tokens"], c["candidate_id"]))',
      [SISTERS + "::test_ssd_on_the_scripted_engine_drops_exactly_the_shortest_tenth"]),
+    ("injection: candidates reach the judge un-neutralized", "selfimprove/verification/judges.py",
+     '    text = _VERDICT_TOKEN.sub("(verdict removed)", text)\n', "    return text\n",
+     ["tests/verification/test_injection.py::test_no_attack_token_reaches_the_tiny_models_judge_prompts"]),
+    ("lake: a local create overwrites an existing manifest", "warehouse/storage.py",
+     "            os.link(tmp, target)  # atomic, and fails if the name exists",
+     "            target.unlink(missing_ok=True)\n            os.link(tmp, target)",
+     [STORAGE + "::test_threads_committing_one_stage_at_once_agree_on_a_single_winner"]),
+    ("lake: an S3 create is unconditional", "warehouse/storage.py",
+     'return self._conditional_put(key, data, IfNoneMatch="*")', "return self._conditional_put(key, data)",
+     [STORAGE + "::test_threads_committing_one_stage_at_once_agree_on_a_single_winner"]),
+    ("lake: a local replace ignores the tag", "warehouse/storage.py",
+     "if now is None or now[1] != tag:", "if now is None:",
+     [STORAGE + "::test_a_conditional_replace_with_a_stale_tag_loses_on_both_stores"]),
+    ("lake: an S3 replace ignores the tag", "warehouse/storage.py",
+     "return self._conditional_put(key, data, IfMatch=tag)", "return self._conditional_put(key, data)",
+     [STORAGE + "::test_a_conditional_replace_with_a_stale_tag_loses_on_both_stores"]),
+    ("lake: a lost replace is taken for a win", "warehouse/lake.py",
+     "            if self.storage.replace(key, data, found[1]):\n                self._sweep(old, manifest)\n"
+     "                break\n",
+     "            self.storage.replace(key, data, found[1])\n            self._sweep(old, manifest)\n            break\n",
+     [STORAGE + "::test_a_writer_that_loses_the_replace_race_reads_again_and_leaves_no_stale_part"]),
+    ("lake: the pause hook does nothing (the two runs would not overlap)", "warehouse/shards.py",
+     "if stage == self.stage and seconds:", "if False:",
+     ["tests/tasks/test_faults.py::test_two_runs_writing_one_lake_at_once_both_complete_whole"]),
+    ("contamination: completions and PI are not training text", "tasks/stages.py",
+     'return [(i, questions.get(seed, "")) for i, seed, _ in pairs] + [(i, text) for i, _, text in pairs]',
+     'return [(i, questions.get(seed, "")) for i, seed, _ in pairs]',
+     [CONTAM + "::test_a_held_out_item_inside_a_completion_is_stopped",
+      CONTAM + "::test_privileged_information_that_trains_is_checked_and_other_phases_are_not"]),
+    ("contamination: PI of every phase counts as training text", "tasks/stages.py",
+     '                  if r["phase"] == "distill"]', "                  ]",
+     [CONTAM + "::test_privileged_information_that_trains_is_checked_and_other_phases_are_not"]),
+    ("contamination: --allow-contamination is dropped by the CLI", "flows/cli.py",
+     'overrides["contamination"] = {"allow": True}', 'overrides["contamination"] = {"allow": False}',
+     [CONTAM + "::test_allow_contamination_through_the_cli_is_recorded"]),
+    ("secrets: Ray workers get the S3 secret key in their runtime_env", "selfimprove/execution/ray_executor.py",
+     '"AWS_DEFAULT_REGION")', '"AWS_DEFAULT_REGION", "AWS_SECRET_ACCESS_KEY")',
+     ["tests/execution/test_ray.py::test_no_credential_reaches_a_ray_workers_runtime_env"]),
+    ("secrets: a stage line carries the S3 secret into Prefect's log (synthetic leak)", "tasks/ui.py",
+     "        (logger.warning if warning else logger.info)(message)",
+     "        (logger.warning if warning else logger.info)(message + __import__('os').environ.get('AWS_SECRET_ACCESS_KEY', ''))",
+     ["tests/flows/test_s3_flow.py"]),
+    ("gate: a lower bound equal to the margin clears it", "selfimprove/rounds/gate.py",
+     "if e.ci_low <= track.margin + EPS:", "if e.ci_low < track.margin:", [GATE]),
+    ("gate: a guard drop of exactly the tolerance is refused (float rounding)", "selfimprove/rounds/gate.py",
+     "e.guard_delta < -track.guard_tolerance - EPS:", "e.guard_delta < -track.guard_tolerance:", [GATE]),
+    ("gate: the guard set is not checked", "selfimprove/rounds/gate.py",
+     "if e.guard_delta is not None and e.guard_delta < -track.guard_tolerance - EPS:", "if False:",
+     ["tests/rounds/test_tracks.py::test_measured_guard_and_diversity_evidence_refuse_a_round"]),
+    ("gate: the diversity floor is not checked", "selfimprove/rounds/gate.py",
+     "if track.diversity_floor is not None and e.diversity is not None and e.diversity < track.diversity_floor - EPS:",
+     "if False:", ["tests/rounds/test_tracks.py::test_measured_guard_and_diversity_evidence_refuse_a_round"]),
+    ("bootstrap: the upper quantile taken one resample early", "selfimprove/evaluation/heldout.py",
+     "hi = means[min(resamples - 1, int((1 + level) / 2 * resamples))]",
+     "hi = means[min(resamples - 1, int((1 + level) / 2 * resamples)) - 100]",
+     [EVAL + "::test_bootstrap_intervals_match_the_exact_resampling_distribution"]),
+    ("agreement: shares of the answered samples only", "selfimprove/verification/agreement.py",
+     "    total = len(answers)\n", "    total = sum(a is not None for a in answers) or 1\n",
+     [EVAL + "::test_agreement_and_majority_choice_by_hand"]),
+    ("evaluate: pass@1 averaged over samples counted as right when undecided", "selfimprove/evaluation/heldout.py",
+     'decided = [bool(r["correct"]) for r in rs if r["correct"] is not None]',
+     'decided = [r["correct"] is not False for r in rs]',
+     ["tests/flows/test_cli.py::test_eval_any_model_on_a_jsonl", EVAL]),
+    ("report: the browser test skips even where CI requires it", "tests/warehouse/test_report.py",
+     '        assert not os.environ.get("SELFIMPROVE_REQUIRE_BROWSER"), "SELFIMPROVE_REQUIRE_BROWSER is set and chromium '
+     'is missing"\n', "",
+     ["tests/warehouse/test_report.py::test_report_renders_in_headless_chromium"],
+     {"SELFIMPROVE_REQUIRE_BROWSER": "1", "PATH": "/nonexistent"}),  # CI's setting, on a machine without chromium
 ]
 
 
-def run(name: str, path: str, old: str, new: str, tests: list[str]) -> bool:
+def run(name: str, path: str, old: str, new: str, tests: list[str], env: dict | None = None) -> tuple[bool, str]:
     file = ROOT / path
     original = file.read_text()
     if original.count(old) != 1:
         raise SystemExit(f"{name}: the text to break occurs {original.count(old)} times in {path}, not once")
     file.write_text(original.replace(old, new))
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", *tests], cwd=ROOT,
-                              capture_output=True, text=True, timeout=900)
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", *tests], cwd=ROOT, capture_output=True, text=True,
+                              timeout=900, env={**os.environ, **(env or {})})
     finally:
         file.write_text(original)
     failed = [line.split(" - ")[0].split("::", 1)[-1] for line in done.stdout.splitlines()
@@ -95,11 +168,11 @@ def run(name: str, path: str, old: str, new: str, tests: list[str]) -> bool:
 
 def main(words: list[str]) -> int:
     survived = 0
-    for name, path, old, new, tests in MUTATIONS:
+    for name, *entry in MUTATIONS:
         if words and not any(w in name for w in words):
             continue
         start = time.time()
-        caught, evidence = run(name, path, old, new, tests)
+        caught, evidence = run(name, *entry)
         survived += not caught
         print(f"{'caught  ' if caught else 'SURVIVED'} {name} ({time.time() - start:.0f} s): {evidence}", flush=True)
     return 1 if survived else 0

@@ -1,4 +1,6 @@
 """The whole SVD flow on the tiny model, checked through the lake's DuckDB views."""
+import pytest
+
 from selfimprove.warehouse.views import query
 from tests.tiny_model import tiny_overrides
 
@@ -77,13 +79,31 @@ def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
     assert engines[0]["identity"]["dtype"] == "float32" and engines[0]["counters"]["sequences"] == 24
 
 
-def test_other_method_reuses_candidates_with_zero_sampling_calls(tiny_model, lake, prefect_harness):
+@pytest.fixture(scope="module")
+def finished_lake(tiny_model, prefect_harness, tmp_path_factory):
+    """A lake holding one finished tiny-model run, copied (and so moved) by each test that starts from it."""
     from selfimprove.flows.svd import svd
-    from selfimprove import config as configlib
+
+    root = tmp_path_factory.mktemp("finished") / "lake"
+    return root, svd(preset="quickstart", lake=str(root), overrides=tiny_overrides(tiny_model))["run_id"]
+
+
+def _copy_of(finished_lake, tmp_path):
+    import shutil
+
+    from selfimprove.warehouse import Lake
+
+    root, run = finished_lake
+    shutil.copytree(root, tmp_path / "lake")
+    return Lake(tmp_path / "lake"), run
+
+
+def test_other_method_reuses_candidates_with_zero_sampling_calls(tiny_model, finished_lake, tmp_path):
+    from selfimprove.flows.svd import svd
     from selfimprove.inference.base import usage
 
     overrides = tiny_overrides(tiny_model)
-    first = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)["run_id"]
+    lake, first = _copy_of(finished_lake, tmp_path)
     calls_before = usage(tiny_model).generate_calls
     second = svd(preset="quickstart", lake=str(lake.root), overrides=overrides, method="no_filter", reuse=first)["run_id"]
     assert usage(tiny_model).generate_calls == calls_before  # no sampling, no judging, base eval copied
@@ -125,13 +145,11 @@ def test_changed_judge_setting_rejudges_with_zero_sampling_calls(tiny_model, lak
     assert query(lake, f"SELECT count(*) FROM candidates WHERE run_id = '{second}'")[1] == [(24,)]
 
 
-def test_from_stage_keeps_upstream_and_recomputes_the_rest(tiny_model, lake, prefect_harness):
-    import pytest
-
+def test_from_stage_keeps_upstream_and_recomputes_the_rest(tiny_model, finished_lake, tmp_path):
     from selfimprove.flows.svd import svd
 
     overrides = tiny_overrides(tiny_model)
-    first = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)["run_id"]
+    lake, first = _copy_of(finished_lake, tmp_path)
     second = svd(preset="quickstart", lake=str(lake.root), overrides=overrides, reuse=first, from_stage="judge")["run_id"]
     assert lake.read_manifest(second, "candidates")["reused_from"] == first
     assert "reused_from" not in lake.read_manifest(second, "judge")  # same version, recomputed all the same

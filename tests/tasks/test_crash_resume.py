@@ -56,19 +56,34 @@ def killed_run(o: dict, lake: str, tmp_path: Path, stage: str) -> str:
     return run_id
 
 
+@pytest.fixture(scope="module")
+def judge_copy(tiny_model, tmp_path_factory):
+    """The same weights on their own backend: the policy's counters then see sampling and evaluation only."""
+    import shutil
+
+    judge = tmp_path_factory.mktemp("judge") / "judge-copy"
+    shutil.copytree(tiny_model, judge)
+    return judge
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model, judge_copy, prefect_harness, tmp_path_factory):
+    """One uninterrupted run of the crash tests' config, which every killed-and-resumed run must equal."""
+    from selfimprove.flows.svd import svd
+    from selfimprove.warehouse import Lake
+
+    lake = Lake(tmp_path_factory.mktemp("reference") / "lake")
+    return lake, svd(preset="quickstart", lake=str(lake.root), overrides=overrides(tiny_model, judge_copy))["run_id"]
+
+
 @pytest.mark.parametrize("stage,table,store", [("candidates", "candidates", "local"), ("judge", "verdicts", "local"),
                                                ("candidates", "candidates", "s3")])
 def test_kill_9_mid_stage_then_resume_loses_and_regenerates_nothing(stage, table, store, tiny_model, tmp_path,
-                                                                   prefect_harness, request):
+                                                                   prefect_harness, request, judge_copy, uninterrupted):
     from selfimprove.flows.svd import svd
-    from selfimprove import config as configlib
     from selfimprove.inference.base import usage
 
-    import shutil
-
-    judge = tmp_path / "judge-copy"
-    shutil.copytree(tiny_model, judge)
-    o = overrides(tiny_model, judge)
+    o = overrides(tiny_model, judge_copy)
     lake = request.getfixturevalue("s3_lake") if store == "s3" else str(tmp_path / "lake")
     run_id = killed_run(o, lake, tmp_path, stage)
     from selfimprove.warehouse import Lake
@@ -105,10 +120,10 @@ def test_kill_9_mid_stage_then_resume_loses_and_regenerates_nothing(stage, table
     assert not lk.storage.list(f"_shards/{run_id}/")
 
     # the resumed run's rows are exactly an uninterrupted run's (shards are seeded by index)
-    ref = svd(preset="quickstart", lake=str(tmp_path / "ref"), overrides=o)["run_id"]
+    ref_lake, ref = uninterrupted
     cols = "candidate_id, text" if stage == "candidates" else "candidate_id, accepted, rejected_at_stage"
     got = query(lk, f"SELECT {cols} FROM {table} WHERE run_id = '{run_id}' ORDER BY 1")[1]
-    want = query(Lake(tmp_path / "ref"), f"SELECT {cols} FROM {table} WHERE run_id = '{ref}' ORDER BY 1")[1]
+    want = query(ref_lake, f"SELECT {cols} FROM {table} WHERE run_id = '{ref}' ORDER BY 1")[1]
     assert got == want
 
 
