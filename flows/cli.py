@@ -182,20 +182,84 @@ def compare_command(args) -> None:
     _warn_damaged(lake)
 
 
+SQL_FORMATS = ("table", "csv", "json", "parquet")
+
+
 def _sql_arguments(p):
     p.add_argument("query")
     p.add_argument("--lake")
+    p.add_argument("--format", default="table", help=f"one of {', '.join(SQL_FORMATS)} (parquet needs --out)")
+    p.add_argument("--out", metavar="FILE", help="write the result to FILE instead of printing it")
 
 
-@command("sql", "query the lake with DuckDB")
+@command("sql", "query the lake with DuckDB (read-only); print the result or write it as CSV, JSON or Parquet")
 @arguments(_sql_arguments)
 def sql_command(args) -> None:
-    from selfimprove.warehouse.views import format_table, query
+    from selfimprove.warehouse.views import format_table, query_arrow
+
+    if args.format not in SQL_FORMATS:
+        raise ValueError(f"--format {args.format!r}: one of {', '.join(SQL_FORMATS)}")
+    if args.format == "parquet" and not args.out:
+        raise ValueError("--format parquet writes a file: add --out FILE")
+    lake = _existing_lake(args.lake)
+    result = query_arrow(lake, args.query)
+    if args.format == "table":
+        text = format_table(result.column_names, [tuple(r.values()) for r in result.to_pylist()]) + "\n"
+    else:
+        import polars as pl
+
+        frame = pl.from_arrow(result)
+        text = frame.write_csv() if args.format == "csv" else frame.write_json() + "\n" if args.format == "json" else None
+    if args.out:
+        _write_result(Path(args.out), text, result)
+        print(f"{result.num_rows} rows written to {args.out}")
+    else:
+        print(text, end="")
+    _warn_damaged(lake)
+
+
+def _write_result(path: Path, text: str | None, result) -> None:
+    """Write whole or not at all: a temporary file beside `path`, renamed over it."""
+    import os
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    os.close(fd)
+    try:
+        if text is None:
+            pq.write_table(result, tmp)
+        else:
+            Path(tmp).write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _export_arguments(p):
+    p.add_argument("run_id", metavar="RUN")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
+    p.add_argument("--format", default="hf", help="hf (Parquet per split + dataset card; the default), jsonl, "
+                                                  "sharegpt, llamafactory (sharegpt + dataset_info.json)")
+    p.add_argument("--pairs", action="store_true", help="add a `preference` split: per seed, an accepted sample "
+                                                        "(chosen) against a rejected one (rejected), for DPO")
+    p.add_argument("--lake")
+
+
+@command("export", "write a run's curated data as a Hugging Face dataset folder (or jsonl, sharegpt, llamafactory)")
+@arguments(_export_arguments)
+def export_command(args) -> None:
+    from selfimprove.warehouse.export import export_run
 
     lake = _existing_lake(args.lake)
-    cols, rows = query(lake, args.query)
-    print(format_table(cols, rows))
-    _warn_damaged(lake)
+    counts = export_run(lake, args.run_id, args.out, args.format, args.pairs)
+    print(f"exported run {args.run_id} to {args.out} ({args.format}): "
+          + ", ".join(f"{split} {n} rows" for split, n in counts.items()))
+    if args.format == "hf":
+        print(f'load it with: datasets.load_dataset("{args.out}")')
 
 
 def _warn_damaged(lake) -> None:

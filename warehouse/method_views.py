@@ -270,6 +270,10 @@ FUNNEL_STEPS = {
     "not_judged": ("judged", "the others were never judged: another sample of the same question had already been "
                              "accepted (selection keeps one per question)"),
     "format": ("with a final answer in the expected format", "the others had no answer the scorer could read"),
+    "error": ("generated without an error", "the others are error rows (the engine failed on them)"),
+    "ground_truth": ("right by the seed's answer", "the others were wrong by the ground-truth scorer (RFT)"),
+    "empty": ("not empty", "the others were empty outputs"),
+    "length": ("not among the shortest", "the others were the shortest share of samples (SSD)"),
 }
 
 
@@ -279,7 +283,8 @@ def funnel(lake: Lake, run_id: str) -> list[tuple[str, int, str]]:
     (total,), = query(lake, "SELECT count(*) FROM candidates WHERE run_id = $run", p)[1]
     stops = dict(query(lake, "SELECT coalesce(rejected_at_stage, 'accepted'), count(*) FROM verdicts WHERE run_id = $run GROUP BY 1", p)[1])
     steps, left = [("candidates", total, "every sample drawn")], total
-    for stage in ["not_judged", "format"] + stage_order(run_config(lake, run_id)):
+    order = ["error", "not_judged", "format"] + stage_order(run_config(lake, run_id))
+    for stage in order + sorted(set(stops) - set(order) - {"accepted"}):  # rule filters (RFT, SSD) after the cascade
         if stage in stops:
             left -= stops[stage]
             label, meaning = FUNNEL_STEPS.get(stage, (f"passed stage {stage}", f"the others were rejected by the {stage} stage"))
