@@ -246,20 +246,30 @@ def _export_arguments(p):
                                                   "sharegpt, llamafactory (sharegpt + dataset_info.json)")
     p.add_argument("--pairs", action="store_true", help="add a `preference` split: per seed, an accepted sample "
                                                         "(chosen) against a rejected one (rejected), for DPO")
+    p.add_argument("--model", action="store_true", help="export the run's fine-tuned checkpoint with its model card "
+                                                        "instead of its data")
+    p.add_argument("--push-to-hub", metavar="REPO", help="then upload the folder as one commit to this Hub repository "
+                                                         "(token from HF_TOKEN)")
     p.add_argument("--lake")
 
 
 @command("export", "write a run's curated data as a Hugging Face dataset folder (or jsonl, sharegpt, llamafactory)")
 @arguments(_export_arguments)
 def export_command(args) -> None:
-    from selfimprove.warehouse.export import export_run
+    from selfimprove.warehouse.export import export_model, export_run, push_to_hub
 
     lake = _existing_lake(args.lake)
-    counts = export_run(lake, args.run_id, args.out, args.format, args.pairs)
-    print(f"exported run {args.run_id} to {args.out} ({args.format}): "
-          + ", ".join(f"{split} {n} rows" for split, n in counts.items()))
-    if args.format == "hf":
-        print(f'load it with: datasets.load_dataset("{args.out}")')
+    if args.model:
+        path = export_model(lake, args.run_id, args.out)
+        print(f"exported the checkpoint of run {args.run_id} ({path}) with its model card to {args.out}")
+    else:
+        counts = export_run(lake, args.run_id, args.out, args.format, args.pairs)
+        print(f"exported run {args.run_id} to {args.out} ({args.format}): "
+              + ", ".join(f"{split} {n} rows" for split, n in counts.items()))
+        if args.format == "hf":
+            print(f'load it with: datasets.load_dataset("{args.out}")')
+    if args.push_to_hub:
+        print("pushed:", push_to_hub(Path(args.out), args.push_to_hub, "model" if args.model else "dataset"))
 
 
 def _warn_damaged(lake) -> None:

@@ -161,7 +161,7 @@ def run(name: str, path: str, old: str, new: str, tests: list[str], env: dict | 
     finally:
         file.write_text(original)
     failed = [line.split(" - ")[0].split("::", 1)[-1] for line in done.stdout.splitlines()
-              if line.startswith(("FAILED", "ERROR"))]
+              if line.startswith(("FAILED ", "ERROR tests/"))]
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
     return done.returncode != 0, f"{summary}; failed: {', '.join(failed[:4])}{' ...' if len(failed) > 4 else ''}"
 

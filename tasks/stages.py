@@ -35,6 +35,7 @@ from selfimprove.tasks.rounds import round_seeds, taken_digest, taken_questions
 from selfimprove.tasks.ui import StepProgress, say
 from selfimprove.warehouse.run_status import RUNNING, here
 from selfimprove.warehouse import checkpoints
+from selfimprove.warehouse.cards import checkpoint_card, model_card
 from selfimprove.warehouse.lake import Lake, file_sha256
 
 
@@ -238,6 +239,7 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict, carried: 
         row = checkpoint_row(checkpoint_id, result["path"], str(base), [e["candidate_id"] for e in examples],
                              result["steps"], result["final_loss"], cfg.training.method)
         log = [{"checkpoint_id": checkpoint_id, **r} for r in result["log"]]
+        checkpoints.write_card(ctx.lake, result["path"], model_card(ctx.run_id, cfg.to_dict(), row, []))
         return [lake.write("checkpoints", ctx.run_id, [row]), lake.write("train_log", ctx.run_id, log)], \
             {"checkpoint": result["path"], "final_loss": result["final_loss"], "steps": result["steps"]}
 
@@ -312,8 +314,13 @@ def _eval_stage(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: 
         bar.close()
         where = model if str(model).startswith("s3://") else str(path)  # a lake checkpoint by its url, as checkpoints names it
         rows = [{**r, "model_path": where, "model_hash": models.model_identity(path)} for r in rows]
+        measured = metrics(rows, cfg.evaluation)
+        if label == "tuned":  # the run's own checkpoint: its model card gets the held-out results
+            card = checkpoint_card(Lake(ctx.lake), ctx.run_id, where, measured)
+            if card:
+                checkpoints.write_card(ctx.lake, where, card)
         return [lake.write("eval_samples", ctx.run_id, rows, part=label),
-                lake.write("eval_metrics", ctx.run_id, metrics(rows, cfg.evaluation), part=label)], {"model": model, **usage}
+                lake.write("eval_metrics", ctx.run_id, measured, part=label)], {"model": model, **usage}
 
     return run_stage(ctx, stage, {**extra, **section(cfg, "evaluation"), "engine": engine(model, cfg.backend)},
                      [items_manifest], body, prompt_names, reads=("eval_items",))

@@ -82,3 +82,64 @@ def dataset_card(lake: Lake, curated: Curated) -> str:
               f"```json\n{json.dumps(config, indent=1, sort_keys=True)}\n```"]
     body = ("\n" + as_markdown(items)).replace("\n## ", "\n# ").replace("\n### ", "\n## ").lstrip()  # one level up
     return "---\n" + yaml.safe_dump(header(curated, method), sort_keys=False) + "---\n\n" + body
+
+
+def checkpoint_card(lake: Lake, run_id: str, path: str, results: list[dict] | None = None) -> str | None:
+    """The card of the run's checkpoint at `path` from the lake's committed rows (None: no such checkpoint);
+    `results`: eval_metrics rows an evaluation stage has not committed yet (default: the lake's 'tuned' rows)."""
+    p = {"run": run_id, "path": path}
+    cols, rows = query(lake, "SELECT * FROM checkpoints WHERE run_id = $run AND path = $path", p)
+    if not rows:
+        return None
+    if results is None:
+        names, found = query(lake, "SELECT * FROM eval_metrics WHERE run_id = $run AND model = 'tuned'", {"run": run_id})
+        results = [dict(zip(names, r)) for r in found]
+    return model_card(run_id, run_config(lake, run_id), dict(zip(cols, rows[0])), results)
+
+
+def hub_name(base: str) -> str | None:
+    """The base model as the Hub names it: the embedded default by its Hub id, a Hub-style id as it is, a local
+    folder or an s3:// url not at all (a card's base_model must be a Hub repository)."""
+    from selfimprove.inference.models import DEFAULT_HUB_ID, default_checkpoint_dir
+
+    if base == "default" or base == str(default_checkpoint_dir()):
+        return DEFAULT_HUB_ID
+    return None if str(base).startswith(("/", ".", "s3://")) or str(base).count("/") != 1 else base
+
+
+def model_card(run_id: str, config: dict, checkpoint: dict, results: list[dict]) -> str:
+    """The model card of a run's checkpoint (a `checkpoints` row): base model, method, hyperparameters, the training
+    rows behind it (and how to export them), held-out results as `model-index` entries, and the lineage query."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from selfimprove.warehouse.views import LINEAGE_QUERY
+
+    c = checkpoint
+    shown = [r for r in results if r["metric"] in ("pass@1", "pass@1_delta_vs_base") and r["value"] == r["value"]]
+    method = config.get("method", "svd")
+    data = ModelCardData(
+        base_model=hub_name(c["base_model"]),
+        library_name="transformers", model_name=c["checkpoint_id"], tags=["selfimprove", method, f"training:{c['method']}"],
+        eval_results=[EvalResult(task_type="text-generation", dataset_type=r["dataset"], dataset_name=r["dataset"],
+                                 metric_type=r["metric"], metric_value=round(r["value"], 4)) for r in shown] or None)
+    items = [
+        f"# {c['checkpoint_id']}",
+        f"Fine-tuned by selfimprove run `{run_id}` ({method}, {c['method']} fine-tuning) from `{c['base_model']}` on "
+        f"{c['examples']} training rows the model produced and verified itself; {c['steps']} optimiser steps, final "
+        f"loss {c['final_loss']:.4f}. Weights hash `{c['model_hash']}`.",
+        "## Training data",
+        f"The rows are in the lake's `train_examples` table (run `{run_id}`); take them out as a Hugging Face "
+        f"dataset with `selfimprove export {run_id} --out DATASET_DIR` (its card holds the verification funnel).",
+        "## Training hyperparameters",
+        Table(["parameter", "value"], [(k, str(v)) for k, v in sorted(config.get("training", {}).items())]),
+        "## Held-out results (pass@1; the delta is paired against the base model on the same items)",
+        Table(["dataset", "metric", "value", "n", "95% CI"],
+              [(r["dataset"], r["metric"], round(r["value"], 4), r["n"],
+                f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if r.get("ci_low") is not None else "") for r in shown])
+        if shown else "Not evaluated yet: the run's evaluation stage writes its results here.",
+        "## Lineage",
+        "From one evaluation sample back to its checkpoint, training rows, candidates and every judge call:\n\n"
+        f"```sql\n{LINEAGE_QUERY.format(run_id=run_id).strip()}\n```",
+    ]
+    body = ("\n" + as_markdown(items)).replace("\n## ", "\n# ").replace("\n### ", "\n## ").lstrip()
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))

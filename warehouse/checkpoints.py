@@ -73,3 +73,18 @@ def local_copy(url: str) -> Path:
             raise FileNotFoundError(f"checkpoint {url}: {len(missing)} files of its upload are gone ({missing[0]})")
 
     return write_dir(dest, fill)
+
+
+CARD = "README.md"
+
+
+def write_card(lake: str, path: str, text: str) -> None:
+    """Put the model card into the checkpoint at `path` (a folder, or an s3:// url in the lake, and this node's
+    copy of it). Cards are Markdown: they never enter the weights' identity."""
+    if not is_s3(path):
+        write_bytes(Path(path) / CARD, text.encode())
+        return
+    parent, _, name = path.rstrip("/").rpartition("/")
+    S3Storage(parent).put(f"{name}/{CARD}", text.encode())
+    if local_dir_for(path).exists():
+        write_bytes(local_dir_for(path) / CARD, text.encode())

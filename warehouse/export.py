@@ -242,14 +242,72 @@ def export_run(lake: Lake, run_id: str, out: str | os.PathLike, fmt: str = "hf",
     curated = curate(lake, run_id, pairs)
     if fmt in ("sharegpt", "llamafactory"):
         _require_chat(curated, fmt)
+    _publish(out, lambda tmp: FORMATS[fmt](lake, curated, tmp))
+    return {split: len(rows) for split, rows in curated.splits.items()}
+
+
+def _publish(out: Path, fill: Callable[[Path], None]) -> None:
+    """Fill a temporary folder beside `out`, then move it into place whole (nothing half-written is ever visible)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
-        FORMATS[fmt](lake, curated, tmp)
+        fill(tmp)
         if out.exists():
-            out.rmdir()  # empty, checked above
+            out.rmdir()  # empty, checked before
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {split: len(rows) for split, rows in curated.splits.items()}
+
+
+def run_checkpoint(lake: Lake, run_id: str) -> str:
+    """The checkpoint a run ends with: the one its `tuned` evaluation scored, else its last trained one."""
+    lake.require_run(run_id, "run")
+    p = {"run": run_id}
+    scored = query(lake, "SELECT DISTINCT model_path FROM eval_samples WHERE run_id = $run AND model = 'tuned' AND "
+                         "model_path IN (SELECT path FROM checkpoints WHERE run_id = $run)", p)[1]
+    if scored:
+        return scored[0][0]
+    trained = query(lake, "SELECT path FROM checkpoints WHERE run_id = $run ORDER BY checkpoint_id", p)[1]
+    if not trained:
+        raise InputError(f"run {run_id!r} trained no model (it kept too few examples, or it has not reached its "
+                         "fine-tuning stage): there is no checkpoint to export")
+    return trained[-1][0]
+
+
+def export_model(lake: Lake, run_id: str, out: str | os.PathLike) -> str:
+    """Copy the run's checkpoint (weights, config, tokenizer) to `out` with a model card written from the lake."""
+    from selfimprove.inference import models
+    from selfimprove.warehouse.cards import checkpoint_card
+
+    out = check_out(out)
+    path = run_checkpoint(lake, run_id)
+    card = checkpoint_card(lake, run_id, path)
+    local = models.resolve(path)
+
+    def fill(tmp: Path) -> None:
+        for f in Path(local).iterdir():
+            if f.is_file() and not f.name.startswith((".", "_")):
+                shutil.copy2(f, tmp / f.name)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+
+    _publish(out, fill)
+    return path
+
+
+def push_to_hub(folder: Path, repo: str, kind: str) -> str:
+    """Upload an exported folder as one commit to a Hub repository (`kind`: dataset | model). The token comes from
+    the environment (HF_TOKEN) and is never written anywhere. Refused up front where the Hub cannot be reached."""
+    from huggingface_hub import HfApi
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise InputError(f"--push-to-hub {repo}: the Hugging Face Hub is off (HF_HUB_OFFLINE is set); the export "
+                         f"is at {folder}; push it later with the same command where the Hub can be reached")
+    api = HfApi()
+    try:
+        api.create_repo(repo, repo_type=kind, exist_ok=True)
+        return api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type=kind,
+                                 commit_message="selfimprove export").commit_url
+    except Exception as e:  # noqa: BLE001 - httpx, HTTP and OS errors alike: the Hub was not reached
+        raise InputError(f"--push-to-hub {repo}: the Hub could not be reached or refused the upload "
+                         f"({type(e).__name__}); the export is at {folder}") from None

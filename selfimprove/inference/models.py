@@ -19,6 +19,7 @@ from selfimprove.atomic import write_dir
 
 DEFAULT_MODEL = "default"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the embedded model's name on the Hub (for model cards)
 IDENTITY_FILE = "selfimprove_identity.json"
 
 
@@ -40,9 +41,14 @@ def embedded_gguf() -> Path:
     return path
 
 
+def default_checkpoint_dir() -> Path:
+    """Where the embedded model's safetensors checkpoint is (or will be, once converted)."""
+    return cache_dir() / "models" / "SmolLM2-135M-Instruct"
+
+
 def default_checkpoint() -> Path:
     """The safetensors checkpoint of the embedded model, converting it on first use."""
-    target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
+    target = default_checkpoint_dir()
     if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -38,6 +38,8 @@ def test_the_tiny_flow_on_an_s3_lake(tiny_model, s3_lake, prefect_harness, tmp_p
     # the checkpoint lives in the bucket; the tuned evaluation names it, so lineage joins across the lake
     (path,), = query(s3, "SELECT path FROM checkpoints WHERE run_id = $run", {"run": run})[1]
     assert path.startswith(f"{s3_lake}/checkpoints_store/{run}-")
+    card = _objects(s3_lake)[path.removeprefix("s3://").split("/", 1)[1] + "/README.md"].decode()
+    assert "model-index" in card and f"selfimprove export {run}" in card  # the tuned evaluation wrote its result
     assert query(s3, LINEAGE_QUERY.format(run_id=run))[1]
     assert not (tmp_path / "lake").exists() and not any(s3.storage.list("_shards/"))
 

@@ -186,3 +186,54 @@ def test_sql_writes_csv_json_and_parquet_and_stays_read_only(rft_run, tmp_path, 
     assert main(["sql", q, "--format", "parquet", "--lake", str(lake.root)]) == 2
     assert "add --out FILE" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "y.csv").exists()
+
+
+def test_the_checkpoint_carries_a_model_card_with_its_held_out_result_and_exports_with_it(rft_run, tmp_path, capsys):
+    import yaml
+
+    from selfimprove.inference.models import model_identity
+
+    lake, run = rft_run
+    (path, checkpoint_id, model_hash), = query(lake, "SELECT path, checkpoint_id, model_hash FROM checkpoints "
+                                                     "WHERE run_id = $run", {"run": run})[1]
+    (tuned,), = query(lake, "SELECT value FROM eval_metrics WHERE run_id = $run AND model = 'tuned' "
+                            "AND metric = 'pass@1'", {"run": run})[1]
+    card = (lake.root / "checkpoints_store" / checkpoint_id / "README.md").read_text()
+    assert str(path).endswith(checkpoint_id)
+    def results(text):
+        meta = yaml.safe_load(text.split("---\n")[1])
+        (index,) = meta["model-index"]
+        assert index["name"] == checkpoint_id
+        return meta, {m["type"]: m["value"] for r in index["results"] for m in r["metrics"]}
+
+    meta, written = results(card)  # written by the tuned evaluation stage
+    assert written == {"pass@1": round(tuned, 4)}
+    assert "selfimprove" in meta["tags"] and "base_model" not in meta  # a local base folder is no Hub repository
+    assert f"selfimprove export {run} --out" in card and "learning_rate" in card and "WITH sample AS" in card
+    assert model_identity(path) == model_hash  # the card is not part of the weights' identity
+
+    out = tmp_path / "model"
+    assert main(["export", run, "--model", "--out", str(out), "--lake", str(lake.root)]) == 0
+    assert (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith("_")]
+    _, exported = results((out / "README.md").read_text())  # rendered from the lake: the paired delta is in too
+    assert exported["pass@1"] == round(tuned, 4) and "pass@1_delta_vs_base" in exported
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(out).num_parameters() > 0
+    # the Hub is off on every machine here: one line, the export stays, nothing was pushed
+    capsys.readouterr()
+    again = tmp_path / "again"
+    assert main(["export", run, "--out", str(again), "--push-to-hub", "me/curated", "--lake", str(lake.root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--push-to-hub me/curated: the Hugging Face Hub is off" in err[0] and str(again) in err[0]
+    assert (again / "README.md").exists()
+
+
+def test_the_base_model_of_a_card_is_a_hub_name_or_nothing():
+    from selfimprove.inference.models import default_checkpoint_dir
+    from selfimprove.warehouse.cards import hub_name
+
+    assert hub_name(str(default_checkpoint_dir())) == hub_name("default") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_name("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"
+    assert hub_name("/data/models/mine") is None and hub_name("s3://b/ckpt") is None and hub_name("./m") is None
