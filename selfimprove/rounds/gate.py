@@ -34,7 +34,7 @@ def decide(evidence: Evidence, track: TrackConfig) -> tuple[bool, str]:
                        f"its lower bound is not above the margin {track.margin:+.3f}")
     if e.guard_delta is not None and e.guard_delta < -track.guard_tolerance - EPS:
         return False, f"refused: guard set pass@1 fell by {-e.guard_delta:.3f} (tolerance {track.guard_tolerance:.3f})"
-    if False:
+    if track.diversity_floor is not None and e.diversity is not None and e.diversity < track.diversity_floor - EPS:
         return False, f"refused: {e.diversity:.2f} distinct answers per seed is below the floor {track.diversity_floor:.2f}"
     guard = f"; guard set {e.guard_delta:+.3f}" if e.guard_delta is not None else ""
     return True, f"promoted: paired delta {e.delta:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}] on {e.n} items{guard}"
