@@ -241,7 +241,9 @@ def _write_result(path: Path, text: str | None, result) -> None:
 
 def _export_arguments(p):
     p.add_argument("run_id", metavar="RUN")
-    p.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
+    p.add_argument("--out", metavar="DIR", help="a new (or empty) folder for the data (or, with --model, the checkpoint)")
+    p.add_argument("--eval-task", metavar="DIR", help="write the run's held-out set as an lm-evaluation-harness task "
+                                                     "to this new folder instead (an independent check of its numbers)")
     p.add_argument("--format", default="hf", help="hf (Parquet per split + dataset card; the default), jsonl, "
                                                   "sharegpt, llamafactory (sharegpt + dataset_info.json)")
     p.add_argument("--pairs", action="store_true", help="add a `preference` split: per seed, an accepted sample "
@@ -258,7 +260,17 @@ def _export_arguments(p):
 def export_command(args) -> None:
     from selfimprove.warehouse.export import export_model, export_run, push_to_hub
 
+    if bool(args.out) == bool(args.eval_task):
+        raise ValueError("export needs --out DIR (the data, or with --model the checkpoint) or --eval-task DIR")
     lake = _existing_lake(args.lake)
+    if args.eval_task:
+        from selfimprove.warehouse.eval_task import export_eval_task
+
+        names = export_eval_task(lake, args.run_id, args.eval_task)
+        print(f"wrote lm-eval task(s) {', '.join(names)} to {args.eval_task}; run them with:\n  lm_eval --model hf "
+              f"--model_args pretrained=MODEL,dtype=float32 --include_path {args.eval_task} --tasks {','.join(names)} "
+              "--apply_chat_template --batch_size 1 --log_samples --output_path RESULTS")
+        return
     if args.model:
         path = export_model(lake, args.run_id, args.out)
         print(f"exported the checkpoint of run {args.run_id} ({path}) with its model card to {args.out}")

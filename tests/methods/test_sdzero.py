@@ -233,6 +233,17 @@ def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, 
         assert {"base", "tuned"} <= models and ("srt" in models) == (kept > 0)
         (start,), = q("SELECT base_model FROM checkpoints WHERE run_id = RUN AND method = 'sdzero'")
         assert ("-full" in start) == (kept > 0)  # Phase 2 starts from the SRT checkpoint when there is one
+    # the ground-truth run's SRT rows export as plain-text prompt/completion (rendered, ending inside the turn)
+    import datasets
+
+    out = tmp_path / "srt-rows"
+    assert main(["export", runs["ground_truth"], "--out", str(out), "--lake", str(lake.root)]) == 0
+    train = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    (n_rows,), = query(lake, f"SELECT count(*) FROM train_examples WHERE run_id = '{runs['ground_truth']}'")[1]
+    assert train.num_rows == n_rows > 0 and isinstance(train[0]["prompt"], str) and "messages" not in train.column_names
+    assert main(["export", runs["ground_truth"], "--out", str(tmp_path / "sg"), "--format", "sharegpt",
+                 "--lake", str(lake.root)]) == 2
+    assert "rendered text rows" in capsys.readouterr().err and not (tmp_path / "sg").exists()
     # the second reward source reuses the first run's seeds; it samples 8 per seed for its agreement labels
     assert lake.read_manifest(runs["self_verified"], "seeds")["reused_from"] == runs["ground_truth"]
     assert [query(lake, f"SELECT count(*) FROM candidates WHERE run_id = '{r}'")[1] for r in runs.values()] == [[(48,)], [(96,)]]
