@@ -237,3 +237,22 @@ def test_the_base_model_of_a_card_is_a_hub_name_or_nothing():
     assert hub_name(str(default_checkpoint_dir())) == hub_name("default") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert hub_name("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"
     assert hub_name("/data/models/mine") is None and hub_name("s3://b/ckpt") is None and hub_name("./m") is None
+
+
+def test_trl_trains_on_the_exported_split_as_it_is(rft_run, tiny_model, tmp_path):
+    """The export's `train` split goes into TRL's SFTTrainer unchanged: as conversations (`messages`), and as
+    prompt/completion pairs (loss on the completion)."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    lake, run = rft_run
+    assert main(["export", run, "--out", str(tmp_path / "ds"), "--lake", str(lake.root)]) == 0
+    train = datasets.load_dataset(str(tmp_path / "ds"), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    for columns in (["messages"], ["prompt", "completion"]):
+        trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model),
+                             processing_class=AutoTokenizer.from_pretrained(tiny_model),
+                             train_dataset=train.select_columns(columns),
+                             args=SFTConfig(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4,
+                                            report_to="none", use_cpu=True, save_strategy="no", max_length=128))
+        assert trainer.train().global_step == 2
