@@ -70,17 +70,7 @@ def test_without_the_audit_hook_the_process_limit_stops_a_fork_bomb():
 
 def test_without_the_audit_hook_the_network_namespace_stops_a_socket():
     _need("netns")
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(4)
-    port = server.getsockname()[1]
-    got = []
-    t = threading.Thread(target=lambda: got.append(_accept(server)))
-    t.start()
-    r = run_program(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'hi')\n", BARE)
-    t.join()
-    server.close()
+    r, got = _connect_to_a_listener(BARE)
     assert r.status == "failed" and got == [None], (r.status, r.detail)
     assert "unreachable" in r.detail or "refused" in r.detail, r.detail
 
@@ -156,7 +146,8 @@ def test_reading_the_projects_files_is_refused():
     assert listing.status == "blocked" and "pyproject" not in listing.stdout
 
 
-def test_opening_a_socket_is_refused():
+def _connect_to_a_listener(cfg):
+    """A program that connects to a socket we listen on: (its result, [whether we saw a connection])."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -165,9 +156,14 @@ def test_opening_a_socket_is_refused():
     got = []
     t = threading.Thread(target=lambda: got.append(_accept(server)))
     t.start()
-    r = run_program(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'hi')\n", CFG)
+    r = run_program(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'hi')\n", cfg)
     t.join()
     server.close()
+    return r, got
+
+
+def test_opening_a_socket_is_refused():
+    r, got = _connect_to_a_listener(CFG)
     assert r.status == "blocked" and got == [None]
 
 
