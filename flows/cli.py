@@ -219,24 +219,12 @@ def sql_command(args) -> None:
 
 
 def _write_result(path: Path, text: str | None, result) -> None:
-    """Write whole or not at all: a temporary file beside `path`, renamed over it."""
-    import os
-    import tempfile
-
+    """The result as a file, whole or not at all (`text`, or Parquet when None)."""
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        if text is None:
-            pq.write_table(result, tmp)
-        else:
-            Path(tmp).write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from selfimprove.atomic import write_file
+
+    write_file(path, lambda tmp: pq.write_table(result, tmp) if text is None else tmp.write_text(text, encoding="utf-8"))
 
 
 def _export_arguments(p):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,6 +22,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from selfimprove.atomic import write_dir
 from selfimprove.generation.sampling import user_message
 from selfimprove.validation import InputError
 from selfimprove.warehouse.lake import Lake
@@ -248,16 +248,7 @@ def export_run(lake: Lake, run_id: str, out: str | os.PathLike, fmt: str = "hf",
 
 def _publish(out: Path, fill: Callable[[Path], None]) -> None:
     """Fill a temporary folder beside `out`, then move it into place whole (nothing half-written is ever visible)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
-    try:
-        fill(tmp)
-        if out.exists():
-            out.rmdir()  # empty, checked before
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_dir(out, fill)
 
 
 def run_checkpoint(lake: Lake, run_id: str) -> str:
