@@ -88,6 +88,11 @@ def curate(lake: Lake, run_id: str, pairs: bool = False) -> Curated:
     else:
         kept = query(lake, "SELECT * FROM accepted WHERE run_id = $run ORDER BY seed_id, sample_index", p)
         if not kept[1]:
+            (rollouts,), = query(lake, "SELECT count(*) FROM distill_samples WHERE run_id = $run", p)[1]
+            if rollouts:
+                raise InputError(f"run {run_id!r} trained on its own {rollouts} on-policy rollouts (table "
+                                 "distill_samples), not on rows: there is no curated dataset to export; query the "
+                                 "rollouts with selfimprove sql, or export the model with --model")
             raise InputError(f"run {run_id!r} kept nothing: no training row and no accepted candidate to export")
         out.notes.append("This run trained on nothing (too few accepted examples, or a method that trains without "
                          "rows); `train` holds the candidates it accepted instead.")
