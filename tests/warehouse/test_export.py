@@ -133,7 +133,7 @@ def test_a_run_that_did_not_finish_or_kept_nothing_is_refused(lake, tmp_path, ca
     lake.write("distill_samples", "r-opsd", [{"step": 1, "seed_id": "s", "text": "y", "reward": True}])
     assert main(["export", "r-opsd", "--out", str(tmp_path / "z"), "--lake", str(lake.root)]) == 2
     assert "on-policy rollouts (table distill_samples)" in capsys.readouterr().err
-    assert not [p for p in tmp_path.iterdir()]  # nothing written, not even a temporary folder
+    assert [p.name for p in tmp_path.iterdir()] == ["lake"]  # nothing written, not even a temporary folder
 
 
 def test_open_lake_gives_dataframes_from_committed_parts_only(rft_run):
