@@ -71,9 +71,16 @@ def test_first_valid_stops_at_the_first_accepted_candidate(backend):
 
 
 def test_probability_verdicts_are_never_unparseable(backend):
-    stage = StageConfig("correctness", votes=5, scoring="probability", threshold=0.0)
+    # a threshold inside the P(Y) range this model gives: both decisions occur, each decided by the threshold alone
+    probe = StageConfig("correctness", votes=1, scoring="probability", threshold=0.5)
+    p_yes = sorted(j["p_yes"] for j in run_cascade(backend, SEEDS, candidates(),
+                                                   CascadeConfig(stages=[probe], selection="all_valid"))[0])
+    middle = (p_yes[len(p_yes) // 2 - 1] + p_yes[len(p_yes) // 2]) / 2
+    stage = StageConfig("correctness", votes=5, scoring="probability", threshold=middle)
     judgments, verdicts = run_cascade(backend, SEEDS, candidates(), CascadeConfig(stages=[stage], selection="all_valid"))
-    assert judgments and all(j["decision"] == "Y" and 0.0 <= j["p_yes"] <= 1.0 for j in judgments)
+    assert judgments and all(0.0 <= j["p_yes"] <= 1.0 for j in judgments)
+    assert all(j["decision"] == ("Y" if j["p_yes"] >= middle else "N") for j in judgments)
+    assert {j["decision"] for j in judgments} == {"Y", "N"}  # never "unparseable", and not one answer for all
     # a deterministic prompt is asked once, not five times
     assert Counter(j["candidate_id"] for j in judgments)["s0#0"] == 1
 
