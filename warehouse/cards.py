@@ -80,7 +80,7 @@ def dataset_card(lake: Lake, curated: Curated) -> str:
               "Run it with `selfimprove sql \"...\" --lake LAKE` or `selfimprove.open_lake(LAKE).sql(...)`.",
               "## Configuration of the run",
               f"```json\n{json.dumps(config, indent=1, sort_keys=True)}\n```"]
-    body = ("\n" + as_markdown(items)).replace("\n## ", "\n# ").replace("\n### ", "\n## ").lstrip()  # one level up
+    body = as_markdown(items, page=True)
     return "---\n" + yaml.safe_dump(header(curated, method), sort_keys=False) + "---\n\n" + body
 
 
@@ -141,5 +141,5 @@ def model_card(run_id: str, config: dict, checkpoint: dict, results: list[dict])
         "From one evaluation sample back to its checkpoint, training rows, candidates and every judge call:\n\n"
         f"```sql\n{LINEAGE_QUERY.format(run_id=run_id).strip()}\n```",
     ]
-    body = ("\n" + as_markdown(items)).replace("\n## ", "\n# ").replace("\n### ", "\n## ").lstrip()
+    body = as_markdown(items, page=True)
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))

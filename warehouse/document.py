@@ -33,15 +33,18 @@ def as_text(items: list[Item]) -> str:
     return "\n".join(out)
 
 
-def as_markdown(items: list[Item]) -> str:
+def as_markdown(items: list[Item], page: bool = False) -> str:
+    """Markdown for the Prefect UI: headings one level down (the artifact's own title is the page's), wide tables
+    as lists (the UI does not wrap table cells). `page`: a document of its own (a card): headings as written,
+    every table a table."""
     out: list[str] = []
     for item in items:
         if isinstance(item, Table):
-            out += ["", _md_table(item), ""]
+            out += ["", _md_table(item, None if page else MARKDOWN_TABLE_CHARS), ""]
         elif isinstance(item, Command):
             out.append(f"- {item.comment + ': ' if item.comment else ''}`{item.text}`")
         elif item.startswith("#"):
-            out += ["", "#" + item, ""]  # one level down: the artifact's own title is the page's
+            out += ["", item if page else "#" + item, ""]
         elif item.startswith(("WARNING", "note:")):
             out += ["", f"> {item}", ""]
         elif item:
@@ -55,12 +58,12 @@ def as_markdown(items: list[Item]) -> str:
 MARKDOWN_TABLE_CHARS = 110  # wider tables become lists: the UI does not wrap table cells, a list wraps
 
 
-def _md_table(table: Table) -> str:
+def _md_table(table: Table, max_chars: int | None) -> str:
     def cell(v) -> str:
         return _plain(v).replace("|", "\\|").replace("\n", " ")
 
     width = sum(max([len(str(c))] + [len(cell(r[i])) for r in table.rows]) + 3 for i, c in enumerate(table.columns))
-    if width > MARKDOWN_TABLE_CHARS:
+    if max_chars is not None and width > max_chars:
         return "\n".join(f"- **{cell(row[0])}**: " + "; ".join(f"{c}: {cell(v)}" for c, v in zip(table.columns[1:], row[1:]))
                          for row in table.rows)
     lines = ["| " + " | ".join(cell(c) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]

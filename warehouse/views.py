@@ -185,24 +185,27 @@ def reading_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
                                 "SHOW, SUMMARIZE and EXPLAIN run)")
 
 
-def _run_read_only(lake: Lake, sql: str, params: dict | None, fetch):
+def _run_read_only(lake: Lake, sql: str, run):
     con = connect(lake)
     try:
         reading_only(con, sql)
-        return fetch(con.execute(sql, params) if params else con.execute(sql))
+        return run(con)
     finally:
         con.close()
 
 
 def query(lake: Lake, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
     """Run `sql` over the lake's views; `params` bind `$name` placeholders (values never go into the SQL text)."""
-    return _run_read_only(lake, sql, params, lambda cur: (
-        [d[0] for d in cur.description] if cur.description else [], cur.fetchall()))
+    def rows(con):
+        cur = con.execute(sql, params) if params else con.execute(sql)
+        return [d[0] for d in cur.description] if cur.description else [], cur.fetchall()
+
+    return _run_read_only(lake, sql, rows)
 
 
 def query_arrow(lake: Lake, sql: str, params: dict | None = None):
     """`query`, returning a pyarrow Table (column types kept) for DataFrames and files."""
-    return _run_read_only(lake, sql, params, lambda cur: cur.to_arrow_table())
+    return _run_read_only(lake, sql, lambda con: con.sql(sql, params=params).to_arrow_table())
 
 
 def format_table(columns: list[str], rows: list[tuple], max_width: int = 60) -> str:
