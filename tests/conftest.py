@@ -128,13 +128,14 @@ def prefect_record() -> str:
 
     from prefect.client.orchestration import get_client
 
-    with get_client(sync_client=True) as client:
-        flows = client.read_flow_runs(limit=200)
-        offset, logs = 0, []
+    def every(read) -> list:
+        out: list = []
         while True:
-            page = client.read_logs(limit=200, offset=offset)
-            logs += page
-            offset += len(page)
+            page = read(limit=200, offset=len(out))
+            out += page
             if len(page) < 200:
-                break
+                return out
+
+    with get_client(sync_client=True) as client:
+        flows, logs = every(client.read_flow_runs), every(client.read_logs)
     return "\n".join([json.dumps(f.parameters, default=str) for f in flows] + [entry.message for entry in logs])

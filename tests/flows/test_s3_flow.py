@@ -71,5 +71,5 @@ def test_the_tiny_flow_on_an_s3_lake(tiny_model, s3_lake, prefect_harness, tmp_p
     assert S3_SECRET not in printed + out.out + out.err
     # nor the Prefect API: the run's parameters and every log line, read back from the server
     record = prefect_record()
-    assert run in record and "[candidates]" in record  # the record holds this run and its stage log lines
+    assert s3_lake in record and "[candidates]" in record  # this run's parameters and its stage lines are in it
     assert S3_SECRET not in record
