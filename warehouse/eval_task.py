@@ -19,7 +19,8 @@ import yaml
 
 from selfimprove.evaluation.heldout import message
 from selfimprove.validation import InputError
-from selfimprove.warehouse.export import _publish, check_out
+from selfimprove.atomic import write_dir
+from selfimprove.warehouse.export import check_out
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.method_views import run_config
 from selfimprove.warehouse.views import query
@@ -84,5 +85,5 @@ def export_eval_task(lake: Lake, run_id: str, out: str | Path) -> list[str]:
             (tmp / f"{name}.yaml").write_text(text.replace("'!function utils.process_results'", "!function utils.process_results"))
             names.append(name)
 
-    _publish(out, fill)
+    write_dir(out, fill)
     return names

@@ -245,15 +245,8 @@ def export_run(lake: Lake, run_id: str, out: str | os.PathLike, fmt: str = "hf",
         raise InputError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     out = check_out(out)
     curated = curate(lake, run_id, pairs)
-    if fmt in ("sharegpt", "llamafactory"):
-        _require_chat(curated, fmt)
-    _publish(out, lambda tmp: FORMATS[fmt](lake, curated, tmp))
+    write_dir(out, lambda tmp: FORMATS[fmt](lake, curated, tmp))  # a writer that refuses leaves nothing behind
     return {split: len(rows) for split, rows in curated.splits.items()}
-
-
-def _publish(out: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a temporary folder beside `out`, then move it into place whole (nothing half-written is ever visible)."""
-    write_dir(out, fill)
 
 
 def run_checkpoint(lake: Lake, run_id: str) -> str:
@@ -287,7 +280,7 @@ def export_model(lake: Lake, run_id: str, out: str | os.PathLike) -> str:
                 shutil.copy2(f, tmp / f.name)
         (tmp / "README.md").write_text(card, encoding="utf-8")
 
-    _publish(out, fill)
+    write_dir(out, fill)
     return path
 
 
