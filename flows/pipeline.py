@@ -27,7 +27,7 @@ from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.ui import say
 from selfimprove.warehouse.run_status import COMPLETED, FAILED, one_line, set_status
 from selfimprove.tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination, ingest_seeds,
-                          judge_candidates, register_run, sample_candidates, select_examples)
+                          judge_candidates, judge_model_of, register_run, sample_candidates, select_examples)
 from selfimprove.warehouse.lake import Lake, lake_location
 from selfimprove.rounds.evidence import diversity_evaluation, guard_evaluation
 from selfimprove.tasks.rounds import (accumulate_examples, ingest_guard, on_track, promotion_gate, round_seeds,
@@ -42,9 +42,9 @@ def new_run_id(flow_name: str) -> str:
 
 
 def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reuse: str | None = None,
-                from_stage: str | None = None, flags: dict | None = None) -> None:
+                from_stage: str | None = None, flags: dict | None = None) -> list[dict]:
     """Everything a run's start can refuse, checked before its first write: run ids, seeds, the held-out
-    file, the engine.
+    file, the engine, every model's prompts. Returns what the model check found (`check_models`).
     `flags` names the options as the user gave them (CLI flags; Prefect parameter names by default)."""
     names = {"run_id": "run_id", "reuse": "reuse", "from_stage": "from_stage", **(flags or {})}
     if from_stage and not reuse:
@@ -79,6 +79,55 @@ def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reu
         if importlib.util.find_spec("ray") is None:
             raise InputError("executor kind ray needs Ray on this machine: pip install 'selfimprove[cluster]'",
                              field="executor.kind")
+    return check_models(cfg)
+
+
+def check_models(cfg: RunConfig) -> list[dict]:
+    """Every model the run uses (policy, judge, a track's base) loads its tokenizer and renders what the run will
+    send it (`preflight.check_model`); a served model is checked through `backend.tokenizer` when it is set."""
+    from selfimprove.inference import models
+    from selfimprove.inference.preflight import check_model
+
+    roles: dict[str, list[str]] = {}
+    if backend_class(cfg.backend.kind).loads_checkpoints:
+        roles.setdefault(cfg.model, []).append("policy")
+        judge = judge_model_of(cfg)
+        if judge:
+            roles.setdefault(judge, []).append("judge")
+        if cfg.track.name:
+            roles.setdefault(cfg.track.trains(cfg.model), []).append("trained")
+    elif cfg.backend.tokenizer:
+        roles[cfg.backend.tokenizer] = ["policy", "judge"]
+    report = []
+    for model, jobs in roles.items():
+        needs = prompt_needs(cfg, jobs)
+        report.append({"roles": jobs, **check_model(model, models.resolve(model), cfg.backend.prompt_format,
+                                                    cfg.sampling.thinking, needs)})
+    return report
+
+
+def prompt_needs(cfg: RunConfig, roles: list[str]):
+    """One prompt of each kind the run sends a model in these roles."""
+    from selfimprove import prompts
+    from selfimprove.generation.sampling import user_message
+    from selfimprove.inference.preflight import PromptNeeds
+    from selfimprove.verification.judges import prompts_used
+    from selfimprove.verification.votes import VERDICT_PREFIX
+
+    question, answer = "What is 2 + 3?", "2 + 3 = 5. The answer is \\boxed{5}."
+    needs = PromptNeeds()
+    if "policy" in roles:
+        needs.samples["sample"] = user_message(question, cfg.sampling.prompt)
+    if "policy" in roles or "trained" in roles:
+        needs.training = (needs.samples.get("sample", user_message(question, cfg.sampling.prompt))[0]["content"], answer)
+    if "judge" in roles:
+        for stage in cfg.cascade.stages:
+            if stage.calls_model:
+                text = prompts.load(prompts_used(stage)[-1]).render(question=question, answer=answer, inferred=question)
+                needs.judges[f"judge:{stage.name}"] = [{"role": "user", "content": text}]
+                if stage.scoring in ("probability", "constrained"):
+                    needs.verdict_prefix = VERDICT_PREFIX
+    return needs
 
 
 @contextmanager
@@ -89,10 +138,10 @@ def start_run(flow_name: str, cfg: RunConfig, preset: str, lake: str | None, run
     if cfg.track.name and flow_name not in TRACKED_FLOWS:
         raise InputError(f"{cfg.track.name!r}: runs of {', '.join(TRACKED_FLOWS)} can be on a track, not {flow_name} "
                          "(yet)", field="track.name")
-    check_start(cfg, lake, run_id, reuse, from_stage)
+    prompting = check_start(cfg, lake, run_id, reuse, from_stage)
     ctx = StageContext(lake=lake_location(lake), run_id=run_id or new_run_id(flow_name), reuse=reuse,
                        from_stage=from_stage, cache=cache)
-    register_run(ctx, cfg, flow_name, preset)
+    register_run(ctx, cfg, flow_name, preset, {"prompting": prompting})
     with tracked(ctx):
         yield ctx
 

@@ -7,6 +7,7 @@ Prefect artifacts; the stage tasks in `tasks/sdzero.py` and `tasks/opsd.py` choo
 from __future__ import annotations
 
 from selfimprove.inference import models
+from selfimprove.inference.base import BackendConfig
 from selfimprove.training.distill_config import DistillConfig
 from selfimprove.training.self_distill import TeacherContext, distill
 from selfimprove.warehouse import checkpoints
@@ -23,7 +24,7 @@ def split_by_phase(seeds: list[dict], phase_rows: list[dict]) -> tuple[list[dict
 
 
 def distill_rows(ctx: StageContext, lake, method: str, start: str, train_seeds: list[dict], val_seeds: list[dict],
-                 reward, config: DistillConfig, prompt: str, teacher_context: TeacherContext, device: str,
+                 reward, config: DistillConfig, prompt: str, teacher_context: TeacherContext, backend: BackendConfig,
                  title: str) -> tuple[list, dict]:
     """(files written, manifest fields) of one distillation from `start`; `title` names it in the artifacts."""
     release_engines()  # no engine holds memory while the student trains
@@ -31,7 +32,7 @@ def distill_rows(ctx: StageContext, lake, method: str, start: str, train_seeds: 
     out = checkpoints.staging_dir(ctx.lake, checkpoint_id)
     bar, tick = progress_bar(config.steps, "self-distilling", "step")
     result = distill(models.resolve(start), train_seeds, val_seeds, reward, config, prompt, out, teacher_context,
-                     progress=tick, device=_device(device))
+                     progress=tick, device=_device(backend.device), prompt_format=backend.prompt_format)
     bar.close()
     result["path"] = checkpoints.publish(ctx.lake, out, checkpoint_id)
     trained = [s for s in result["steps"] if s.get("loss") is not None]

@@ -69,7 +69,7 @@ def opsd_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candid
             return [], {"skipped": "no seed with privileged information", "checkpoint": start}
         reward = _reward(cfg, seeds, _candidates(candidates_manifest))
         return distill_rows(ctx, lake, "opsd", start, train_seeds, val_seeds, reward, cfg.opsd.distill,
-                            cfg.sampling.prompt, PrivilegedContext(rows), cfg.backend.device, f"OPSD ({cfg.opsd.pi} PI)")
+                            cfg.sampling.prompt, PrivilegedContext(rows), cfg.backend, f"OPSD ({cfg.opsd.pi} PI)")
 
     version = {"start": models.model_identity(models.resolve(start)), **_pi_section(cfg),
                "distill": section(cfg.opsd, "distill")["distill"]}

@@ -97,7 +97,7 @@ def self_distill(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candid
             say("[distill] no gradable Phase-2 seeds: Phase 2 skipped, the SRT model is the result")
             return [], {"skipped": "no gradable Phase-2 seeds", "checkpoint": start}
         return distill_rows(ctx, lake, "sdzero", start, train_seeds, val_seeds, reward, cfg.sdzero.distill,
-                            cfg.sampling.prompt, RevisionContext(), cfg.backend.device, "SD-Zero Phase 2")
+                            cfg.sampling.prompt, RevisionContext(), cfg.backend, "SD-Zero Phase 2")
 
     version = {"start": models.model_identity(models.resolve(start)), **_reward_section(cfg),
                "distill": section(cfg.sdzero, "distill")["distill"]}

@@ -28,6 +28,7 @@ from selfimprove.training.sft import train
 from selfimprove.evaluation.uq_ttc import answer_with_cascade
 from selfimprove.config import RunConfig
 from selfimprove.inference import models
+from selfimprove.inference.prompt_format import describe as describe_format, thinks
 from selfimprove.execution.base import ShardJob
 from selfimprove.tasks.common import (MODEL_STAGE, StageContext, check_error_rate, engine, error_reason, open_backend,
                                       progress_bar, read, release_engines, run_shards, run_stage, section)
@@ -110,12 +111,12 @@ def sample_shard(sampling, engine, chunk: list[dict], shard: int) -> dict:
              "final_answer": None, "n_tokens": 0, "error": reason} for s in chunk for k in range(sampling.n)]}
 
 
-def judge_shard(cascade, engine, chunk: list[dict], shard: int) -> dict:
+def judge_shard(cascade, thinking: bool, engine, chunk: list[dict], shard: int) -> dict:
     """One shard of the cascade: `chunk` holds each seed with its candidates; a failure becomes error rows."""
     seeds = [u["seed"] for u in chunk]
     mine = [c for u in chunk for c in u["candidates"]]
     try:
-        judgments, verdicts = run_cascade(engine, seeds, mine, cascade)
+        judgments, verdicts = run_cascade(engine, seeds, mine, cascade, thinking=thinking)
     except Exception as e:  # noqa: BLE001
         reason = error_reason(e)
         return {"_incomplete": True, "judgments": [], "verdicts": [
@@ -143,7 +144,13 @@ def sample_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict) -
                      [seeds_manifest], body, (cfg.sampling.prompt,), reads=("seeds",))
 
 
-def _judge_model(cfg: RunConfig) -> str | None:
+def policy_thinks(cfg: RunConfig, model: str | None = None) -> bool:
+    """Whether the policy's samples open with a thought (`prompt_format.thinks`): the format pre-filter then
+    requires it closed."""
+    return thinks(models.resolve(model or cfg.model), cfg.sampling.thinking, cfg.backend.prompt_format)
+
+
+def judge_model_of(cfg: RunConfig) -> str | None:
     """The model the cascade calls; None when no stage calls one (a rule filter, agreement alone)."""
     calls = cfg.filter.rule == "none" and any(s.calls_model for s in cfg.cascade.stages)
     return (cfg.judge_model or cfg.model) if calls else None
@@ -152,7 +159,7 @@ def _judge_model(cfg: RunConfig) -> str | None:
 @task(name="judge-candidates", **MODEL_STAGE)
 def judge_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, candidates_manifest: dict) -> dict:
     """The cascade over every seed's candidates, checkpointed every `shard_seeds` seeds (or a method's rule filter)."""
-    judge_model = _judge_model(cfg)
+    judge_model = judge_model_of(cfg)
 
     def body(lake, shards):
         seed_rows, cands = read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates")
@@ -166,7 +173,7 @@ def judge_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, ca
             tick(len(seed_rows))
         else:  # judge_model None: only model-free strategies, no engine is loaded
             units = [{"seed": s, "candidates": by_seed.get(s["seed_id"], [])} for s in seed_rows]
-            job = ShardJob(fn=partial(judge_shard, cfg.cascade), model=judge_model, backend=cfg.backend)
+            job = ShardJob(fn=partial(judge_shard, cfg.cascade, policy_thinks(cfg)), model=judge_model, backend=cfg.backend)
             out = run_shards(cfg.executor, shards, units, cfg.shard_seeds, job, tick, usage)
         bar.close()
         judgments, verdicts = out["judgments"], out["verdicts"]
@@ -214,6 +221,7 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict, carried: 
     model, or on a track with `start_from: base`, from the track's base."""
     start = cfg.track.trains(cfg.model)
     inputs = [train_manifest] + ([carried] if carried else [])
+    prompting = (cfg.backend.prompt_format, cfg.sampling.thinking)
 
     def body(lake, shards):
         examples = [e for m in inputs for e in read(m, "train_examples")]
@@ -227,12 +235,12 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict, carried: 
             from selfimprove.execution.ray_train import train_on_ray
 
             say(f"[train] on Ray Train: {cfg.executor.train_workers} worker(s)")
-            result = train_on_ray(cfg.executor, base, examples, ctx.lake, checkpoint_id, cfg.training)
+            result = train_on_ray(cfg.executor, base, examples, ctx.lake, checkpoint_id, cfg.training, prompting)
         else:
             out = checkpoints.staging_dir(ctx.lake, checkpoint_id)
             steps = StepProgress("fine-tuning")
             try:
-                result = train(base, examples, out, cfg.training, on_step=steps)
+                result = train(base, examples, out, cfg.training, steps, *prompting)
             finally:
                 steps.close()
             result["path"] = checkpoints.publish(ctx.lake, out, checkpoint_id)
@@ -244,6 +252,8 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict, carried: 
             {"checkpoint": result["path"], "final_loss": result["final_loss"], "steps": result["steps"]}
 
     return run_stage(ctx, "train", {"model": models.model_identity(models.resolve(start)),
+                                    "prompting": {**describe_format(models.resolve(start), prompting[0]),
+                                                  "thinking": prompting[1]},
                                     "training": section(cfg, "training")["training"]},
                      inputs, body, reads=("train_examples",))
 
@@ -322,27 +332,28 @@ def _eval_stage(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: 
         return [lake.write("eval_samples", ctx.run_id, rows, part=label),
                 lake.write("eval_metrics", ctx.run_id, measured, part=label)], {"model": model, **usage}
 
-    return run_stage(ctx, stage, {**extra, **section(cfg, "evaluation"), "engine": engine(model, cfg.backend)},
+    return run_stage(ctx, stage, {**extra, **section(cfg, "evaluation"), "engine": engine(model, cfg.backend),
+                                  "thinking": cfg.sampling.thinking},
                      [items_manifest], body, prompt_names, reads=("eval_items",))
 
 
 _EVAL_PROMPTS = ("sample_math", "sample_choice", "sample_code")
 
 
-def evaluate_shard(evaluation, label: str, engine, items: list[dict], shard: int, progress=None) -> dict:
-    return {"eval_samples": evaluate(engine, items, evaluation, label, progress=progress)}
+def evaluate_shard(evaluation, thinking: str, label: str, engine, items: list[dict], shard: int, progress=None) -> dict:
+    return {"eval_samples": evaluate(engine, items, evaluation, label, progress=progress, thinking=thinking)}
 
 
-def uq_ttc_shard(cfg: RunConfig, label: str, engine, items: list[dict], shard: int, progress=None) -> dict:
+def uq_ttc_shard(cfg: RunConfig, thinks_: bool, label: str, engine, items: list[dict], shard: int, progress=None) -> dict:
     return {"eval_samples": answer_with_cascade(engine, items, cfg.uq_ttc, cfg.sampling, cfg.cascade, cfg.evaluation,
-                                                label, progress=progress)}
+                                                label, progress=progress, thinking=thinks_)}
 
 
 @task(name="evaluate-model", **MODEL_STAGE)
 def evaluate_model(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str) -> dict:
     """Score `model` ('default' or a checkpoint path) on the run's held-out items, stored under `label`."""
     return _eval_stage(ctx, cfg, items_manifest, model, label, f"eval-{label}", {},
-                       partial(evaluate_shard, cfg.evaluation, label), _EVAL_PROMPTS)
+                       partial(evaluate_shard, cfg.evaluation, cfg.sampling.thinking, label), _EVAL_PROMPTS)
 
 
 @task(name="evaluate-uq-ttc", **MODEL_STAGE)
@@ -350,4 +361,4 @@ def evaluate_uq_ttc(ctx: StageContext, cfg: RunConfig, items_manifest: dict, mod
     """The test-time baseline: n samples per held-out item, judged by the run's cascade, first accepted answers."""
     used = _EVAL_PROMPTS + tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
     return _eval_stage(ctx, cfg, items_manifest, model, label, "eval-uq_ttc", section(cfg, "uq_ttc", "sampling", "cascade"),
-                       partial(uq_ttc_shard, cfg, label), used)
+                       partial(uq_ttc_shard, cfg, policy_thinks(cfg, model), label), used)

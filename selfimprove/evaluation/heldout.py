@@ -79,10 +79,12 @@ def sample_rows(items: list[dict], outputs: list[list[tuple[str, int, int]]], co
             for (it, k, (text, tokens, calls)), s in zip(flat, scores)]
 
 
-def evaluate(backend: Backend, items: list[dict], config: EvalConfig, model_name: str, progress=None) -> list[dict]:
-    """One row per (item, sample): output, extracted answer, scorer's reason, tokens, calls (1)."""
+def evaluate(backend: Backend, items: list[dict], config: EvalConfig, model_name: str, progress=None,
+             thinking: str = "auto") -> list[dict]:
+    """One row per (item, sample): output, extracted answer, scorer's reason, tokens, calls (1). `thinking`: the
+    sampler's setting, so a model is scored as it samples."""
     params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
-                            n=config.samples, seed=config.seed)
+                            n=config.samples, seed=config.seed, thinking=thinking)
     gens = backend.generate([message(it, config.prompt) for it in items], params, progress=progress)
     method = "greedy" if config.temperature <= 0 else f"sampled@T{config.temperature}"
     return sample_rows(items, [[(g.text, g.n_tokens, 1) for g in gs] for gs in gens], config, model_name, method)

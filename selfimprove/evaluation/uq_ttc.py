@@ -51,14 +51,15 @@ def _choose(cands: list[dict], accepted: set[str], fallback: str) -> tuple[dict,
 
 
 def answer_with_cascade(backend: Backend, items: list[dict], config: UQTTCConfig, sampling: SamplingConfig,
-                        cascade: CascadeConfig, eval_config: EvalConfig, model_name: str, progress=None) -> list[dict]:
+                        cascade: CascadeConfig, eval_config: EvalConfig, model_name: str, progress=None,
+                        thinking: bool = False) -> list[dict]:
     """One eval_samples row per item, method 'uq_ttc:<accepted|fallback_…>', with its calls and tokens."""
     sampling = replace(sampling, n=config.n or sampling.n)
 
     seeds = [{"seed_id": it["item_id"], "domain": it["domain"], "question": it["question"]} for it in items]
     candidates = sample(backend, seeds, sampling, progress, messages=[message(it, eval_config.prompt) for it in items])
-    cascade = CascadeConfig(stages=cascade.stages, selection="first_valid", thinking=cascade.thinking, seed=cascade.seed)
-    judgments, verdicts = run_cascade(backend, seeds, candidates, cascade)
+    cascade = CascadeConfig(stages=cascade.stages, selection="first_valid", seed=cascade.seed)
+    judgments, verdicts = run_cascade(backend, seeds, candidates, cascade, thinking=thinking)
     accepted = {v["candidate_id"] for v in verdicts if v["accepted"]}
     calls: Counter = Counter()
     tokens: Counter = Counter()
@@ -73,7 +74,7 @@ def answer_with_cascade(backend: Backend, items: list[dict], config: UQTTCConfig
     greedy = {}
     if config.fallback == "greedy":
         todo = [it for it in items if not any(c["candidate_id"] in accepted for c in by_item[it["item_id"]])]
-        params = SamplingParams(temperature=0.0, max_new_tokens=eval_config.max_new_tokens)
+        params = SamplingParams(temperature=0.0, max_new_tokens=eval_config.max_new_tokens, thinking=sampling.thinking)
         outs = backend.generate([message(it, eval_config.prompt) for it in todo], params) if todo else []
         greedy = {it["item_id"]: g[0] for it, g in zip(todo, outs)}
     outputs, methods = [], []

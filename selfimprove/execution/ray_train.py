@@ -23,14 +23,14 @@ def _loop(args: dict) -> None:
     from selfimprove.warehouse import checkpoints
 
     out = checkpoints.staging_dir(args["lake"], args["checkpoint_id"])  # this worker's node
-    result = train(args["base"], args["examples"], out, TrainConfig(**args["training"]))
+    result = train(args["base"], args["examples"], out, TrainConfig(**args["training"]), None, *args["prompting"])
     if ray.train.get_context().get_world_rank() == 0:  # inside the checkpoint, published with it
         (out / RESULT).write_text(json.dumps(result))
         checkpoints.publish(args["lake"], out, args["checkpoint_id"])
 
 
 def train_on_ray(config: ExecutorConfig, base: str | Path, examples: list[dict], lake: str, checkpoint_id: str,
-                 training) -> dict:
+                 training, prompting: tuple[str, str] = ("auto", "auto")) -> dict:
     """What `train` returns (path: the checkpoint's place in the lake, steps, log, final_loss, examples), trained
     by `config.train_workers` workers."""
     from selfimprove.warehouse import checkpoints
@@ -41,7 +41,7 @@ def train_on_ray(config: ExecutorConfig, base: str | Path, examples: list[dict],
 
     connect(config)
     args = {"base": str(base), "examples": examples, "lake": lake, "checkpoint_id": checkpoint_id,
-            "training": asdict(training)}
+            "training": asdict(training), "prompting": list(prompting)}
     resources = {"CPU": config.cpus_per_worker, **({"GPU": config.gpus_per_worker} if config.gpus_per_worker else {})}
     with tempfile.TemporaryDirectory(prefix="selfimprove-ray-train-") as storage:
         trainer = TorchTrainer(_loop, train_loop_config=args,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from selfimprove import prompts
 from selfimprove.generation.answers import final_answer
 from selfimprove.inference.base import Backend, SamplingParams
+from selfimprove.inference.prompt_format import THINKING
 from selfimprove.validation import AtLeast0, AtLeast1, NonNegative, OpenShare
 
 
@@ -20,11 +21,16 @@ class SamplingConfig:
     max_new_tokens: AtLeast1 = 64
     prompt: str = "sample_math"  # prompt file that wraps each question
     answer_format: str = "boxed"  # boxed (paper) | boxed_or_last_number (models that ignore boxing)
+    thinking: str = "auto"  # on | off | auto (the template's default): a thinking template's switch
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.thinking not in THINKING:
+            raise ValueError(f"sampling.thinking must be one of {THINKING}, got {self.thinking!r}")
 
     def params(self) -> SamplingParams:
         return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                              max_new_tokens=self.max_new_tokens, n=self.n, seed=self.seed)
+                              max_new_tokens=self.max_new_tokens, n=self.n, seed=self.seed, thinking=self.thinking)
 
 
 def user_message(question: str, prompt_name: str) -> list[dict]:

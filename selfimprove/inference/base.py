@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Sequence
 
+from selfimprove.inference.prompt_format import FORMATS, render as render_prompt, verdict_tokens
+from selfimprove.inference.prompt_format import describe as describe_format
 from selfimprove.validation import AtLeast0, AtLeast1, OpenShare, Positive
 
 Messages = list[dict]
@@ -38,6 +40,7 @@ class SamplingParams:
     max_new_tokens: int = 64
     n: int = 1  # completions per prompt
     seed: int = 0
+    thinking: str = "auto"  # on | off | auto: the template's thinking switch (prompt_format.py)
 
 
 @dataclass
@@ -101,6 +104,8 @@ class BackendConfig:
         send_seed: openai: send a per-request seed (vLLM on CPU refuses them).
         checkpoint_kind: the engine that evaluates checkpoints this run trains when `kind` answers with a
             model served elsewhere (openai): the server does not serve them.
+        prompt_format: auto | chat | plain: the model's chat template, or selfimprove's plain-text format
+            for base models (`prompt_format.py`); auto picks chat when the tokenizer has a template.
     """
 
     kind: str = "transformers"
@@ -119,6 +124,7 @@ class BackendConfig:
     max_retries: AtLeast0 = 4
     send_seed: bool = True
     checkpoint_kind: str = "transformers"
+    prompt_format: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.vllm, dict):
@@ -131,6 +137,8 @@ class BackendConfig:
             raise ValueError(f"backend batching must be continuous or static, got {self.batching!r}")
         if self.batch_size < 1:
             raise ValueError("backend batch_size must be >= 1")
+        if self.prompt_format not in FORMATS:
+            raise ValueError(f"backend prompt_format must be one of {FORMATS}, got {self.prompt_format!r}")
 
 
 @dataclass
@@ -162,8 +170,10 @@ class Backend(ABC):
         from .models import model_identity
 
         path = Path(model_path)
-        weights = model_identity(path) if (path / "config.json").exists() else str(model_path)
-        return {"kind": cls.kind, "model": weights, **cls.settings(config)}
+        if not (path / "config.json").exists():
+            return {"kind": cls.kind, "model": str(model_path), **cls.settings(config)}
+        return {"kind": cls.kind, "model": model_identity(path), **cls.settings(config),
+                **describe_format(path, config.prompt_format)}
 
     @classmethod
     def settings(cls, config: BackendConfig) -> dict:
@@ -189,11 +199,13 @@ class Backend(ABC):
     @abstractmethod
     def choice_probs(self, prompts: Sequence[Messages], assistant_prefix: str,
                      choices: Sequence[str]) -> list[dict[str, float]]:
-        """Per prompt, the probability of each single-token choice as the next token after the prefix."""
+        """Per prompt, the probability of each choice as the next token after the prefix (a choice of several
+        tokens by its first one: `prompt_format.verdict_tokens`), rendered with thinking off."""
 
     @abstractmethod
-    def render(self, messages: Messages, assistant_prefix: str = "") -> str:
-        """The prompt text the engine feeds the model: chat template, generation prompt, prefix."""
+    def render(self, messages: Messages, assistant_prefix: str = "", thinking: str = "auto") -> str:
+        """The prompt text the engine feeds the model: its prompt format (chat template or plain), the
+        generation prompt (with the thinking switch where the template has one), the prefix."""
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
@@ -230,21 +242,24 @@ def usage(model_path: str | Path) -> Counters:
 
 
 class LocalTokenizer:
-    """`render` and `count_tokens` from the checkpoint's own tokenizer (`self.tokenizer`): engines that feed
-    prompts rendered here share one chat-template path, so they see the same text."""
+    """`render`, `count_tokens` and verdict tokens from the checkpoint's own tokenizer (`self.tokenizer`, loaded
+    with its prompt format): engines that feed prompts rendered here share one template path, so they see the
+    same text."""
 
-    def render(self, messages, assistant_prefix=""):
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + assistant_prefix
+    def render(self, messages, assistant_prefix="", thinking="auto"):
+        return render_prompt(self.tokenizer, messages, thinking) + assistant_prefix
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
-
-def single_token_id(choice: str, ids: list[int], where: str = "this tokenizer") -> int:
-    """The one token id of a verdict choice; a choice that is several tokens is a config error."""
-    if len(ids) != 1:
-        raise ValueError(f"verdict choice {choice!r} is {len(ids)} tokens for {where}; choices must be single tokens")
-    return ids[0]
+    def verdict_ids(self, assistant_prefix: str, choices) -> list[int]:
+        """The token each choice is scored by after the prefix (cached per prefix and choices)."""
+        cache = self.__dict__.setdefault("_verdict_ids", {})
+        key = (assistant_prefix, tuple(choices))
+        if key not in cache:
+            found = verdict_tokens(self.tokenizer, assistant_prefix, list(choices), f"the tokenizer of {self.model_path}")
+            cache[key] = [found.ids[c] for c in choices]
+        return cache[key]
 
 
 def prefixes_for(prompts: Sequence, assistant_prefix: str | Sequence[str]) -> list[str]:

@@ -18,7 +18,7 @@ import json
 import math
 import urllib.request
 
-from .base import Backend, BackendConfig, Generation, LocalTokenizer, prefixes_for, register_backend, single_token_id
+from .base import Backend, BackendConfig, Generation, LocalTokenizer, prefixes_for, register_backend
 from .served import ServedClient, ServerError
 
 
@@ -39,7 +39,7 @@ class OpenAIBackend(Backend):
         if config.tokenizer:
             from .models import load_tokenizer
 
-            self.tokenizer = load_tokenizer(config.tokenizer)
+            self.tokenizer = load_tokenizer(config.tokenizer, prompt_format=config.prompt_format)
 
     @classmethod
     def check(cls, config: BackendConfig) -> None:
@@ -64,9 +64,9 @@ class OpenAIBackend(Backend):
         return {"kind": cls.kind, "server": host, "served_model": name, "models": match[0], "send_seed": config.send_seed}
 
     # -- the seam ----------------------------------------------------------------------------------
-    def render(self, messages, assistant_prefix=""):
+    def render(self, messages, assistant_prefix="", thinking="auto"):
         self._need_tokenizer("render a chat template")
-        return LocalTokenizer.render(self, messages, assistant_prefix)
+        return LocalTokenizer.render(self, messages, assistant_prefix, thinking)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenize(text))
@@ -78,7 +78,7 @@ class OpenAIBackend(Backend):
 
         async def one(client, job):
             i, (messages, prefix) = job
-            kwargs = self._chat_kwargs(messages, prefix)
+            kwargs = self._chat_kwargs(messages, prefix, params.thinking)
             kwargs.update(n=n, max_tokens=params.max_new_tokens, temperature=max(params.temperature, 0.0),
                           top_p=1.0 if greedy else params.top_p)
             if self.config.send_seed:
@@ -99,7 +99,7 @@ class OpenAIBackend(Backend):
         ids = [self._choice_id(c) for c in choices] if self.is_vllm else None
 
         async def one(client, messages):
-            kwargs = self._chat_kwargs(messages, assistant_prefix)
+            kwargs = self._chat_kwargs(messages, assistant_prefix, "off")
             kwargs.update(max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20)
             if ids:
                 kwargs.setdefault("extra_body", {})["logprob_token_ids"] = ids
@@ -118,11 +118,13 @@ class OpenAIBackend(Backend):
         return out
 
     # -- helpers -----------------------------------------------------------------------------------
-    def _chat_kwargs(self, messages, prefix: str) -> dict:
+    def _chat_kwargs(self, messages, prefix: str, thinking: str = "auto") -> dict:
         kwargs = {"model": self.served, "messages": list(messages)}
         if prefix:
             kwargs["messages"] = kwargs["messages"] + [{"role": "assistant", "content": prefix}]
             kwargs["extra_body"] = {"continue_final_message": True, "add_generation_prompt": False}
+        if thinking != "auto" and self.is_vllm:  # the server's template reads the switch from chat_template_kwargs
+            kwargs.setdefault("extra_body", {})["chat_template_kwargs"] = {"enable_thinking": thinking == "on"}
         return kwargs
 
     async def _create(self, client, kwargs):
@@ -144,7 +146,11 @@ class OpenAIBackend(Backend):
         return round((usage.completion_tokens or 0) / max(1, n)) if usage else 0
 
     def _choice_id(self, choice: str) -> int:
-        return single_token_id(choice, self._tokenize(choice), repr(self.served))
+        ids = self._tokenize(choice)
+        if len(ids) != 1:
+            raise ValueError(f"verdict choice {choice!r} is {len(ids)} tokens for {self.served!r}; a served model's "
+                             "probability judge reads single-token choices (use scoring: sample)")
+        return ids[0]
 
     def _tokenize(self, text: str) -> list[int]:
         """Token ids of `text`: the local tokenizer, else the vLLM server's /tokenize."""

@@ -50,7 +50,7 @@ class ScriptedBackend(Backend):
     def identity(self) -> dict:
         return {**super().identity(), "script": getattr(self.script, "__qualname__", repr(self.script))}
 
-    def render(self, messages, assistant_prefix=""):
+    def render(self, messages, assistant_prefix="", thinking="auto"):
         turns = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
         return f"{turns}<|assistant|>\n{assistant_prefix}"
 

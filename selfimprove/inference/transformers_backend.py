@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .base import (Backend, BackendConfig, Generation, LocalTokenizer, length_until_eos, prefixes_for, register_backend,
-                   single_token_id)
+from .base import Backend, BackendConfig, Generation, LocalTokenizer, length_until_eos, prefixes_for, register_backend
 from .models import free_memory, load_causal_lm, load_tokenizer, resolve_device
 
 
@@ -28,7 +27,7 @@ class TransformersBackend(LocalTokenizer, Backend):
 
         self.torch = torch
         self.device = resolve_device(self.config.device)
-        self.tokenizer = load_tokenizer(model_path, padding_side="left")
+        self.tokenizer = load_tokenizer(model_path, padding_side="left", prompt_format=self.config.prompt_format)
         self.model = load_causal_lm(model_path, self.config.dtype, self.device).eval()
         self.model.generation_config.pad_token_id = self.tokenizer.pad_token_id
         ids = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
@@ -61,7 +60,7 @@ class TransformersBackend(LocalTokenizer, Backend):
     def generate(self, prompts, params, assistant_prefix="", progress=None):
         if not prompts:
             return []
-        texts = [self.render(p, pre) for p, pre in zip(prompts, prefixes_for(prompts, assistant_prefix))]
+        texts = [self.render(p, pre, params.thinking) for p, pre in zip(prompts, prefixes_for(prompts, assistant_prefix))]
         greedy = params.temperature <= 0
         n = 1 if greedy else params.n
         sampling = dict(max_new_tokens=params.max_new_tokens, do_sample=not greedy)
@@ -149,8 +148,8 @@ class TransformersBackend(LocalTokenizer, Backend):
 
     def choice_probs(self, prompts, assistant_prefix, choices):
         torch = self.torch
-        choice_ids = [single_token_id(c, self.tokenizer(c, add_special_tokens=False).input_ids) for c in choices]
-        texts = [self.render(p, assistant_prefix) for p in prompts]
+        choice_ids = self.verdict_ids(assistant_prefix, choices)
+        texts = [self.render(p, assistant_prefix, "off") for p in prompts]
         results: list[dict[str, float]] = [{} for _ in texts]
         for idx, enc in self._batches(texts, 1):
             with torch.inference_mode():

@@ -29,7 +29,7 @@ import urllib.request
 from functools import lru_cache
 from pathlib import Path
 
-from .base import Backend, BackendConfig, Generation, LocalTokenizer, prefixes_for, register_backend, single_token_id
+from .base import Backend, BackendConfig, Generation, LocalTokenizer, prefixes_for, register_backend
 from .models import load_tokenizer, resolve_device
 from .served import ServedClient
 
@@ -142,7 +142,7 @@ class VLLMBackend(LocalTokenizer, Backend):
 
     def __init__(self, model_path, config: BackendConfig) -> None:
         super().__init__(model_path, config)
-        self.tokenizer = load_tokenizer(model_path)
+        self.tokenizer = load_tokenizer(model_path, prompt_format=config.prompt_format)
         self.engine = EngineProcess(self.model_path, config)
         self.client = ServedClient(self.engine.base_url, None, config.timeout_s, config.max_retries,
                                    config.max_concurrency, self.counters)
@@ -172,7 +172,7 @@ class VLLMBackend(LocalTokenizer, Backend):
         return [(start, texts[start:start + step]) for start in range(0, len(texts), step)]
 
     def generate(self, prompts, params, assistant_prefix="", progress=None):
-        texts = [self.render(p, pre) for p, pre in zip(prompts, prefixes_for(prompts, assistant_prefix))]
+        texts = [self.render(p, pre, params.thinking) for p, pre in zip(prompts, prefixes_for(prompts, assistant_prefix))]
         greedy = params.temperature <= 0
         n = 1 if greedy else params.n
 
@@ -200,8 +200,9 @@ class VLLMBackend(LocalTokenizer, Backend):
         return [r * params.n for r in results] if greedy and params.n > 1 else results
 
     def choice_probs(self, prompts, assistant_prefix, choices):
-        ids = [single_token_id(c, self.tokenizer(c, add_special_tokens=False).input_ids) for c in choices]
-        texts = [self.render(p, assistant_prefix) for p in prompts]
+        ids = self.verdict_ids(assistant_prefix, choices)
+        shown = {c: self.tokenizer.decode([i]) for c, i in zip(choices, ids)}  # the engine names top tokens by text
+        texts = [self.render(p, assistant_prefix, "off") for p in prompts]
 
         async def one(client, chunk):
             _, batch = chunk
@@ -211,7 +212,7 @@ class VLLMBackend(LocalTokenizer, Backend):
             out = []
             for c in sorted(response.choices, key=lambda c: c.index):
                 top = (c.logprobs.top_logprobs or [{}])[0] if c.logprobs else {}
-                out.append({choice: math.exp(top[choice]) if choice in top else 0.0 for choice in choices})
+                out.append({c: math.exp(top[shown[c]]) if shown[c] in top else 0.0 for c in choices})
             return out
 
         results = [r for part in self.client.map(one, self._chunks(texts)) for r in part]

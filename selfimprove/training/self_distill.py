@@ -23,6 +23,7 @@ import torch
 
 from selfimprove.inference.base import length_until_eos
 from selfimprove.inference.models import load_causal_lm, load_tokenizer, resolve_device, save_checkpoint
+from selfimprove.inference.prompt_format import render as render_prompt
 from selfimprove.training.divergence import divergence
 from selfimprove.generation.sampling import user_message
 from selfimprove.training.distill_config import DistillConfig
@@ -50,10 +51,10 @@ class Distiller:
     """Student, teacher (reading its `TeacherContext`), optimiser and tokenizer for one distillation run."""
 
     def __init__(self, model_path: str | Path, config: DistillConfig, prompt_name: str, teacher_context: TeacherContext,
-                 device: str = "auto") -> None:
+                 device: str = "auto", prompt_format: str = "auto") -> None:
         self.config, self.prompt_name, self.teacher_context = config, prompt_name, teacher_context
         self.device = resolve_device(device)
-        self.tokenizer = load_tokenizer(model_path)
+        self.tokenizer = load_tokenizer(model_path, prompt_format=prompt_format)
         self.student = load_causal_lm(model_path, "float32", self.device)
         self.teacher = copy.deepcopy(self.student).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=config.learning_rate, weight_decay=0.0)
@@ -63,8 +64,8 @@ class Distiller:
 
     # -- token sequences -------------------------------------------------------------------------
     def chat_ids(self, messages: list[dict]) -> list[int]:
-        """The chat template's rendering of these messages, up to the assistant's turn."""
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        """The prompt format's rendering of these messages, up to the assistant's turn."""
+        text = render_prompt(self.tokenizer, messages)
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
     def prompt_ids(self, question: str) -> list[int]:
@@ -192,7 +193,7 @@ def _mean(values: list[float]) -> float | None:
 
 def distill(model_path: str | Path, train_seeds: list[dict], val_seeds: list[dict], reward: Reward,
             config: DistillConfig, prompt_name: str, output_dir: str | Path, teacher_context: TeacherContext,
-            progress=None, device: str = "auto") -> dict:
+            progress=None, device: str = "auto", prompt_format: str = "auto") -> dict:
     """Distil from `model_path` with this teacher context; save the student to `output_dir`. Returns steps,
     samples and syncs rows.
 
@@ -202,7 +203,7 @@ def distill(model_path: str | Path, train_seeds: list[dict], val_seeds: list[dic
     """
     if not train_seeds:
         raise ValueError("no seeds to distil on (check the seeds' split and distill.val_size)")
-    d = Distiller(model_path, config, prompt_name, teacher_context, device)
+    d = Distiller(model_path, config, prompt_name, teacher_context, device, prompt_format)
     order = list(train_seeds)
     random.Random(config.seed).shuffle(order)
     steps, samples, syncs = [], [], []

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from selfimprove.inference.models import load_causal_lm, load_tokenizer, save_checkpoint
+from selfimprove.inference.prompt_format import template_kwargs
 from selfimprove.validation import AtLeast1, NonNegative, Positive, Share
 
 
@@ -32,19 +33,22 @@ class TrainConfig:
     min_examples: AtLeast1 = 1  # fewer accepted examples than this skips training (reported, not silent)
 
 
-def as_trl_row(example: dict) -> dict:
-    """A chat row (prompt = the user's message) or, with format 'text', a row whose prompt is already
-    rendered and may end inside the assistant turn (SD-Zero). TRL adds the EOS token to text rows."""
+def as_trl_row(example: dict, template_kwargs: dict | None = None) -> dict:
+    """A chat row (prompt = the user's message), rendered by the model's prompt format with `template_kwargs`
+    (the thinking switch), or, with format 'text', a row whose prompt is already rendered and may end inside
+    the assistant turn (SD-Zero). TRL adds the EOS token to text rows."""
     if example.get("format") == "text":
         return {"prompt": example["prompt"], "completion": example["completion"]}
-    return {"prompt": [{"role": "user", "content": example["prompt"]}],
-            "completion": [{"role": "assistant", "content": example["completion"]}]}
+    row = {"prompt": [{"role": "user", "content": example["prompt"]}],
+           "completion": [{"role": "assistant", "content": example["completion"]}]}
+    return {**row, "chat_template_kwargs": template_kwargs} if template_kwargs else row
 
 
 def build_trainer(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig,
-                  callbacks: list | None = None):
+                  callbacks: list | None = None, prompt_format: str = "auto", thinking: str = "auto"):
     """TRL's `SFTTrainer` over these rows, tokenized and ready: its `train_dataset` rows carry the `labels` the
-    loss reads (-100 on every prompt token), and its `data_collator` batches them."""
+    loss reads (-100 on every prompt token), and its `data_collator` batches them. Chat rows are rendered in
+    the model's prompt format (`prompt_format.py`), with the sampler's thinking setting."""
     if len({e.get("format") == "text" for e in examples}) > 1:
         raise ValueError("training rows mix chat and text formats; one run trains on one format")
     import torch
@@ -53,9 +57,9 @@ def build_trainer(base_model: str | Path, examples: list[dict], output_dir: str 
 
     if config.method not in ("full", "lora"):
         raise ValueError(f"training method must be 'full' or 'lora', got {config.method!r}")
-    tokenizer = load_tokenizer(base_model)
+    tokenizer = load_tokenizer(base_model, prompt_format=prompt_format)
     model = load_causal_lm(base_model, "float32", "cpu")
-    data = Dataset.from_list([as_trl_row(e) for e in examples])
+    data = Dataset.from_list([as_trl_row(e, template_kwargs(tokenizer, thinking)) for e in examples])
     args = SFTConfig(
         output_dir=str(Path(output_dir) / "_trainer"), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size, max_length=config.max_length, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of total steps
@@ -76,7 +80,7 @@ def build_trainer(base_model: str | Path, examples: list[dict], output_dir: str 
 
 
 def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig,
-          on_step: Callable[[int, int], None] | None = None) -> dict:
+          on_step: Callable[[int, int], None] | None = None, prompt_format: str = "auto", thinking: str = "auto") -> dict:
     """Train on rows with `prompt` and `completion` (all chat rows or all text rows); save a checkpoint.
     `on_step(done, total)` is called after every optimiser step."""
     from transformers import TrainerCallback
@@ -94,7 +98,7 @@ def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, 
             if on_step is not None:
                 on_step(state.global_step, state.max_steps)
 
-    trainer, tokenizer = build_trainer(base_model, examples, output_dir, config, [_Log(), _Steps()])
+    trainer, tokenizer = build_trainer(base_model, examples, output_dir, config, [_Log(), _Steps()], prompt_format, thinking)
     result = trainer.train()
     trained = trainer.model
     if config.method == "lora":

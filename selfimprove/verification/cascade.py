@@ -24,7 +24,6 @@ class CascadeConfig:
     stages: list[StageConfig] = field(default_factory=lambda: [
         StageConfig("cycle_consistency"), StageConfig("factuality"), StageConfig("correctness")])
     selection: str = "first_valid"  # first_valid (paper) | all_valid
-    thinking: bool = False  # require a closed </think> block in the format pre-filter
     seed: int = 0  # judge sampling seed
 
     def __post_init__(self) -> None:
@@ -37,8 +36,9 @@ class CascadeConfig:
 
 
 def run_cascade(backend: Backend, seeds: list[dict], candidates: list[dict], config: CascadeConfig,
-                progress=None) -> tuple[list[dict], list[dict]]:
-    """Return (judgment rows, verdict rows); one verdict per candidate."""
+                progress=None, thinking: bool = False) -> tuple[list[dict], list[dict]]:
+    """Return (judgment rows, verdict rows); one verdict per candidate. `thinking`: the sampler thinks
+    (`prompt_format.thinks`), so the format pre-filter requires a closed </think>."""
     seeds_by_id = {s["seed_id"]: s for s in seeds}
     items = {it.candidate_id: it for it in make_items(candidates, seeds_by_id)}
     by_seed: dict[str, list[dict]] = {}
@@ -59,7 +59,7 @@ def run_cascade(backend: Backend, seeds: list[dict], candidates: list[dict], con
             if c.get("error"):  # the backend failed to sample it: an error row, never judged
                 verdicts[c["candidate_id"]] = _verdict(c, False, "error", c["error"])
                 continue
-            problem = format_problem(c["text"], c["final_answer"], config.thinking)
+            problem = format_problem(c["text"], c["final_answer"], thinking)
             if problem:
                 verdicts[c["candidate_id"]] = _verdict(c, False, "format", problem)
             else:

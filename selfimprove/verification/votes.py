@@ -89,7 +89,8 @@ def verdicts(backend: Backend, messages: list[list[dict]], stage, n: int,
                 p = _tempered(p_yes, stage.temperature)
                 out.append([(raw, "Y" if rng.random() < p else "N", p_yes, 0) for _ in range(n)])
         return out
-    params = SamplingParams(temperature=stage.temperature, top_p=1.0, max_new_tokens=stage.max_new_tokens, n=n, seed=seed)
+    params = SamplingParams(temperature=stage.temperature, top_p=1.0, max_new_tokens=stage.max_new_tokens, n=n, seed=seed,
+                            thinking="off")
     return [[(g.text, parse_verdict(g.text), None, g.n_tokens) for g in gens] for gens in backend.generate(messages, params)]
 
 

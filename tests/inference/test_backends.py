@@ -131,7 +131,9 @@ def test_models_by_name_default_folder_or_cached_hub_id(tiny_model, tmp_path, mo
     (cache / "models--acme--tiny" / "refs" / "main").write_text("a" * 40)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     assert resolve("acme/tiny") == snap  # the standard cache, offline
-    with pytest.raises(FileNotFoundError, match=r"'acme/absent' is not in the Hugging Face cache .*huggingface-cli download acme/absent"):
+    from selfimprove.inference.models import ModelError
+
+    with pytest.raises(ModelError, match=r"'acme/absent': not in the Hugging Face cache .*huggingface-cli download acme/absent"):
         resolve("acme/absent")
-    with pytest.raises(FileNotFoundError, match="not a Hugging Face model id"):
+    with pytest.raises(ModelError, match="not 'default', a .gguf file"):
         resolve(str(tmp_path / "nowhere" / "deep" / "x"))

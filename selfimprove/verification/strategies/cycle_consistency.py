@@ -20,7 +20,7 @@ class CycleConsistency(Strategy):
 
         infer, compare = prompts.load("cycle_infer"), prompts.load("cycle_compare")
         params = SamplingParams(temperature=stage.temperature, top_p=1.0, max_new_tokens=stage.max_new_tokens,
-                                n=stage.votes, seed=seed)
+                                n=stage.votes, seed=seed, thinking="off")
         inferred = backend.generate([user_turn(infer.render(answer=it.answer)) for it in items], params)
         flat = [(i, v, neutralize(g.text.strip()), g.n_tokens) for i, gens in enumerate(inferred) for v, g in enumerate(gens)]
         msgs = [user_turn(compare.render(question=items[i].question, inferred=q, answer=items[i].answer))
