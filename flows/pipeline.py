@@ -118,6 +118,8 @@ def prompt_needs(cfg: RunConfig, roles: list[str]):
     needs = PromptNeeds()
     if "policy" in roles:
         needs.samples["sample"] = user_message(question, cfg.sampling.prompt)
+        for domain, name in sorted(cfg.sampling.domain_prompts.items()):
+            needs.samples[f"sample:{domain}"] = user_message(question, name, ["4", "5"] if domain == "choice" else None)
     if "policy" in roles or "trained" in roles:
         needs.training = (needs.samples.get("sample", user_message(question, cfg.sampling.prompt))[0]["content"], answer)
     if "judge" in roles:

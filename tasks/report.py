@@ -10,7 +10,7 @@ from selfimprove.evaluation.heldout import paired_difference
 from selfimprove.config import RunConfig
 from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.warehouse.lake import Lake, lake_location
-from selfimprove.warehouse.method_views import view_of
+from selfimprove.warehouse.method_views import PER_DOMAIN_HEADER, per_domain, view_of
 from selfimprove.tasks.ui import markdown_artifact, table_artifact
 from selfimprove.warehouse.document import Command, Item, Table, as_markdown, as_text
 from selfimprove.warehouse.provenance import provenance, stages_table
@@ -56,7 +56,16 @@ def summary_items(lake: Lake, run_id: str, closing: bool = False) -> list[Item]:
     (_, [(n_cand, toks)]) = query(lake, "SELECT count(*), coalesce(sum(n_tokens), 0) FROM candidates WHERE run_id = $run", p)
     out.append(f"seeds: {n_seeds}   candidates: {n_cand} ({toks} generated tokens)")
     out += view_of(lake, run_id).summary(lake, run_id)
+    out += domain_items(lake, run_id)
     return out + _training_and_eval(lake, run_id)
+
+
+def domain_items(lake: Lake, run_id: str) -> list[Item]:
+    """The per-domain table, for a run whose seeds or held-out items span more than one domain."""
+    rows = per_domain(lake, run_id)
+    if len(rows) < 2:
+        return []
+    return ["", "per domain (each scored by its own rules):", Table(PER_DOMAIN_HEADER, rows)]
 
 
 def _training_and_eval(lake: Lake, run_id: str) -> list[Item]:

@@ -21,7 +21,7 @@ from selfimprove.evaluation.contamination import ContaminationError, describe, f
 from selfimprove.data.datasets import builtin
 from selfimprove.evaluation.heldout import EvalConfig, evaluate, load_items, metrics
 from selfimprove.verification.judges import prompts_used
-from selfimprove.generation.sampling import sample
+from selfimprove.generation.sampling import prompts_of, sample
 from selfimprove.verification.selection import select
 from selfimprove.verification.telemetry import label_candidates, stage_metrics
 from selfimprove.training.sft import train
@@ -141,7 +141,7 @@ def sample_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict) -
             "error_rows": errors, **usage}
 
     return run_stage(ctx, "candidates", {"engine": engine(cfg.model, cfg.backend), **section(cfg, "sampling", "shard_seeds")},
-                     [seeds_manifest], body, (cfg.sampling.prompt,), reads=("seeds",))
+                     [seeds_manifest], body, prompts_of(cfg.sampling), reads=("seeds",))
 
 
 def policy_thinks(cfg: RunConfig, model: str | None = None) -> bool:
@@ -198,11 +198,12 @@ def select_examples(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, can
                     judge_manifest: dict) -> dict:
     def body(lake, shards):
         rows = select(read(seeds_manifest, "seeds"), read(candidates_manifest, "candidates"),
-                      read(judge_manifest, "verdicts"), cfg.cascade.selection, cfg.sampling.prompt)
+                      read(judge_manifest, "verdicts"), cfg.cascade.selection, cfg.sampling)
         return [lake.write("train_examples", ctx.run_id, rows)], {}
 
-    return run_stage(ctx, "select", {"selection": cfg.cascade.selection, "prompt": cfg.sampling.prompt},
-                     [seeds_manifest, candidates_manifest, judge_manifest], body, (cfg.sampling.prompt,),
+    return run_stage(ctx, "select", {"selection": cfg.cascade.selection, "prompt": cfg.sampling.prompt,
+                                     "domain_prompts": cfg.sampling.domain_prompts},
+                     [seeds_manifest, candidates_manifest, judge_manifest], body, prompts_of(cfg.sampling),
                      reads=("seeds", "candidates", "verdicts"))
 
 

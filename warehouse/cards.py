@@ -10,7 +10,7 @@ import yaml
 from selfimprove.warehouse.document import Table, as_markdown
 from selfimprove.warehouse.export import SPLIT_SQL, Curated
 from selfimprove.warehouse.lake import Lake
-from selfimprove.warehouse.method_views import CascadeView, funnel, run_config
+from selfimprove.warehouse.method_views import PER_DOMAIN_HEADER, CascadeView, funnel, per_domain, run_config
 from selfimprove.warehouse.views import query
 
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
@@ -59,6 +59,9 @@ def dataset_card(lake: Lake, curated: Curated) -> str:
         "## The verification funnel (candidates still in after each step)",
         Table(["step", "candidates", "what it means"], funnel(lake, run)),
     ]
+    domains = per_domain(lake, run)
+    if len(domains) > 1:
+        items += ["## Per domain (each scored by its own rules)", Table(PER_DOMAIN_HEADER, domains)]
     quality = CascadeView().judge_quality(lake, run)
     if quality.rows:
         items += ["## Judge quality against the seeds' answers (measured only; the cascade never reads them)", quality]

@@ -16,7 +16,7 @@ TABLES: dict[str, pa.Schema] = {
                        ("pid", I), ("host", S)]),
     # source: the file (or generated:<task>:<generator seed>) and row it came from; question_key: its normalised hash
     "seeds": pa.schema([("run_id", S), ("seed_id", S), ("domain", S), ("question", S), ("answer", S), ("task", S),
-                        ("source", S), ("source_row", I), ("question_key", S), ("solution", S)]),
+                        ("source", S), ("source_row", I), ("question_key", S), ("solution", S), ("choices", LS)]),
     "candidates": pa.schema([("run_id", S), ("candidate_id", S), ("seed_id", S), ("sample_index", I), ("text", S),
                              ("final_answer", S), ("n_tokens", I), ("prompt_hash", S), ("error", S)]),
     "judgments": pa.schema([("run_id", S), ("candidate_id", S), ("stage", S), ("vote_index", I), ("call", S),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfimprove.data.seeds import SeedError, SeedSource, generate, question_key, read_raw, validate
-from selfimprove.evaluation.scorers import SCORERS, gold_choice
+from selfimprove.evaluation.scorers import SCORERS, gold_choice, scorer_for
 
 BUILTIN = ("arithmetic", "syllogism", "humaneval")
 PROMPT_FOR_SCORER = {"math": "sample_math", "task": "sample_math", "choice": "sample_choice", "code": "sample_code"}
@@ -46,14 +46,15 @@ def builtin(name: str, source: SeedSource, exclude_questions: set[str] | frozens
     raise ValueError(f"unknown built-in dataset {name!r}; known: {BUILTIN} (or give a file)")
 
 
-def read_user_file(path: str | Path, scorer: str) -> list[dict]:
-    """A JSONL/CSV/Parquet of items for `scorer`, validated with errors naming file, row and field.
+def read_user_file(path: str | Path, scorer: str | None) -> list[dict]:
+    """A JSONL/CSV/Parquet of items for `scorer` (None: each row by its domain's scorer, so one file may mix
+    math, multiple choice and code), validated with errors naming file, row and field.
 
     math/task/choice rows need `question` and `answer`; choice rows also `choices` (a list of
     at least two strings) with `answer` a letter or one option's text; code rows need
     `question` (or HumanEval's `prompt`), `tests` (or `test`, defining `check`) and `entry_point`.
     """
-    if scorer not in SCORERS:
+    if scorer is not None and scorer not in SCORERS:
         raise ValueError(f"unknown scorer {scorer!r}; known: {sorted(SCORERS)}")
     name = str(path)
     raw = read_raw(Path(path))
@@ -64,7 +65,8 @@ def read_user_file(path: str | Path, scorer: str) -> list[dict]:
     label = Path(path).stem
     items = []
     for (n, r), row in zip(raw, rows):
-        if scorer == "code":
+        kind = scorer or scorer_for(row["domain"])
+        if kind == "code":
             tests, entry = r.get("tests", r.get("test")), r.get("entry_point")
             for field_name, value in (("tests", tests), ("entry_point", entry)):
                 if not isinstance(value, str) or not value.strip():
@@ -76,7 +78,7 @@ def read_user_file(path: str | Path, scorer: str) -> list[dict]:
         if row["answer"] is None:
             raise SeedError(name, n, "answer", "missing (evaluation needs a reference answer)")
         choices = None
-        if scorer == "choice":
+        if kind == "choice":
             choices = r.get("choices")
             if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
                 raise SeedError(name, n, "choices", "must be a list of at least two non-empty strings")
@@ -84,6 +86,6 @@ def read_user_file(path: str | Path, scorer: str) -> list[dict]:
                 gold_choice({"choices": choices, "answer": row["answer"]})
             except ValueError as e:
                 raise SeedError(name, n, "answer", str(e)) from None
-        items.append(_item(label, row["seed_id"], row["question"], scorer, domain=row["domain"], answer=row["answer"],
+        items.append(_item(label, row["seed_id"], row["question"], kind, domain=row["domain"], answer=row["answer"],
                            task=row["task"], choices=choices))
     return items

@@ -1,6 +1,7 @@
 """Seed questions: validated loading from files and offline generation.
 
-A seed is `{seed_id, domain, question, answer?, task?, solution?}`. `answer` is ground truth
+A seed is `{seed_id, domain, question, answer?, task?, solution?, choices?}`; a `choice` seed (multiple
+choice) carries its options in `choices`, and its answer is a letter or one option's text. `answer` is ground truth
 for telemetry and evaluation only; SVD never shows it to the model. `solution`, a worked reference
 solution, is read only by OPSD's ground-truth teacher (its privileged information). Bad input
 raises `SeedError` naming the file, row and field, before anything is written.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from selfimprove.validation import AtLeast1, InputError, read_utf8
 
-DOMAINS = ("math", "science", "code")
+DOMAINS = ("math", "science", "choice", "code")
 
 
 MAX_QUESTION_CHARS = 20_000  # longer questions are refused, naming the row (`seeds.max_question_chars`)
@@ -208,7 +209,20 @@ def validate(raw: list[tuple[int, object]], name: str, max_question_chars: int =
         if solution is not None and len(solution) > max_question_chars:
             raise SeedError(name, n, "solution", f"{len(solution):,} characters, over the limit of "
                                                  f"{max_question_chars:,} (seeds.max_question_chars)")
-        rows.append({"seed_id": sid, "domain": domain, "question": q.strip(),
+        choices = r.get("choices")
+        if choices is not None or domain == "choice":
+            if not isinstance(choices, list) or len(choices) < 2 or len(choices) > 10 or \
+                    not all(isinstance(c, str) and c.strip() for c in choices):
+                raise SeedError(name, n, "choices", "a list of 2 to 10 non-empty strings (a choice seed's options)")
+        if domain == "choice":
+            if answer is not None and answer != "":
+                from selfimprove.evaluation.scorers import gold_choice
+
+                try:
+                    gold_choice({"choices": choices, "answer": str(answer)})
+                except ValueError as e:
+                    raise SeedError(name, n, "answer", str(e)) from None
+        rows.append({"seed_id": sid, "domain": domain, "question": q.strip(), "choices": choices,
                      "answer": None if answer is None or answer == "" else str(answer), "task": task,
                      "solution": solution.strip() or None if solution else None, "source": name, "source_row": n})
     return rows

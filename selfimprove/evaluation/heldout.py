@@ -32,7 +32,7 @@ class EvalConfig:
 
     dataset: str = "arithmetic"  # built-in: arithmetic | syllogism | humaneval; or a JSONL/CSV/Parquet file
     source: SeedSource = field(default_factory=lambda: SeedSource(size=200, seed=777))  # size and seed of built-ins; seed disjoint from training
-    scorer: str | None = None  # None = the dataset's own (built-ins) / math (files)
+    scorer: str | None = None  # None = the dataset's own (built-ins) / each row's domain's (files: math by default)
     prompt: str | None = None  # None = by scorer: sample_math, sample_choice or sample_code
     samples: AtLeast1 = 1  # k samples per item; pass@1 = mean over them
     pass_k: list[AtLeast1] = field(default_factory=lambda: [1])  # pass@k reported for each k <= samples
@@ -58,7 +58,7 @@ def load_items(config: EvalConfig, exclude_questions: set[str] | frozenset = fro
     seeds' `question_key`s)."""
     if config.dataset in BUILTIN:
         return builtin(config.dataset, config.source, exclude_questions)
-    return read_user_file(config.dataset, config.scorer or "math")
+    return read_user_file(config.dataset, config.scorer)
 
 
 def message(item: dict, prompt_name: str | None = None) -> list[dict]:

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from selfimprove.generation.answers import extract_code, final_answer, final_part, normalize_answer
+from selfimprove.generation.answers import LETTERS, extract_choice, extract_code, final_answer, final_part, normalize_answer
 from selfimprove.evaluation.sandbox import SandboxConfig, SandboxError, run_many
 
 # we bound time ourselves; math-verify warns on every call when its signal timeouts are off
@@ -130,9 +130,6 @@ class TaskScorer(Scorer):
         return float(_task_dataset(item["task"]).score_answer(extracted, {"answer": item["answer"], "metadata": {}})) >= 1.0
 
 
-LETTERS = "ABCDEFGHIJ"
-
-
 def gold_choice(item: dict) -> int:
     """Index of the right option: the answer is a letter or one option's text."""
     choices, answer = item.get("choices") or [], str(item["answer"]).strip()
@@ -151,23 +148,7 @@ class ChoiceScorer(Scorer):
     name = "choice"
 
     def extract(self, output: str, item: dict) -> str | None:
-        text = final_part(output)
-        boxed = final_answer(text, "math", "boxed")
-        if boxed:
-            text = boxed
-        choices = item.get("choices") or []
-        letters = LETTERS[:len(choices)]
-        hits: list[tuple[int, int]] = []  # (end position, option index)
-        if letters:
-            for m in re.finditer(rf"\(([{letters}])\)|\b([{letters}])[).:](?!\w)|answer(?: is)?:?\s*\**([{letters}])\b|^\s*([{letters}])\s*$",
-                                 text, re.IGNORECASE | re.MULTILINE):
-                letter = next(g for g in m.groups() if g)
-                if letter.isupper() or m.group(3):
-                    hits.append((m.end(), LETTERS.index(letter.upper())))
-        for i, c in enumerate(choices):
-            for m in re.finditer(rf"(?<!\w){re.escape(c.strip())}(?!\w)", text, re.IGNORECASE):
-                hits.append((m.end(), i))
-        return LETTERS[max(hits)[1]] if hits else None
+        return extract_choice(output, item.get("choices") or [])
 
     def check(self, extracted: str, item: dict) -> bool:
         return LETTERS.index(extracted) == gold_choice(item)
@@ -214,6 +195,12 @@ class CodeScorer(Scorer):
 
 
 SCORERS = {"math": MathScorer, "choice": ChoiceScorer, "task": TaskScorer, "code": CodeScorer}
+DOMAIN_SCORERS = {"math": "math", "science": "math", "choice": "choice", "code": "code"}
+
+
+def scorer_for(domain: str) -> str:
+    """The scorer a seed or item of this domain is checked by."""
+    return DOMAIN_SCORERS.get(domain or "math", "math")
 
 
 def get_scorer(name: str, answer_format: str = "boxed_or_last_number", sandbox: SandboxConfig | None = None) -> Scorer:

@@ -47,15 +47,42 @@ def extract_last_number(text: str) -> str | None:
     return found[-1].replace(",", "") if found else None
 
 
-def final_answer(text: str, domain: str, answer_format: str = "boxed") -> str | None:
-    """The candidate's final answer: a fenced code block for code; for math/science the last
-    \\boxed{} (paper), or with `boxed_or_last_number` the last number when nothing is boxed
-    (small models often ignore the boxing instruction)."""
+LETTERS = "ABCDEFGHIJ"
+_LETTER_FORMS = r"\(([{0}])\)|\b([{0}])[).:](?!\w)|answer(?: is)?:?\s*\**([{0}])\b|^\s*([{0}])\s*$"
+
+
+def extract_choice(text: str, choices: list[str]) -> str | None:
+    """The letter of the last option the text names: a letter like (B), 'B)', 'answer: B', or an option's text
+    (inside the last \\boxed{} when there is one)."""
+    text = final_part(text)
+    boxed = extract_boxed(text)
+    if boxed:
+        text = boxed
+    letters = LETTERS[:len(choices)]
+    hits: list[tuple[int, int]] = []  # (end position, option index)
+    if letters:
+        for m in re.finditer(_LETTER_FORMS.format(letters), text, re.IGNORECASE | re.MULTILINE):
+            letter = next(g for g in m.groups() if g)
+            if letter.isupper() or m.group(3):
+                hits.append((m.end(), LETTERS.index(letter.upper())))
+    for i, c in enumerate(choices):
+        for m in re.finditer(rf"(?<!\w){re.escape(c.strip())}(?!\w)", text, re.IGNORECASE):
+            hits.append((m.end(), i))
+    return LETTERS[max(hits)[1]] if hits else None
+
+
+def final_answer(text: str, domain: str, answer_format: str = "boxed", choices: list[str] | None = None) -> str | None:
+    """The candidate's final answer by its domain: a fenced code block for code; the letter of the option named
+    for multiple choice (`choices`); for math/science the last \\boxed{} (paper), or with
+    `boxed_or_last_number` the last number when nothing is boxed (small models often ignore the boxing
+    instruction)."""
     if answer_format not in ANSWER_FORMATS:
         raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
     part = final_part(text)
     if domain == "code":
         return extract_code(part)
+    if domain == "choice":
+        return extract_choice(part, choices or [])
     boxed = extract_boxed(part)
     if boxed is None and answer_format == "boxed_or_last_number":
         return extract_last_number(part)

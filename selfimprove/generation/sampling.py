@@ -1,10 +1,10 @@
 """Candidate sampling: n completions per seed question from the policy model."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from selfimprove import prompts
-from selfimprove.generation.answers import final_answer
+from selfimprove.generation.answers import LETTERS, final_answer
 from selfimprove.inference.base import Backend, SamplingParams
 from selfimprove.inference.prompt_format import THINKING
 from selfimprove.validation import AtLeast0, AtLeast1, NonNegative, OpenShare
@@ -19,7 +19,8 @@ class SamplingConfig:
     top_p: OpenShare = 0.95
     top_k: AtLeast0 = 50  # 0 disables; 50 (transformers' default) is what the measured quickstart used
     max_new_tokens: AtLeast1 = 64
-    prompt: str = "sample_math"  # prompt file that wraps each question
+    prompt: str = "sample_math"  # prompt file that wraps each math/science question
+    domain_prompts: dict = field(default_factory=lambda: {"choice": "sample_choice", "code": "sample_code"})  # by domain
     answer_format: str = "boxed"  # boxed (paper) | boxed_or_last_number (models that ignore boxing)
     thinking: str = "auto"  # on | off | auto (the template's default): a thinking template's switch
     seed: int = 0
@@ -33,17 +34,33 @@ class SamplingConfig:
                               max_new_tokens=self.max_new_tokens, n=self.n, seed=self.seed, thinking=self.thinking)
 
 
-def user_message(question: str, prompt_name: str) -> list[dict]:
-    return [{"role": "user", "content": prompts.load(prompt_name).render(question=question)}]
+def user_message(question: str, prompt_name: str, choices: list[str] | None = None) -> list[dict]:
+    """The user turn that asks `question` in a prompt file; multiple-choice options are listed as A., B., ..."""
+    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices or []))
+    return [{"role": "user", "content": prompts.load(prompt_name).render(question=question, options=options)}]
+
+
+def prompt_for(config: SamplingConfig, domain: str) -> str:
+    """The prompt file a seed of this domain is asked in."""
+    return config.domain_prompts.get(domain, config.prompt)
+
+
+def seed_message(seed: dict, config: SamplingConfig) -> list[dict]:
+    """The user turn that asks this seed, in its domain's prompt."""
+    return user_message(seed["question"], prompt_for(config, seed.get("domain") or "math"), seed.get("choices"))
+
+
+def prompts_of(config: SamplingConfig) -> tuple[str, ...]:
+    """Every prompt file sampling may read: part of the stage's version."""
+    return tuple(sorted({config.prompt, *config.domain_prompts.values()}))
 
 
 def sample(backend: Backend, seeds: list[dict], config: SamplingConfig, progress=None,
            messages: list[list[dict]] | None = None) -> list[dict]:
     """One row per candidate, in sampling order within each seed; `messages` replaces the
     prompt file's rendering of each seed's question (e.g. an evaluation item with its options)."""
-    messages = messages or [user_message(s["question"], config.prompt) for s in seeds]
+    messages = messages or [seed_message(s, config) for s in seeds]
     outputs = backend.generate(messages, config.params(), progress=progress)
-    prompt_hash = prompts.load(config.prompt).hash
     rows = []
     for seed, gens in zip(seeds, outputs):
         for k, g in enumerate(gens):
@@ -52,8 +69,8 @@ def sample(backend: Backend, seeds: list[dict], config: SamplingConfig, progress
                 "seed_id": seed["seed_id"],
                 "sample_index": k,
                 "text": g.text,
-                "final_answer": final_answer(g.text, seed["domain"], config.answer_format),
+                "final_answer": final_answer(g.text, seed["domain"], config.answer_format, seed.get("choices")),
                 "n_tokens": g.n_tokens,
-                "prompt_hash": prompt_hash,
+                "prompt_hash": prompts.load(prompt_for(config, seed["domain"])).hash,
             })
     return rows

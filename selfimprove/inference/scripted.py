@@ -16,6 +16,8 @@ from .base import Backend, BackendConfig, Generation, prefixes_for, register_bac
 
 Script = Callable[[str, int], str]
 _SUM = re.compile(r"(-?\d+)\s*([+\-*])\s*(-?\d+)")
+_OPTION = re.compile(r"^([A-J])\. (.+)$", re.MULTILINE)
+_FUNCTION = re.compile(r"def (\w+)\(([^)]*)\):\s*\"\"\"Return ([\w +\-*]+?)\.\"\"\"")  # def f(a, b): """Return a + b."""
 
 
 def _fraction(text: str) -> float:
@@ -23,15 +25,24 @@ def _fraction(text: str) -> float:
 
 
 def default_script(prompt: str, k: int) -> str:
-    """The last user turn's arithmetic, answered right on even k and off by one on odd k."""
+    """The last user turn's arithmetic, answered right on even k and off by one on odd k: as a boxed number, as
+    the letter of the option that holds it (multiple choice), or as a function returning it (code)."""
     turn = prompt.rsplit("<|user|>", 1)[-1]
     if "[[Y]]" in turn:
         return "[[Y]]" if _fraction(f"{prompt}#{k}") < 0.7 else "[[N]]"
+    function = _FUNCTION.search(turn)
+    if function:
+        name, args, body = function.groups()
+        return f"```python\ndef {name}({args}):\n    return {body}{' + 1' if k % 2 else ''}\n```"
     m = _SUM.search(turn)
     if not m:
         return f"I cannot tell. \\boxed{{{k}}}"
     a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
     value = a + b if op == "+" else a - b if op == "-" else a * b
+    options = dict(_OPTION.findall(turn))
+    if options:
+        named = next((letter for letter, text in options.items() if text.strip() == str(value + (k % 2))), None)
+        return f"{a} {op} {b} = {value + (k % 2)}. Answer: {named or 'A'}"
     return f"{a} {op} {b} = {value + (k % 2)}. The answer is \\boxed{{{value + (k % 2)}}}."
 
 

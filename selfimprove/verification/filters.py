@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from selfimprove.evaluation.scorers import get_scorer
+from selfimprove.evaluation.scorers import get_scorer, scorer_for
 from selfimprove.validation import Share
 
 RULES = ("none", "ssd_length", "ground_truth")
@@ -23,7 +23,7 @@ class FilterConfig:
 
     rule: str = "none"  # none | ssd_length (SSD) | ground_truth (RFT)
     drop_shortest: Share = 0.10  # ssd_length: share of non-empty samples dropped, shortest first (paper: 10 %)
-    scorer: str = "math"  # ground_truth: how a sample is checked against the seed's answer
+    scorer: str = "math"  # ground_truth: how a math/science sample is checked (other domains: their own scorer)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -60,14 +60,14 @@ def ground_truth(seeds: list[dict], candidates: list[dict], config: FilterConfig
         raise ValueError(f"RFT needs a ground-truth answer for every seed; {len(missing)} of {len(seeds)} have none "
                          f"(first: {missing[0]!r}). Give seeds with an `answer` field, or use svd/ssd.")
     by_id = {s["seed_id"]: s for s in seeds}
-    scorer = get_scorer(config.scorer, answer_format)
     out = []
     for c in candidates:
         if c.get("error"):
             out.append(_verdict(c, False, "error", c["error"]))
             continue
         seed = by_id[c["seed_id"]]
-        s = scorer.score(c["text"], {"answer": seed["answer"], "task": seed.get("task"), "domain": seed["domain"]})
+        kind = config.scorer if seed["domain"] in ("math", "science") else scorer_for(seed["domain"])
+        s = get_scorer(kind, answer_format).score(c["text"], seed)
         if s.correct:
             out.append(_verdict(c, True, None, f"ground truth: correct ({s.extracted})"))
         else:

@@ -1,10 +1,10 @@
 """Filtering: accepted candidates → training examples (prompt, completion)."""
 from __future__ import annotations
 
-from selfimprove.generation.sampling import user_message
+from selfimprove.generation.sampling import SamplingConfig, seed_message
 
 
-def select(seeds: list[dict], candidates: list[dict], verdicts: list[dict], mode: str, prompt_name: str) -> list[dict]:
+def select(seeds: list[dict], candidates: list[dict], verdicts: list[dict], mode: str, sampling: SamplingConfig) -> list[dict]:
     """`first_valid`: the earliest accepted candidate per seed; `all_valid`: every accepted one.
 
     The completion is the full sample (thinking included); the prompt is the sampler's own.
@@ -17,6 +17,6 @@ def select(seeds: list[dict], candidates: list[dict], verdicts: list[dict], mode
             continue
         taken.add(c["seed_id"])
         rows.append({"candidate_id": c["candidate_id"], "seed_id": c["seed_id"],
-                     "prompt": user_message(seeds_by_id[c["seed_id"]]["question"], prompt_name)[0]["content"],
+                     "prompt": seed_message(seeds_by_id[c["seed_id"]], sampling)[0]["content"],
                      "completion": c["text"]})
     return rows

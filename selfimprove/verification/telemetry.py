@@ -9,18 +9,19 @@ import random
 
 from selfimprove.verification.judges import StageConfig
 from selfimprove.verification.votes import combine
-from selfimprove.evaluation.scorers import score
+from selfimprove.evaluation.scorers import get_scorer, scorer_for
 
 
 def label_candidates(seeds: list[dict], candidates: list[dict], answer_format: str) -> dict[str, bool]:
-    """candidate_id → ground-truth correctness, for candidates whose seed has an answer."""
+    """candidate_id → ground-truth correctness by the seed's domain's scorer, for candidates whose seed has an
+    answer (a code seed's answer is no test: code candidates are labelled only on held-out items with tests)."""
     seeds_by_id = {s["seed_id"]: s for s in seeds}
     labels = {}
     for c in candidates:
         seed = seeds_by_id[c["seed_id"]]
-        if seed.get("answer") is None:
+        if seed.get("answer") is None or seed["domain"] == "code":
             continue
-        labels[c["candidate_id"]] = score(c["text"], seed["answer"], "math", None, answer_format, seed["domain"]).correct
+        labels[c["candidate_id"]] = get_scorer(scorer_for(seed["domain"]), answer_format).score(c["text"], seed).correct
     return labels
 
 
