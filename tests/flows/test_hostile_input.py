@@ -98,7 +98,7 @@ def test_a_byte_order_mark_is_accepted_and_the_size_limit_is_configurable(tmp_pa
 
     seeds = tmp_path / "excel.csv"
     seeds.write_bytes("\ufeffquestion,answer\n1+1,2\n".encode("utf-8"))
-    assert load(SeedSource(path=str(seeds))) == [{"seed_id": "row-2", "domain": "math", "question": "1+1", "answer": "2",
+    assert load(SeedSource(path=str(seeds))) == [{"seed_id": "row-2", "domain": "math", "question": "1+1", "choices": None, "answer": "2",
                                                  "task": None, "solution": None, "source": str(seeds), "source_row": 2}]
     long = tmp_path / "long.jsonl"
     long.write_text(json.dumps({"question": "x" * 30}) + "\n")

@@ -94,7 +94,7 @@ def test_two_runs_writing_one_lake_at_once_both_complete_whole(tiny_model, lake,
     o = scripted(tiny_model, shard_seeds=2)  # 6 seeds: three sampling shards
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a = _cli_run(o, lake, tmp_path / "a", env={"SELFIMPROVE_PAUSE_AFTER_SHARD": "candidates:2"})
+    a = _cli_run(o, lake, tmp_path / "a", env={"SELFIMPROVE_PAUSE_AFTER_SHARD": "candidates:4"})
     deadline = time.time() + 240
     while not list(lake.root.glob("_shards/*/candidates-*/*.done")):  # the barrier: a is inside its sampling stage
         assert a.poll() is None and time.time() < deadline, "run a ended or stalled before its first shard"
