@@ -177,7 +177,7 @@ def compare_command(args) -> None:
         raise ValueError("compare needs run ids, or --track T")
     cols, rows = compare_runs(lake, args.run_ids)
     print(format_table(cols, rows, max_width=48))
-    from selfimprove.warehouse.method_views import PER_DOMAIN_HEADER, per_domain
+    from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain
 
     for run in args.run_ids:  # a run over several domains: its numbers per domain
         domains = per_domain(lake, run)

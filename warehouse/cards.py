@@ -10,7 +10,8 @@ import yaml
 from selfimprove.warehouse.document import Table, as_markdown
 from selfimprove.warehouse.export import SPLIT_SQL, Curated
 from selfimprove.warehouse.lake import Lake
-from selfimprove.warehouse.method_views import PER_DOMAIN_HEADER, CascadeView, funnel, per_domain, run_config
+from selfimprove.warehouse.method_views import CascadeView, funnel, run_config
+from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain
 from selfimprove.warehouse.views import query
 
 SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))

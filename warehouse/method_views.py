@@ -13,7 +13,7 @@ from typing import ClassVar
 from selfimprove.methods import get_method
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.document import Item, Table, as_html, html_table
-from selfimprove.warehouse.views import query
+from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain, query
 
 Figure = tuple[str, str]  # (section title, HTML)
 
@@ -291,38 +291,6 @@ def funnel(lake: Lake, run_id: str) -> list[tuple[str, int, str]]:
     (examples,), = query(lake, "SELECT count(*) FROM train_examples WHERE run_id = $run", p)[1]
     steps.append(("training examples", examples, "accepted candidates the selection rule kept for fine-tuning"))
     return steps
-
-
-PER_DOMAIN_HEADER = ["domain", "seeds", "judged", "accepted", "accept rate", "accepted right (labelled)",
-                     "held-out items", "pass@1 base", "pass@1 tuned"]
-
-
-def per_domain(lake: Lake, run_id: str) -> list[tuple]:
-    """Per seed domain: seeds, judged and accepted candidates, accept rate, the share of labelled accepted candidates
-    the domain's scorer marks right (how far the judges' acceptances can be trusted there), and the held-out
-    pass@1 of the base and the tuned model on that domain's items."""
-    return query(lake, """
-        WITH cand AS (
-            SELECT s.domain, v.accepted, v.rejected_at_stage, l.correct
-            FROM candidates c JOIN seeds s USING (run_id, seed_id) JOIN verdicts v USING (run_id, candidate_id)
-            LEFT JOIN candidate_labels l USING (run_id, candidate_id) WHERE c.run_id = $run),
-        judged AS (
-            SELECT domain, count(*) FILTER (WHERE rejected_at_stage IS DISTINCT FROM 'not_judged') AS judged,
-                   count(*) FILTER (WHERE accepted) AS accepted,
-                   avg(CASE WHEN correct THEN 1.0 ELSE 0.0 END) FILTER (WHERE accepted AND correct IS NOT NULL) AS right
-            FROM cand GROUP BY domain),
-        seeds AS (SELECT domain, count(*) AS n FROM seeds WHERE run_id = $run GROUP BY domain),
-        held AS (
-            SELECT i.domain, count(DISTINCT i.item_id) AS items,
-                   avg(CASE WHEN e.correct THEN 1.0 ELSE 0.0 END) FILTER (WHERE e.model = 'base' AND e.correct IS NOT NULL) AS base,
-                   avg(CASE WHEN e.correct THEN 1.0 ELSE 0.0 END) FILTER (WHERE e.model = 'tuned' AND e.correct IS NOT NULL) AS tuned
-            FROM eval_items i LEFT JOIN eval_samples e USING (run_id, dataset, item_id)
-            WHERE i.run_id = $run GROUP BY i.domain)
-        SELECT coalesce(s.domain, h.domain), coalesce(s.n, 0), coalesce(j.judged, 0), coalesce(j.accepted, 0),
-               round(j.accepted / nullif(j.judged, 0), 3), round(j.right, 3), coalesce(h.items, 0),
-               round(h.base, 3), round(h.tuned, 3)
-        FROM seeds s FULL JOIN held h USING (domain) LEFT JOIN judged j ON j.domain = coalesce(s.domain, h.domain)
-        ORDER BY 1""", {"run": run_id})[1]
 
 
 class DistillView(MethodView):

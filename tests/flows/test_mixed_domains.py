@@ -62,7 +62,7 @@ def test_one_seed_file_mixing_math_choice_and_code(tiny_model, lake, prefect_har
     # held-out: each item by its domain's scorer; code in the sandbox, one passing and one failing
     reasons = dict(q("SELECT item_id, reason FROM eval_samples WHERE run_id = RUN AND model = 'base'"))
     assert reasons["hk-pass"] == "ok" and reasons["hk-fail"].startswith("failed") and reasons["hc"] == "ok"
-    from selfimprove.warehouse.method_views import per_domain
+    from selfimprove.warehouse.views import per_domain
 
     table = {row[0]: row for row in per_domain(lake, run)}
     assert set(table) == {"math", "choice", "code"}
