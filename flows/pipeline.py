@@ -17,6 +17,7 @@ from selfimprove import config as configlib
 from selfimprove.config import RunConfig
 from selfimprove.data import seeds as seedlib
 from selfimprove.data.datasets import BUILTIN
+from selfimprove.generation import few_shot
 from selfimprove.evaluation.heldout import load_items
 from selfimprove.inference.base import backend_class, for_checkpoint
 from selfimprove.methods import get_method, methods_of_flow
@@ -72,6 +73,8 @@ def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reu
         round_seeds(cfg, taken_questions(lk.location, cfg, run_id))
     if cfg.evaluation.dataset not in BUILTIN:
         load_items(cfg.evaluation)  # a held-out file is checked like a seed file
+    if cfg.sampling.few_shot:
+        few_shot.examples(cfg.sampling.few_shot)  # so is a few-shot file
     backend_class(cfg.backend.kind).check(cfg.backend)
     if cfg.executor.kind == "ray":
         import importlib.util
@@ -109,19 +112,20 @@ def check_models(cfg: RunConfig) -> list[dict]:
 def prompt_needs(cfg: RunConfig, roles: list[str]):
     """One prompt of each kind the run sends a model in these roles."""
     from selfimprove import prompts
-    from selfimprove.generation.sampling import user_message
+    from selfimprove.generation.sampling import seed_message, user_message
     from selfimprove.inference.preflight import PromptNeeds
     from selfimprove.verification.judges import prompts_used
     from selfimprove.verification.votes import VERDICT_PREFIX
 
     question, answer = "What is 2 + 3?", "2 + 3 = 5. The answer is \\boxed{5}."
     needs = PromptNeeds()
-    if "policy" in roles:
-        needs.samples["sample"] = user_message(question, cfg.sampling.prompt)
-        for domain, name in sorted(cfg.sampling.domain_prompts.items()):
-            needs.samples[f"sample:{domain}"] = user_message(question, name, ["4", "5"] if domain == "choice" else None)
+    if "policy" in roles:  # each domain's turn, with its few-shot examples
+        needs.samples["sample"] = seed_message({"question": question, "domain": "math"}, cfg.sampling)
+        for domain in sorted(cfg.sampling.domain_prompts):
+            needs.samples[f"sample:{domain}"] = seed_message(
+                {"question": question, "domain": domain, "choices": ["4", "5"] if domain == "choice" else None}, cfg.sampling)
     if "policy" in roles or "trained" in roles:
-        needs.training = (needs.samples.get("sample", user_message(question, cfg.sampling.prompt))[0]["content"], answer)
+        needs.training = (user_message(question, cfg.sampling.prompt)[0]["content"], answer)
     if "judge" in roles:
         for stage in cfg.cascade.stages:
             if stage.calls_model:

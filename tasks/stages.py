@@ -21,6 +21,7 @@ from selfimprove.evaluation.contamination import ContaminationError, describe, f
 from selfimprove.data.datasets import builtin
 from selfimprove.evaluation.heldout import EvalConfig, evaluate, load_items, metrics
 from selfimprove.verification.judges import prompts_used
+from selfimprove.generation import few_shot
 from selfimprove.generation.sampling import prompts_of, sample
 from selfimprove.verification.selection import select
 from selfimprove.verification.telemetry import label_candidates, stage_metrics
@@ -140,7 +141,8 @@ def sample_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict) -
             "generated_tokens": sum(b["counters"]["generated_tokens"] for b in usage.get("backends", [])),
             "error_rows": errors, **usage}
 
-    return run_stage(ctx, "candidates", {"engine": engine(cfg.model, cfg.backend), **section(cfg, "sampling", "shard_seeds")},
+    return run_stage(ctx, "candidates", {"engine": engine(cfg.model, cfg.backend), **section(cfg, "sampling", "shard_seeds"),
+                                         **few_shot.version(cfg.sampling.few_shot)},
                      [seeds_manifest], body, prompts_of(cfg.sampling), reads=("seeds",))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from selfimprove import prompts
+from selfimprove.generation import few_shot
 from selfimprove.generation.answers import LETTERS, final_answer
 from selfimprove.inference.base import Backend, SamplingParams
 from selfimprove.inference.prompt_format import THINKING
@@ -23,6 +24,7 @@ class SamplingConfig:
     domain_prompts: dict = field(default_factory=lambda: {"choice": "sample_choice", "code": "sample_code"})  # by domain
     answer_format: str = "boxed"  # boxed (paper) | boxed_or_last_number (models that ignore boxing)
     thinking: str = "auto"  # on | off | auto (the template's default): a thinking template's switch
+    few_shot: str | None = None  # a file of worked {question, answer} examples shown before each question (few_shot.py)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -46,8 +48,13 @@ def prompt_for(config: SamplingConfig, domain: str) -> str:
 
 
 def seed_message(seed: dict, config: SamplingConfig) -> list[dict]:
-    """The user turn that asks this seed, in its domain's prompt."""
-    return user_message(seed["question"], prompt_for(config, seed.get("domain") or "math"), seed.get("choices"))
+    """The turns that ask this seed: its domain's few-shot examples (question, worked answer), then the user turn
+    with its question, all in its domain's prompt. The seed's own turn is the last."""
+    domain = seed.get("domain") or "math"
+    prompt = prompt_for(config, domain)
+    shots = [turn for e in few_shot.of_domain(config.few_shot, domain)
+             for turn in (*user_message(e["question"], prompt, e["choices"]), {"role": "assistant", "content": e["answer"]})]
+    return shots + user_message(seed["question"], prompt, seed.get("choices"))
 
 
 def prompts_of(config: SamplingConfig) -> tuple[str, ...]:

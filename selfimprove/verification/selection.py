@@ -7,7 +7,8 @@ from selfimprove.generation.sampling import SamplingConfig, seed_message
 def select(seeds: list[dict], candidates: list[dict], verdicts: list[dict], mode: str, sampling: SamplingConfig) -> list[dict]:
     """`first_valid`: the earliest accepted candidate per seed; `all_valid`: every accepted one.
 
-    The completion is the full sample (thinking included); the prompt is the sampler's own.
+    The completion is the full sample (thinking included); the prompt is the sampler's own turn for the seed
+    (its few-shot examples, if any, are left out: the model learns to answer without them).
     """
     accepted = {v["candidate_id"] for v in verdicts if v["accepted"]}
     seeds_by_id = {s["seed_id"]: s for s in seeds}
@@ -17,6 +18,6 @@ def select(seeds: list[dict], candidates: list[dict], verdicts: list[dict], mode
             continue
         taken.add(c["seed_id"])
         rows.append({"candidate_id": c["candidate_id"], "seed_id": c["seed_id"],
-                     "prompt": seed_message(seeds_by_id[c["seed_id"]], sampling)[0]["content"],
+                     "prompt": seed_message(seeds_by_id[c["seed_id"]], sampling)[-1]["content"],
                      "completion": c["text"]})
     return rows
