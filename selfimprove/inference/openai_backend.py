@@ -9,6 +9,9 @@
   A server that returns no logprobs fails with one clear line.
 - `render` / `count_tokens` need the model's tokenizer: `tokenizer: <local folder>`; on a vLLM
   server without one, `count_tokens` asks its `/tokenize`.
+- A model without a chat template (`prompt_format` plain, or auto with a template-less `tokenizer`) is prompted
+  in selfimprove's plain format, rendered here and sent through the completions API; the choices' tokens are
+  read after the prefix by the local tokenizer (`prompt_format.verdict_tokens`).
 - Usage (prompt and completion tokens) from every response goes into the counters.
 - Identity: the served model name, what /v1/models reports for it, and the base URL's host.
 """
@@ -19,6 +22,7 @@ import math
 import urllib.request
 
 from .base import Backend, BackendConfig, Generation, LocalTokenizer, prefixes_for, register_backend
+from .prompt_format import resolve as resolve_format
 from .served import ServedClient, ServerError
 
 
@@ -40,11 +44,15 @@ class OpenAIBackend(Backend):
             from .models import load_tokenizer
 
             self.tokenizer = load_tokenizer(config.tokenizer, prompt_format=config.prompt_format)
+        self.plain = self._identity["prompt_format"] == "plain"
 
     @classmethod
     def check(cls, config: BackendConfig) -> None:
         if not config.base_url:
             raise ValueError("backend kind 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        if config.prompt_format == "plain" and not config.tokenizer:
+            raise ValueError("backend kind 'openai' with prompt_format plain renders prompts here: set backend.tokenizer "
+                             "to a local folder with the served model's tokenizer")
 
     @classmethod
     def describe(cls, model_path, config: BackendConfig) -> dict:
@@ -61,7 +69,9 @@ class OpenAIBackend(Backend):
         match = [m for m in listed if m["id"] == name]
         if not match:
             raise ServerError(f"OpenAI-compatible server at {config.base_url} serves {ids}, not {name!r}: set backend.model")
-        return {"kind": cls.kind, "server": host, "served_model": name, "models": match[0], "send_seed": config.send_seed}
+        plain = bool(config.tokenizer) and resolve_format(config.tokenizer, config.prompt_format) == "plain"
+        return {"kind": cls.kind, "server": host, "served_model": name, "models": match[0], "send_seed": config.send_seed,
+                "prompt_format": "plain" if plain else "server chat template"}
 
     # -- the seam ----------------------------------------------------------------------------------
     def render(self, messages, assistant_prefix="", thinking="auto"):
@@ -78,7 +88,7 @@ class OpenAIBackend(Backend):
 
         async def one(client, job):
             i, (messages, prefix) = job
-            kwargs = self._chat_kwargs(messages, prefix, params.thinking)
+            kwargs = self._request(messages, prefix, params.thinking)
             kwargs.update(n=n, max_tokens=params.max_new_tokens, temperature=max(params.temperature, 0.0),
                           top_p=1.0 if greedy else params.top_p)
             if self.config.send_seed:
@@ -87,7 +97,7 @@ class OpenAIBackend(Backend):
                 kwargs.setdefault("extra_body", {})["top_k"] = params.top_k
             response = await self._create(client, kwargs)
             self.client.count_usage(response)
-            texts = [c.message.content or "" for c in sorted(response.choices, key=lambda c: c.index)]
+            texts = [(c.text if self.plain else c.message.content) or "" for c in sorted(response.choices, key=lambda c: c.index)]
             return [Generation(t, self._tokens_of(t, response, len(texts))) for t in texts]
 
         results = self.client.map(one, jobs, progress)
@@ -96,6 +106,8 @@ class OpenAIBackend(Backend):
         return [r * params.n for r in results] if greedy and params.n > 1 else results
 
     def choice_probs(self, prompts, assistant_prefix, choices):
+        if self.plain:
+            return self._plain_choice_probs(prompts, assistant_prefix, choices)
         ids = [self._choice_id(c) for c in choices] if self.is_vllm else None
 
         async def one(client, messages):
@@ -117,7 +129,37 @@ class OpenAIBackend(Backend):
         self.counters.scored_prompts += len(prompts)
         return out
 
+    def _plain_choice_probs(self, prompts, assistant_prefix, choices):
+        """The completions API over prompts rendered here: the next token's top logprobs, each choice by the token
+        the local tokenizer reads it with after the prefix."""
+        ids = LocalTokenizer.verdict_ids(self, assistant_prefix, choices)
+        shown = {c: self.tokenizer.decode([i]) for c, i in zip(choices, ids)}
+
+        async def one(client, messages):
+            kwargs = self._request(messages, assistant_prefix, "off")
+            kwargs.update(max_tokens=1, temperature=0.0, logprobs=20)
+            if self.is_vllm:
+                kwargs.setdefault("extra_body", {})["logprob_token_ids"] = ids
+            response = await self._create(client, kwargs)
+            self.client.count_usage(response)
+            logprobs = response.choices[0].logprobs
+            top = (logprobs.top_logprobs or [{}])[0] if logprobs else {}
+            if not top:
+                raise ServerError(f"OpenAI-compatible server at {self.client.base_url} returned no logprobs for "
+                                  f"{self.served!r}: probability judges need a server that returns them")
+            return {c: math.exp(top[shown[c]]) if shown[c] in top else 0.0 for c in choices}
+
+        out = self.client.map(one, list(prompts))
+        self.counters.scored_prompts += len(prompts)
+        return out
+
     # -- helpers -----------------------------------------------------------------------------------
+    def _request(self, messages, prefix: str, thinking: str) -> dict:
+        """A completions request with the prompt rendered here (plain format), else a chat request."""
+        if self.plain:
+            return {"model": self.served, "prompt": self.render(messages, prefix, thinking)}
+        return self._chat_kwargs(messages, prefix, thinking)
+
     def _chat_kwargs(self, messages, prefix: str, thinking: str = "auto") -> dict:
         kwargs = {"model": self.served, "messages": list(messages)}
         if prefix:
@@ -131,6 +173,8 @@ class OpenAIBackend(Backend):
         import openai
 
         try:
+            if "prompt" in kwargs:
+                return await client.completions.create(**kwargs)
             return await client.chat.completions.create(**kwargs)
         except openai.BadRequestError as e:
             if "continue_final_message" in str(kwargs.get("extra_body", {})):

@@ -109,3 +109,26 @@ def test_openai_backend_names_the_server_when_it_is_down():
 
     with pytest.raises(ServerError, match=r"server at http://127.0.0.1:9/v1"):
         load_backend("served", BackendConfig(kind="openai", base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2))
+
+
+def test_openai_backend_prompts_a_plain_model_through_the_completions_api(engines, served):
+    """`prompt_format: plain` on a served model: prompts are rendered here and sent as text, and P(Y) is read from the
+    token the local tokenizer scores; both agree with the transformers engine in the same format."""
+    from selfimprove.inference.models import default_checkpoint
+
+    path = str(default_checkpoint())
+    plain = load_backend("served", BackendConfig(kind="openai", base_url=served.base_url, send_seed=False,
+                                                 tokenizer=path, prompt_format="plain", api_key_env=None))
+    local = load_backend(path, BackendConfig(kind="transformers", dtype="bfloat16", prompt_format="plain"))
+    assert plain.identity()["prompt_format"] == "plain"
+    assert plain.render(PROMPTS[0]).startswith("Question: What is 3 + 4?") and plain.render(PROMPTS[0]).endswith("\nAnswer:")
+    greedy = SamplingParams(temperature=0, max_new_tokens=24)
+    a, b = plain.generate(PROMPTS[:6], greedy), local.generate(PROMPTS[:6], greedy)
+    assert sum(bool(x[0].text) for x in a) >= 3 and sum(x[0].text == y[0].text for x, y in zip(a, b)) >= 3
+    share = lambda p: p["Y"] / (p["Y"] + p["N"])  # noqa: E731
+    diffs = [abs(share(x) - share(y)) for x, y in zip(plain.choice_probs(JUDGE, "[[", ["Y", "N"]),
+                                                     local.choice_probs(JUDGE, "[[", ["Y", "N"]))]
+    assert max(diffs) < 0.1  # the same bf16 bound as the chat test above
+    local.close()
+    with pytest.raises(ValueError, match="prompt_format plain renders prompts here: set backend.tokenizer"):
+        load_backend("served", BackendConfig(kind="openai", base_url=served.base_url, prompt_format="plain"))
