@@ -16,6 +16,7 @@ from tests.tiny_model import tiny_overrides
 def _on_track(tiny_model, name="t", **track):
     o = tiny_overrides(tiny_model)
     o.pop("model")  # a run on a track starts from its champion; the track's first one from its base
+    o["cascade"] = {"stages": [{"strategy": "agreement", "threshold": 0.0}]}  # rounds are not about judges: no judge model
     return {**o, "track": {"name": name, "base": str(tiny_model), "guard_size": 6, **track}}
 
 
