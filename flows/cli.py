@@ -7,6 +7,7 @@ Choices (flows, methods, presets, datasets, scorers, stages) are read from the r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -65,6 +66,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the model stages' shards on Ray (ADDRESS: a cluster such as ray://head:10001 or auto; "
                         "none: a local cluster); the config's `executor:` section sets workers and resources")
+    p.add_argument("--verbose", action="store_true", help="also print TRL's own progress bars and per-step loss dicts")
 
 
 def _literal(text: str) -> str:
@@ -96,6 +98,8 @@ def run_command(args) -> None:
     from selfimprove.flows.pipeline import check_start
     from selfimprove.methods import default_method, methods_of_flow
 
+    if args.verbose:
+        os.environ["SELFIMPROVE_VERBOSE"] = "1"
     if args.method and args.method not in methods_of_flow(args.flow):
         raise ValueError(f"--method {args.method} is not a method of `run {args.flow}`: {methods_of_flow(args.flow)}")
     if args.reward and args.flow != "sdzero":

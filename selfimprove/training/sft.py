@@ -5,6 +5,7 @@ stage loads a plain checkpoint). Returns the per-step loss log for the lake.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,9 +75,22 @@ def build_trainer(base_model: str | Path, examples: list[dict], output_dir: str 
 
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, task_type="CAUSAL_LM",
                                  target_modules="all-linear")
+    if not verbose():
+        import datasets
+
+        datasets.disable_progress_bars()  # "Tokenizing train dataset" and its siblings
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                          peft_config=peft_config, callbacks=callbacks or [])
+    if not verbose():  # the stage's own progress bar and line report training; TRL's loss dicts only with --verbose
+        from transformers import ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
     return trainer, tokenizer
+
+
+def verbose() -> bool:
+    """`selfimprove run --verbose` (SELFIMPROVE_VERBOSE=1): TRL's own bars and per-step dicts are printed."""
+    return os.environ.get("SELFIMPROVE_VERBOSE") == "1"
 
 
 def train(base_model: str | Path, examples: list[dict], output_dir: str | Path, config: TrainConfig,

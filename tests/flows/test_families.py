@@ -85,6 +85,8 @@ def test_base_model_from_a_gguf_file_runs_svd_and_eval_from_the_cli(family_model
     cfg = tmp_path / "run.yaml"
     cfg.write_text(yaml.safe_dump(overrides))
     assert main(["run", "svd", "--config", str(cfg), "--lake", str(lake.root)]) == 0
+    printed = capsys.readouterr()
+    assert "'loss'" not in printed.out + printed.err  # a quiet run: TRL's per-step dicts only with --verbose
     (run,), = query(lake, "SELECT run_id FROM runs")[1]
     q, (policy,) = _run_facts(lake, run)
     converted = models.gguf_checkpoint_dir(gguf)
