@@ -19,7 +19,7 @@ from selfimprove.data import seeds as seedlib
 from selfimprove.verification.cascade import run_cascade
 from selfimprove.evaluation.contamination import ContaminationError, describe, find_overlaps
 from selfimprove.data.datasets import builtin
-from selfimprove.evaluation.heldout import EvalConfig, evaluate, load_items, metrics
+from selfimprove.evaluation.heldout import EvalConfig, eval_prompts, evaluate, load_items, metrics
 from selfimprove.verification.judges import prompts_used
 from selfimprove.generation import few_shot
 from selfimprove.generation.sampling import prompts_of, sample
@@ -340,9 +340,6 @@ def _eval_stage(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: 
                      [items_manifest], body, prompt_names, reads=("eval_items",))
 
 
-_EVAL_PROMPTS = ("sample_math", "sample_choice", "sample_code")
-
-
 def evaluate_shard(evaluation, thinking: str, label: str, engine, items: list[dict], shard: int, progress=None) -> dict:
     return {"eval_samples": evaluate(engine, items, evaluation, label, progress=progress, thinking=thinking)}
 
@@ -356,12 +353,12 @@ def uq_ttc_shard(cfg: RunConfig, thinks_: bool, label: str, engine, items: list[
 def evaluate_model(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str) -> dict:
     """Score `model` ('default' or a checkpoint path) on the run's held-out items, stored under `label`."""
     return _eval_stage(ctx, cfg, items_manifest, model, label, f"eval-{label}", {},
-                       partial(evaluate_shard, cfg.evaluation, cfg.sampling.thinking, label), _EVAL_PROMPTS)
+                       partial(evaluate_shard, cfg.evaluation, cfg.sampling.thinking, label), eval_prompts(cfg.evaluation))
 
 
 @task(name="evaluate-uq-ttc", **MODEL_STAGE)
 def evaluate_uq_ttc(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str = "base+uq_ttc") -> dict:
     """The test-time baseline: n samples per held-out item, judged by the run's cascade, first accepted answers."""
-    used = _EVAL_PROMPTS + tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
+    used = eval_prompts(cfg.evaluation) + tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
     return _eval_stage(ctx, cfg, items_manifest, model, label, "eval-uq_ttc", section(cfg, "uq_ttc", "sampling", "cascade"),
                        partial(uq_ttc_shard, cfg, policy_thinks(cfg, model), label), used)

@@ -61,6 +61,12 @@ def load_items(config: EvalConfig, exclude_questions: set[str] | frozenset = fro
     return read_user_file(config.dataset, config.scorer)
 
 
+def eval_prompts(config: EvalConfig) -> tuple[str, ...]:
+    """Every prompt file an evaluation may ask in (each scorer's, and the configured one): found, not listed, so
+    editing any of them changes the evaluation stage's version."""
+    return tuple(sorted(set(PROMPT_FOR_SCORER.values()) | ({config.prompt} if config.prompt else set())))
+
+
 def message(item: dict, prompt_name: str | None = None) -> list[dict]:
     """The chat message that asks `item`: its question, and for multiple choice its lettered options."""
     name = prompt_name or PROMPT_FOR_SCORER[item.get("scorer") or "math"]

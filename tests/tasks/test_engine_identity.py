@@ -34,3 +34,32 @@ def test_dtype_or_engine_change_recomputes_model_stages_and_nothing_else(tiny_mo
     for stage in MODEL_STAGES:
         manifest = lake.read_manifest(third, stage)
         assert "reused_from" not in manifest and manifest["backends"][0]["identity"]["kind"] == "scripted"
+
+
+def test_editing_any_scorers_prompt_changes_the_evaluation_version(tmp_path, monkeypatch):
+    """The evaluation stage hashes every prompt a scorer may ask in, found from the scorers' table: a prompt added
+    for a new scorer, or an edit to an existing one, is a new version without listing it anywhere else."""
+    import shutil
+
+    from selfimprove import prompts
+    from selfimprove.data import datasets
+    from selfimprove.evaluation.heldout import EvalConfig, eval_prompts
+    from selfimprove.tasks.common import version_of
+
+    folder = tmp_path / "prompts"
+    shutil.copytree(prompts.FOLDER, folder)
+    monkeypatch.setattr(prompts, "FOLDER", folder)
+    prompts.load.cache_clear()
+    config = EvalConfig()
+    version = lambda: version_of("eval-base", {}, [], eval_prompts(config))  # noqa: E731
+    try:
+        before = version()
+        (folder / "sample_choice.txt").write_text((folder / "sample_choice.txt").read_text() + "\nBe brief.")
+        prompts.load.cache_clear()
+        edited = version()
+        assert edited != before
+        (folder / "sample_proof.txt").write_text("Prove: {question}")
+        monkeypatch.setitem(datasets.PROMPT_FOR_SCORER, "proof", "sample_proof")
+        assert "sample_proof" in eval_prompts(config) and version() != edited
+    finally:
+        prompts.load.cache_clear()
