@@ -421,15 +421,22 @@ def promote_command(args) -> None:
           + (f" over {row['previous_path']}" if row["previous_path"] else ""))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Exit 0 on success; 2 for a user's mistake (bad input, config, SQL, unknown run), 1 for a failure
-    the user did not cause. Either is one line on stderr; `--debug` re-raises for the traceback."""
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The CLI's parser and each command's own (the CLI reference in docs/ is generated from them)."""
     parser = argparse.ArgumentParser(prog="selfimprove", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
+    commands = {}
     for name, (help_text, add, _) in COMMANDS.items():
-        add(sub.add_parser(name, help=help_text))
-    args = parser.parse_args(argv)
+        commands[name] = sub.add_parser(name, help=help_text, description=help_text)
+        add(commands[name])
+    return parser, commands
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success; 2 for a user's mistake (bad input, config, SQL, unknown run), 1 for a failure
+    the user did not cause. Either is one line on stderr; `--debug` re-raises for the traceback."""
+    args = build_parser()[0].parse_args(argv)
     try:
         COMMANDS[args.command][2](args)
     except Exception as e:

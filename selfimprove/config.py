@@ -33,20 +33,20 @@ from selfimprove.validation import AtLeast1, InputError, Share, check_value, rea
 class RunConfig:
     """Everything one SVD run needs."""
 
-    model: str = "default"  # 'default' = embedded SmolLM2-135M-Instruct, a local checkpoint folder, or champion:<track>
+    model: str = "default"  # default (the embedded model) | a .gguf file | a checkpoint folder | org/name | champion:<track>
     judge_model: str | None = None  # None = the policy model judges itself (pure SVD)
     method: str = "svd"  # a registered method (selfimprove.methods): recorded in runs.config_json
-    seeds: SeedSource = field(default_factory=SeedSource)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    cascade: CascadeConfig = field(default_factory=CascadeConfig)
+    seeds: SeedSource = field(default_factory=SeedSource)  # where seed questions come from (file, inbox, generator)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # how candidates are drawn
+    cascade: CascadeConfig = field(default_factory=CascadeConfig)  # judge stages; which accepted candidates are kept
     filter: FilterConfig = field(default_factory=FilterConfig)  # a rule instead of the cascade (SSD, RFT)
-    training: TrainConfig = field(default_factory=TrainConfig)
-    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)  # the SFT recipe
+    evaluation: EvalConfig = field(default_factory=EvalConfig)  # the held-out set and how it is decoded and scored
     uq_ttc: UQTTCConfig = field(default_factory=UQTTCConfig)  # test-time baseline on the held-out set (off by default)
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # guard before training
     sdzero: SDZeroConfig = field(default_factory=SDZeroConfig)  # the sdzero flow's two phases
     opsd: OPSDConfig = field(default_factory=OPSDConfig)  # the opsd flow: privileged information, distillation
-    backend: BackendConfig = field(default_factory=BackendConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)  # the inference engine and its settings
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where model stages' shards run (local | ray)
     track: TrackConfig = field(default_factory=TrackConfig)  # a run on a track registers its model, faces the gate
     shard_seeds: AtLeast1 = 32  # seeds per checkpointed shard of sampling and judging (a crash loses at most one)

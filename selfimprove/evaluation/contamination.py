@@ -24,7 +24,7 @@ class ContaminationError(ValueError):
 class ContaminationConfig:
     """The guard run before any training stage."""
 
-    enabled: bool = True
+    enabled: bool = True  # run the guard before training
     ngram: AtLeast1 = 8  # words per n-gram
     threshold: Share = 0.5  # share of a held-out item's n-grams in training text that flags it
     template_share: Share = 0.05  # n-grams in more than this share of a set's items are template (sets of >= 20)

@@ -37,11 +37,11 @@ class EvalConfig:
     samples: AtLeast1 = 1  # k samples per item; pass@1 = mean over them
     pass_k: list[AtLeast1] = field(default_factory=lambda: [1])  # pass@k reported for each k <= samples
     temperature: NonNegative = 0.0  # 0 = greedy (then samples must be 1)
-    top_p: OpenShare = 1.0
-    max_new_tokens: AtLeast1 = 64
-    answer_format: str = "boxed_or_last_number"
+    top_p: OpenShare = 1.0  # nucleus share when temperature > 0
+    max_new_tokens: AtLeast1 = 64  # tokens an answer may generate
+    answer_format: str = "boxed_or_last_number"  # how math answers are read: boxed | boxed_or_last_number
     bootstrap: AtLeast0 = 1000  # resamples for confidence intervals
-    seed: int = 0
+    seed: int = 0  # the sampling seed when temperature > 0
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # limits for code items
     temperature_sweep: list[NonNegative] = field(default_factory=list)  # SSD: evaluate base and tuned at each T_eval too
     sweep_samples: AtLeast1 = 2  # samples per item at each swept T > 0 (pass@1 = their mean)

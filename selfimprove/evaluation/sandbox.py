@@ -50,7 +50,7 @@ class SandboxConfig:
     timeout_s: Positive = 10.0  # wall clock; the CPU limit is the same number of seconds, rounded up
     memory_mb: AtLeast1 = 1024  # address-space limit
     file_size_mb: AtLeast1 = 16  # largest file the program may write, its stdout and stderr included
-    open_files: AtLeast1 = 64
+    open_files: AtLeast1 = 64  # file descriptors a program may hold open (RLIMIT_NOFILE)
     python: str | None = None  # interpreter for programs; None = first of ours / system python3 that works
     network_namespace: bool = True  # use `unshare -rn` when it works here
     drop_privileges: bool = True  # when running as root, run programs as nobody

@@ -30,7 +30,7 @@ FALLBACKS = ("first_answer", "majority", "greedy")
 class UQTTCConfig:
     """The test-time baseline; off unless enabled (it costs n samples plus judging per question)."""
 
-    enabled: bool = False
+    enabled: bool = False  # evaluate the UQ-TTC test-time baseline too (`run --uq-ttc`)
     n: AtLeast1 | None = None  # samples per question; None = the run's sampling.n (samples are drawn as training's are)
     fallback: str = "first_answer"  # first_answer | majority | greedy (see module docstring)
 

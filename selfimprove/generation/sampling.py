@@ -16,16 +16,16 @@ class SamplingConfig:
     """Candidate generation. Defaults follow the measured prototype in methods.md."""
 
     n: AtLeast1 = 8  # candidates per seed (paper best: 8)
-    temperature: NonNegative = 0.8
-    top_p: OpenShare = 0.95
+    temperature: NonNegative = 0.8  # sampling temperature (0 = greedy)
+    top_p: OpenShare = 0.95  # nucleus sampling share
     top_k: AtLeast0 = 50  # 0 disables; 50 (transformers' default) is what the measured quickstart used
-    max_new_tokens: AtLeast1 = 64
+    max_new_tokens: AtLeast1 = 64  # tokens a candidate may generate
     prompt: str = "sample_math"  # prompt file that wraps each math/science question
     domain_prompts: dict = field(default_factory=lambda: {"choice": "sample_choice", "code": "sample_code"})  # by domain
     answer_format: str = "boxed"  # boxed (paper) | boxed_or_last_number (models that ignore boxing)
     thinking: str = "auto"  # on | off | auto (the template's default): a thinking template's switch
     few_shot: str | None = None  # a file of worked {question, answer} examples shown before each question (few_shot.py)
-    seed: int = 0
+    seed: int = 0  # the sampling seed (each shard derives its own from it)
 
     def __post_init__(self) -> None:
         if self.thinking not in THINKING:

@@ -13,16 +13,16 @@ class DistillConfig:
 
     steps: AtLeast1 = 30  # optimizer steps
     batch_size: AtLeast1 = 8  # prompts per step, one on-policy response each
-    learning_rate: Positive = 1e-5
-    max_grad_norm: Positive = 1.0
+    learning_rate: Positive = 1e-5  # AdamW's learning rate (the student's)
+    max_grad_norm: Positive = 1.0  # gradient-norm clipping
     divergence: str = "mixture"  # forward_kl | reverse_kl (paper) | mixture (released code: 0.5/0.5) | jsd
     mix: Share = 0.5  # mixture: weight of the forward KL
     beta: Share = 0.5  # jsd: the teacher's weight in the mixture distribution (generalized JSD)
     top_k: AtLeast1 = 64  # the teacher's top-k tokens are the support (paper: 64)
     support: str = "renormalized"  # renormalized | tail_bucket (never `truncated`: it collapses training)
     temperature: Positive = 1.0  # the student's sampling temperature for its rollouts
-    top_p: OpenShare = 1.0
-    max_new_tokens: AtLeast1 = 64
+    top_p: OpenShare = 1.0  # nucleus share of the rollouts
+    max_new_tokens: AtLeast1 = 64  # tokens a rollout may generate
     autocast: str = "bfloat16"  # bfloat16 | float32: compute dtype (weights and optimiser stay float32)
     sync_every: AtLeast0 = 0  # copy student -> teacher every N steps (0: never by count)
     sync_on_plateau: bool = True  # copy student -> teacher when the held-out reward stops improving
@@ -31,7 +31,7 @@ class DistillConfig:
     patience: AtLeast0 = 1  # checks without improvement that make a plateau
     min_delta: NonNegative = 0.0  # an improvement must exceed this
     val_size: AtLeast1 = 32  # seeds kept out of the rollouts to measure the held-out reward
-    seed: int = 0
+    seed: int = 0  # the seed of seed order and rollouts
 
     def __post_init__(self) -> None:
         if self.support == "truncated":

@@ -20,17 +20,17 @@ class TrainConfig:
     """SFT settings. Defaults are the measured CPU quickstart recipe from methods.md."""
 
     method: str = "full"  # full | lora
-    epochs: Positive = 2.0
-    learning_rate: Positive = 2e-5
-    batch_size: AtLeast1 = 8
+    epochs: Positive = 2.0  # passes over the training examples
+    learning_rate: Positive = 2e-5  # peak learning rate
+    batch_size: AtLeast1 = 8  # examples per optimiser step
     max_length: AtLeast1 = 256  # tokens per example, prompt + completion
-    warmup_ratio: Share = 0.05
-    weight_decay: NonNegative = 0.01
-    max_grad_norm: Positive = 1.0
-    lr_scheduler: str = "cosine"
-    lora_r: AtLeast1 = 16
-    lora_alpha: AtLeast1 = 32
-    seed: int = 0
+    warmup_ratio: Share = 0.05  # share of the steps spent warming up the learning rate
+    weight_decay: NonNegative = 0.01  # AdamW's weight decay
+    max_grad_norm: Positive = 1.0  # gradient-norm clipping
+    lr_scheduler: str = "cosine"  # transformers' scheduler name (cosine, linear, constant, ...)
+    lora_r: AtLeast1 = 16  # LoRA rank (method: lora)
+    lora_alpha: AtLeast1 = 32  # LoRA scaling (method: lora)
+    seed: int = 0  # the training seed (data order, initialisation of LoRA)
     min_examples: AtLeast1 = 1  # fewer accepted examples than this skips training (reported, not silent)
 
 

@@ -21,7 +21,7 @@ SELECTIONS = ("first_valid", "all_valid")
 class CascadeConfig:
     """Which stages judge candidates, and which accepted candidates become training data."""
 
-    stages: list[StageConfig] = field(default_factory=lambda: [
+    stages: list[StageConfig] = field(default_factory=lambda: [  # the judge stages in order (see `cascade.stages[]`)
         StageConfig("cycle_consistency"), StageConfig("factuality"), StageConfig("correctness")])
     selection: str = "first_valid"  # first_valid (paper) | all_valid
     seed: int = 0  # judge sampling seed

@@ -30,6 +30,7 @@ class StageConfig:
         strategy: a registered judge strategy (`strategy_names()`).
         votes: independent judgments (paper best: 5).
         rule: unanimous | majority | at_least_k (with `k`).
+        k: at_least_k: the Y votes a candidate needs.
         scoring: sample | probability | constrained (see `votes.py`).
         threshold: probability scoring: min P(Y | Y or N); agreement: min answer share.
         temperature: judge sampling temperature.

@@ -37,7 +37,8 @@ class OPSDConfig:
         reward: how rollouts and the held-out checks (keep_best, plateau syncs) are graded; None: `ground_truth`
             when the PI is, else `self_verified` (agreement labels, no answer read), so a label-free PI makes a
             label-free run.
-        scorer / agreement_threshold: as SD-Zero's, for the reward.
+        scorer: how the reward checks an answer against the seed's (as SD-Zero's).
+        agreement_threshold: the agreement reward's minimum answer share (as SD-Zero's).
         warm_start: first fine-tune (SFT) on the run's accepted examples, then distil from that model (the
             "SFT-stabilised student").
         distill: the on-policy loop (`selfimprove.training.self_distill`).

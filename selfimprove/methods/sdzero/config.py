@@ -26,9 +26,9 @@ class SDZeroConfig:
     distill_share: Share = 0.5  # share of seeds (by a hash of seed_id) kept for Phase 2; the rest is Phase 1's
     init_per_seed: AtLeast1 = 2  # Phase 1: candidates per seed used as y_init (the first ones sampled)
     revise_temperature: NonNegative = 0.7  # Phase 1: decoding of y_revised (0 = greedy)
-    revise_top_p: OpenShare = 0.95
-    revise_max_new_tokens: AtLeast1 = 64
-    seed: int = 0
+    revise_top_p: OpenShare = 0.95  # nucleus share of the revision samples
+    revise_max_new_tokens: AtLeast1 = 64  # tokens a revision may generate
+    seed: int = 0  # the seed of the revision samples
     distill: DistillConfig = field(default_factory=DistillConfig)  # Phase 2
 
     def __post_init__(self) -> None:
