@@ -121,7 +121,7 @@ def lake_io(rows: int) -> None:
     import boto3
 
     from selfimprove.warehouse import Lake
-    from selfimprove.warehouse.storage import read_table
+    from selfimprove.storage.stores import read_table
     from selfimprove.warehouse.views import query
 
     server = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from selfimprove import __version__
-from selfimprove.execution.base import Executor, ExecutorConfig, LocalExecutor, ShardJob, get_executor
+from selfimprove.execution.base import Executor, ExecutorConfig, LocalExecutor, ShardJob, get_executor, run_sharded
 from selfimprove.inference import models
 from selfimprove.inference.base import Backend, BackendConfig, backend_identity, load_backend, record_usage
 from selfimprove.prompts import load as load_prompt
@@ -29,7 +29,7 @@ from selfimprove.warehouse.lake import Lake, files_exist
 from selfimprove.warehouse.provenance import STAGES, stage_line
 from selfimprove.warehouse.run_status import RUNNING, set_status
 from selfimprove.warehouse.shards import ShardStore
-from selfimprove.warehouse.storage import read_table
+from selfimprove.storage.stores import read_table
 
 
 @dataclass(frozen=True)
@@ -270,14 +270,14 @@ def run_shards(config: ExecutorConfig, shards: ShardStore, units: list, size: in
     on Ray workers that each hold one; `usage` gets the engine identity and counters either way."""
     if config.kind == "local":
         if job.model is None:
-            return shards.run_on(LocalExecutor(config), job, units, size, tick)
+            return run_sharded(LocalExecutor(config), job, shards, units, size, tick)
         with open_backend(job.model, job.backend, usage) as engine:
-            return shards.run_on(LocalExecutor(config, engine), job, units, size, tick)
+            return run_sharded(LocalExecutor(config, engine), job, shards, units, size, tick)
     key = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
     if key not in _EXECUTORS:
         _EXECUTORS[key] = get_executor(config)
     release_engines_here()
-    return shards.run_on(_EXECUTORS[key], job, units, size, tick, usage)
+    return run_sharded(_EXECUTORS[key], job, shards, units, size, tick, usage)
 
 
 def release_engines_here() -> None:

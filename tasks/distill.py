@@ -10,7 +10,7 @@ from selfimprove.inference import models
 from selfimprove.inference.base import BackendConfig
 from selfimprove.training.distill_config import DistillConfig
 from selfimprove.training.self_distill import TeacherContext, distill
-from selfimprove.warehouse import checkpoints
+from selfimprove.storage import checkpoints
 from selfimprove.tasks.common import StageContext, progress_bar, release_engines
 from selfimprove.tasks.stages import checkpoint_row
 from selfimprove.tasks.ui import table_artifact

@@ -1,4 +1,4 @@
-"""Lake layout and commits, on a local folder or an S3 bucket (`warehouse.storage`).
+"""Lake layout and commits, on a local folder or an S3 bucket (`selfimprove.storage.stores`).
 
     <lake>/<table>/run=<run_id>/<part>.<content hash>.parquet   a stage's output: immutable, one object a part
     <lake>/<table>/run=<run_id>/<part>.parquet                  a part written on its own (the runs row), replaced whole
@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from selfimprove.validation import InputError
 from selfimprove.warehouse.schemas import TABLES, to_table
-from selfimprove.warehouse.storage import Entry, Storage, is_s3, read_table, storage_for, url_exists
+from selfimprove.storage.stores import Entry, Storage, is_s3, read_table, storage_for, url_exists
 
 MANIFESTS = "_manifests"
 _MANIFESTS_SEEN: dict[tuple[str, str], tuple[str, dict | None]] = {}  # (lake, key) -> (tag, manifest)

@@ -100,7 +100,7 @@ def _fsspec_s3():
     s3:// protocol DuckDB routes to it."""
     from fsspec.implementations.arrow import ArrowFSWrapper
 
-    from selfimprove.warehouse.storage import s3_filesystem
+    from selfimprove.storage.stores import s3_filesystem
 
     class S3(ArrowFSWrapper):
         protocol = "s3"

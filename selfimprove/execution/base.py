@@ -1,10 +1,12 @@
-"""The executor seam: `ExecutorConfig` (the run's `executor:` section), `ShardJob`, the registry."""
+"""The executor seam: `ExecutorConfig` (the run's `executor:` section), `ShardJob`, the registry, and
+`run_sharded`, which runs a stage's unfinished shards through an executor and checkpoints each."""
 from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Iterator
+from typing import Callable, ClassVar, Iterator, Protocol
 
 from selfimprove.inference.base import BackendConfig
 from selfimprove.validation import AtLeast1, NonNegative, Positive
@@ -51,6 +53,55 @@ class ShardJob:
     fn: Callable
     model: str | None = None
     backend: BackendConfig | None = None
+
+
+class ShardCheckpoints(Protocol):
+    """Where a stage's finished shards are kept (the lake's `ShardStore`)."""
+
+    def finished(self) -> dict[int, dict[str, list[dict]]]: ...
+
+    def save(self, shard: int, produced: dict[str, list[dict]], units: int) -> None: ...
+
+
+def run_sharded(executor: "Executor", job: ShardJob, store: ShardCheckpoints, units: list, size: int,
+                progress: Callable[[int], None] | None = None, usage: dict | None = None) -> dict[str, list[dict]]:
+    """Every shard of `units` (`size` a shard) that `store` has not finished, through `executor`, each saved
+    as it comes back (in any order); all rows in shard order. A shard whose work returns
+    `{"_incomplete": True, ...}` (error rows) is used but not saved, so a rerun tries it again. `usage` sums
+    the engine counters workers report."""
+    size = max(1, size)
+    shards = [(start // size, units[start:start + size]) for start in range(0, len(units), size)]
+    results = store.finished()
+    if progress:
+        for shard, chunk in shards:
+            if shard in results:
+                progress(len(chunk))
+    pending = [(shard, chunk) for shard, chunk in shards if shard not in results]
+    sizes = {shard: len(chunk) for shard, chunk in pending}
+    for shard, produced, used in executor.run(job, pending):
+        if not produced.pop("_incomplete", False):
+            store.save(shard, produced, sizes[shard])
+        results[shard] = produced
+        if used and usage is not None:
+            _add_usage(usage, used)
+        if progress:
+            progress(sizes[shard])
+    out: dict[str, list[dict]] = defaultdict(list)
+    for shard in sorted(results):
+        for table, rows in results[shard].items():
+            out[table] += rows
+    return out
+
+
+def _add_usage(usage: dict, used: dict) -> None:
+    """Sum a worker's engine counters into the stage's `backends` entry for that engine."""
+    entries = usage.setdefault("backends", [])
+    entry = next((e for e in entries if e["identity"] == used["identity"]), None)
+    if entry is None:
+        entries.append({"identity": used["identity"], "counters": dict(used["counters"])})
+    else:
+        for k, v in used["counters"].items():
+            entry["counters"][k] = entry["counters"].get(k, 0) + v
 
 
 class Executor(ABC):

@@ -20,7 +20,7 @@ def _loop(args: dict) -> None:
     import ray.train
 
     from selfimprove.training.sft import TrainConfig, train
-    from selfimprove.warehouse import checkpoints
+    from selfimprove.storage import checkpoints
 
     out = checkpoints.staging_dir(args["lake"], args["checkpoint_id"])  # this worker's node
     result = train(args["base"], args["examples"], out, TrainConfig(**args["training"]), None, *args["prompting"])
@@ -33,8 +33,8 @@ def train_on_ray(config: ExecutorConfig, base: str | Path, examples: list[dict],
                  training, prompting: tuple[str, str] = ("auto", "auto")) -> dict:
     """What `train` returns (path: the checkpoint's place in the lake, steps, log, final_loss, examples), trained
     by `config.train_workers` workers."""
-    from selfimprove.warehouse import checkpoints
-    from selfimprove.warehouse.storage import storage_for
+    from selfimprove.storage import checkpoints
+    from selfimprove.storage.stores import storage_for
 
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer

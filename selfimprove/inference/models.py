@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from selfimprove.atomic import write_dir
+from selfimprove.storage.cache import cache_dir
 from selfimprove.validation import InputError
 
 DEFAULT_MODEL = "default"
@@ -23,11 +24,6 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the embedded model's name on the Hub (for model cards)
 IDENTITY_FILE = "selfimprove_identity.json"
 SOURCE_FILE = "selfimprove_source.json"  # where a converted checkpoint came from: a record, not part of its identity
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("SELFIMPROVE_CACHE") or Path.home() / ".cache" / "selfimprove"
-    return Path(root)
 
 
 def embedded_gguf() -> Path:
@@ -128,7 +124,7 @@ def resolve(model: str) -> Path:
     if model == DEFAULT_MODEL:
         return default_checkpoint()
     if str(model).startswith("s3://"):  # a checkpoint in an S3 lake: this node's copy
-        from selfimprove.warehouse.checkpoints import local_copy
+        from selfimprove.storage.checkpoints import local_copy
 
         return local_copy(str(model))
     path = Path(model).expanduser()

@@ -33,7 +33,7 @@ def leftovers(lake):
 def test_a_full_disk_mid_write_leaves_no_partial_file_and_the_run_resumes(tiny_model, lake, prefect_harness, monkeypatch):
     from selfimprove.flows.svd import svd
 
-    from selfimprove.warehouse import storage
+    from selfimprove.storage import stores as storage
 
     real = storage._write_parquet_file  # every Parquet object the lake writes goes through it
 

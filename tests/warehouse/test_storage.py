@@ -70,11 +70,13 @@ def test_finished_shards_resume_and_only_the_rest_is_computed(any_lake):
             raise RuntimeError("crash in shard 2")
         return {"seeds": [{"seed_id": u, "domain": "math", "question": u} for u in units]}
 
-    units = [f"s{i}" for i in range(6)]
+    from selfimprove.execution.base import ExecutorConfig, LocalExecutor, ShardJob, run_sharded
+
+    units, job = [f"s{i}" for i in range(6)], ShardJob(fn=lambda engine, chunk, index: work(chunk, index))
     with pytest.raises(RuntimeError):
-        ShardStore(any_lake.location, "r1", "seeds", "v1").run(units, 2, work)
+        run_sharded(LocalExecutor(ExecutorConfig()), job, ShardStore(any_lake.location, "r1", "seeds", "v1"), units, 2)
     again = ShardStore(any_lake.location, "r1", "seeds", "v1")
-    out = again.run(units, 2, work)
+    out = run_sharded(LocalExecutor(ExecutorConfig()), job, again, units, 2)
     assert [r["seed_id"] for r in out["seeds"]] == units
     assert (again.loaded, again.computed) == (2, 1) and calls == [0, 1, 2, 2]
     again.clear()
@@ -83,7 +85,7 @@ def test_finished_shards_resume_and_only_the_rest_is_computed(any_lake):
 
 def test_a_checkpoint_published_to_an_s3_lake_loads_on_a_node_without_it(s3_lake, tmp_path, monkeypatch):
     from selfimprove.inference import models
-    from selfimprove.warehouse import checkpoints
+    from selfimprove.storage import checkpoints
 
     monkeypatch.setenv("SELFIMPROVE_CACHE", str(tmp_path / "trainer-node"))
     out = checkpoints.staging_dir(s3_lake, "r1-full")

@@ -12,15 +12,14 @@ import json
 from pathlib import Path
 
 from selfimprove.atomic import write_bytes, write_dir
-from selfimprove.warehouse.storage import S3Storage, is_s3, storage_for
+from selfimprove.storage.cache import cache_dir
+from selfimprove.storage.stores import S3Storage, is_s3, storage_for
 
 STORE = "checkpoints_store"
 COMPLETE = "_complete.json"
 
 
 def _cache_root() -> Path:
-    from selfimprove.inference.models import cache_dir
-
     return cache_dir() / "lake-checkpoints"
 
 
