@@ -165,7 +165,8 @@ def _note_if_not_completed(lake, run: str, consequence: str) -> None:
 @command("compare", "side-by-side table of runs: method, data, cost, held-out pass@1")
 @arguments(_compare_arguments)
 def compare_command(args) -> None:
-    from selfimprove.warehouse.views import compare_runs, format_table
+    from selfimprove.reporting.compare import compare_runs
+    from selfimprove.warehouse.views import format_table
 
     lake = _existing_lake(args.lake)
     if args.track:
@@ -256,13 +257,13 @@ def _export_arguments(p):
 @command("export", "write a run's curated data as a Hugging Face dataset folder (or jsonl, sharegpt, llamafactory)")
 @arguments(_export_arguments)
 def export_command(args) -> None:
-    from selfimprove.warehouse.export import export_model, export_run, push_to_hub
+    from selfimprove.reporting.export import export_model, export_run, push_to_hub
 
     if bool(args.out) == bool(args.eval_task):
         raise ValueError("export needs --out DIR (the data, or with --model the checkpoint) or --eval-task DIR")
     lake = _existing_lake(args.lake)
     if args.eval_task:
-        from selfimprove.warehouse.eval_task import export_eval_task
+        from selfimprove.reporting.eval_task import export_eval_task
 
         names = export_eval_task(lake, args.run_id, args.eval_task)
         print(f"wrote lm-eval task(s) {', '.join(names)} to {args.eval_task}; run them with:\n  lm_eval --model hf "
@@ -350,7 +351,7 @@ def _report_arguments(p):
 @command("report", "write a self-contained HTML report (and PNG figures) for one run")
 @arguments(_report_arguments)
 def report_command(args) -> None:
-    from selfimprove.warehouse.report import write_report
+    from selfimprove.reporting.report import write_report
 
     lake = _existing_lake(args.lake)
     default = Path("reports") if lake.on_s3 else lake.root / "reports"

@@ -156,7 +156,7 @@ MUTATIONS: list[tuple] = [
      '    text = _VERDICT_TOKEN.sub("(verdict removed)", text)\n', "    return text\n",
      ["-m", "slow", "tests/verification/test_injection.py::test_real_model_neutralizing_takes_most_of_the_attack_away"]),
     ("report: chromium is missing where CI requires the browser test (the machine breaks, not the code)", None, "", "",
-     ["tests/warehouse/test_report.py::test_report_renders_in_headless_chromium"],
+     ["tests/reporting/test_report.py::test_report_renders_in_headless_chromium"],
      {"SELFIMPROVE_REQUIRE_BROWSER": "1", "PATH": "/nonexistent"}),
 ]
 

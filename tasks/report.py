@@ -10,7 +10,7 @@ from selfimprove.evaluation.heldout import paired_difference
 from selfimprove.config import RunConfig
 from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.warehouse.lake import Lake, lake_location
-from selfimprove.warehouse.method_views import view_of
+from selfimprove.reporting.method_views import view_of
 from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain
 from selfimprove.tasks.ui import markdown_artifact, table_artifact
 from selfimprove.warehouse.document import Command, Item, Table, as_markdown, as_text

@@ -37,7 +37,7 @@ from selfimprove.tasks.rounds import round_seeds, taken_digest, taken_questions
 from selfimprove.tasks.ui import StepProgress, say
 from selfimprove.warehouse.run_status import RUNNING, here
 from selfimprove.storage import checkpoints
-from selfimprove.warehouse.cards import checkpoint_card, model_card
+from selfimprove.reporting.cards import checkpoint_card, model_card
 from selfimprove.warehouse.lake import Lake, file_sha256
 
 

@@ -3,7 +3,7 @@
 A method is what `runs.config_json.method` records. `flow` is the DAG that runs it; `overrides`
 swap what the method changes (the cascade, sampling, a rule filter) and keep the preset's
 budgets, so baselines run on the same seeds; `view` names the report view (in
-`selfimprove.warehouse.method_views`) that contributes its summary section, compare columns and
+`selfimprove.reporting.method_views`) that contributes its summary section, compare columns and
 report figures. The CLI's choices and the flows read this registry; nothing else lists methods.
 """
 from __future__ import annotations

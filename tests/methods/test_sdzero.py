@@ -263,7 +263,7 @@ def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, 
     assert query(lake, f"SELECT round, model_id, pass_k_at, guard_pass1 IS NOT NULL FROM promotions WHERE run_id = '{again}'")[1] == [
         (1, f"{again}-sdzero", 2, True)]
 
-    from selfimprove.warehouse.report import write_report
+    from selfimprove.reporting.report import write_report
 
     write_report(lake, again, tmp_path / "report")
     page = (tmp_path / "report" / "report.html").read_text()

@@ -26,7 +26,7 @@ from selfimprove.atomic import write_dir
 from selfimprove.generation.sampling import user_message
 from selfimprove.validation import InputError
 from selfimprove.warehouse.lake import Lake
-from selfimprove.warehouse.method_views import run_config
+from selfimprove.reporting.method_views import run_config
 from selfimprove.warehouse.views import query
 
 LINEAGE = ("run_id", "seed_id", "candidate_id")
@@ -173,7 +173,7 @@ def split_schema(split: str, chat: bool) -> pa.Schema:
 @register_format("hf")
 def write_hf(lake: Lake, curated: Curated, out: Path) -> None:
     """A Hugging Face dataset folder: data/<split>.parquet (split `preference` as its own config) and README.md."""
-    from selfimprove.warehouse.cards import dataset_card
+    from selfimprove.reporting.cards import dataset_card
 
     (out / "data").mkdir()
     for split, rows in curated.splits.items():
@@ -267,7 +267,7 @@ def run_checkpoint(lake: Lake, run_id: str) -> str:
 def export_model(lake: Lake, run_id: str, out: str | os.PathLike) -> str:
     """Copy the run's checkpoint (weights, config, tokenizer) to `out` with a model card written from the lake."""
     from selfimprove.inference import models
-    from selfimprove.warehouse.cards import checkpoint_card
+    from selfimprove.reporting.cards import checkpoint_card
 
     out = check_out(out)
     path = run_checkpoint(lake, run_id)

@@ -20,7 +20,7 @@ def finished_run(tiny_model, prefect_harness, tmp_path_factory):
 
 def test_report_has_every_section_and_its_figures(finished_run, tmp_path):
     from selfimprove.flows.cli import main
-    from selfimprove.warehouse.report import funnel
+    from selfimprove.reporting.report import funnel
 
     lake, run = finished_run
     assert main(["report", run, "--lake", str(lake.root), "--out", str(tmp_path)]) == 0
@@ -54,7 +54,7 @@ def test_report_renders_in_headless_chromium(finished_run, tmp_path):
     if not browser:
         assert not os.environ.get("SELFIMPROVE_REQUIRE_BROWSER"), "SELFIMPROVE_REQUIRE_BROWSER is set and chromium is missing"
         pytest.skip("no chromium on this machine (Debian: apt-get install chromium); the HTML itself is checked above")
-    from selfimprove.warehouse.report import write_report
+    from selfimprove.reporting.report import write_report
 
     lake, run = finished_run
     page = write_report(lake, run, tmp_path)

@@ -8,9 +8,9 @@ import json
 import yaml
 
 from selfimprove.warehouse.document import Table, as_markdown
-from selfimprove.warehouse.export import SPLIT_SQL, Curated
+from selfimprove.reporting.export import SPLIT_SQL, Curated
 from selfimprove.warehouse.lake import Lake
-from selfimprove.warehouse.method_views import CascadeView, funnel, run_config
+from selfimprove.reporting.method_views import CascadeView, funnel, run_config
 from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain
 from selfimprove.warehouse.views import query
 

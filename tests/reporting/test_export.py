@@ -119,7 +119,7 @@ def test_bad_exports_are_one_line_and_write_nothing(rft_run, tmp_path, capsys):
 
 
 def test_a_run_that_did_not_finish_or_kept_nothing_is_refused(lake, tmp_path, capsys):
-    from selfimprove.warehouse.export import export_run
+    from selfimprove.reporting.export import export_run
 
     lake.write("runs", "r-running", [{"flow": "svd", "preset": "quickstart", "status": "running", "stage": "judge",
                                       "config_json": "{}"}])
@@ -235,7 +235,7 @@ def test_the_checkpoint_carries_a_model_card_with_its_held_out_result_and_export
 
 def test_the_base_model_of_a_card_is_a_hub_name_or_nothing():
     from selfimprove.inference.models import default_checkpoint_dir
-    from selfimprove.warehouse.cards import hub_name
+    from selfimprove.reporting.cards import hub_name
 
     assert hub_name(str(default_checkpoint_dir())) == hub_name("default") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert hub_name("Qwen/Qwen3-0.6B") == "Qwen/Qwen3-0.6B"

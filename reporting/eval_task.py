@@ -20,9 +20,9 @@ import yaml
 from selfimprove.evaluation.heldout import message
 from selfimprove.validation import InputError
 from selfimprove.atomic import write_dir
-from selfimprove.warehouse.export import check_out
+from selfimprove.reporting.export import check_out
 from selfimprove.warehouse.lake import Lake
-from selfimprove.warehouse.method_views import run_config
+from selfimprove.reporting.method_views import run_config
 from selfimprove.warehouse.views import query
 
 UTILS = '''"""Scoring for the selfimprove task: selfimprove's own scorer on lm-eval's generation (written by selfimprove export)."""

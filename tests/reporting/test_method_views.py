@@ -1,7 +1,7 @@
 """Method views: a method's summary lines come from its registered view; advisory stages never warn."""
 import json
 
-from selfimprove.warehouse.method_views import VIEWS, view_of
+from selfimprove.reporting.method_views import VIEWS, view_of
 
 
 def _run(lake, run, method, stages):
