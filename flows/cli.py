@@ -94,9 +94,8 @@ def _reward_sources() -> list[str]:
 def run_command(args) -> None:
     import importlib
 
-    from selfimprove import config as configlib
-    from selfimprove.flows.pipeline import check_start
-    from selfimprove.methods import default_method, methods_of_flow
+    from selfimprove.flows.pipeline import prepare_run
+    from selfimprove.methods import methods_of_flow
 
     if args.verbose:
         os.environ["SELFIMPROVE_VERBOSE"] = "1"
@@ -121,18 +120,14 @@ def run_command(args) -> None:
         raise ValueError(f"--rounds {args.rounds}: at least 1")
     if args.rounds is not None and (args.resume or args.reuse):
         raise ValueError("--rounds resumes an unfinished round by itself; --resume and --reuse belong to one run")
-    method = args.method or default_method(args.flow, configlib.requested(args.preset, args.config, overrides).to_dict())
-    cfg = configlib.load(args.preset, args.config, overrides, method=method)  # bad config fails here, named
-    # run ids, seeds, the engine and the track, as the flow will check them, but before any flow run exists
-    if cfg.track.name:
-        from selfimprove.tasks.rounds import on_track
-
-        cfg = on_track(cfg, args.lake, args.resume)  # its round, and the round's seeds, as the flow will see them
-    check_start(cfg, args.lake, args.resume, args.reuse, args.from_stage, RUN_FLAGS)
     if args.uq_ttc:
         overrides["uq_ttc"] = {"enabled": True}
     if args.allow_contamination:
         overrides["contamination"] = {"allow": True}
+    # the one start, before any flow run exists: the flow run takes what was prepared here (the same config)
+    cfg, _ = prepare_run(args.flow, args.preset, args.config, overrides or None, args.method, args.lake, args.resume,
+                         args.reuse, args.from_stage, RUN_FLAGS, keep=args.rounds is None)
+    method = cfg.method
     if args.rounds is not None:
         if not cfg.track.name:
             raise ValueError("--rounds runs on a track: add --track NAME (or track.name in the config)")

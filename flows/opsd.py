@@ -12,15 +12,15 @@ from prefect import flow
 
 from selfimprove.flows.parameters import documented
 
-from selfimprove.config import load, merge, requested
-from selfimprove.methods import default_method, get_method
+from selfimprove.config import merge
+from selfimprove.methods import get_method
 from selfimprove.validation import InputError
 from selfimprove.tasks.opsd import opsd_distill, privileged_info
 from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.stages import (fine_tune, guard_contamination, ingest_seeds, judge_candidates, sample_candidates,
                                       select_examples)
 
-from selfimprove.flows.pipeline import evaluate_models, start_run
+from selfimprove.flows.pipeline import evaluate_models, prepare_run, start_run
 
 
 def check_pi(method: str | None, pi: str) -> None:
@@ -40,9 +40,8 @@ def opsd(preset: str = "quickstart", config_file: str | None = None, lake: str |
     if pi:
         check_pi(method, pi)
         overrides = merge(overrides or {}, {"opsd": {"pi": pi}})
-    method = method or default_method("opsd", requested(preset, config_file, overrides).to_dict())
-    cfg = load(preset, config_file, overrides, method)
-    with start_run("opsd", cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
+    cfg, prompting = prepare_run("opsd", preset, config_file, overrides, method, lake, run_id, reuse, from_stage)
+    with start_run("opsd", cfg, preset, lake, run_id, reuse, from_stage, cache, prompting) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
         if cfg.opsd.needs_candidates:  # a ground-truth PI graded by ground truth reads no sample of its own

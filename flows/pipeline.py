@@ -6,6 +6,7 @@ what the ground truth accepts; evaluation is greedy, or a T_eval sweep for SSD. 
 """
 from __future__ import annotations
 
+import json
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -20,7 +21,7 @@ from selfimprove.data.datasets import BUILTIN
 from selfimprove.generation import few_shot
 from selfimprove.evaluation.heldout import load_items
 from selfimprove.inference.base import backend_class, for_checkpoint
-from selfimprove.methods import get_method, methods_of_flow
+from selfimprove.methods import default_method, get_method, methods_of_flow
 from selfimprove.validation import InputError
 from selfimprove.warehouse.lake import file_sha256
 from selfimprove.tasks.common import StageContext
@@ -136,15 +137,41 @@ def prompt_needs(cfg: RunConfig, roles: list[str]):
     return needs
 
 
+_PREPARED: dict[str, tuple[RunConfig, list[dict]]] = {}  # what the CLI prepared, for the flow run it starts
+
+
+def prepare_run(flow_name: str, preset: str = "quickstart", config_file: str | None = None,
+                overrides: dict | None = None, method: str | None = None, lake: str | None = None,
+                run_id: str | None = None, reuse: str | None = None, from_stage: str | None = None,
+                flags: dict | None = None, keep: bool = False) -> tuple[RunConfig, list[dict]]:
+    """The one start of a run: its config, loaded once (preset, file, overrides, the method's changes; `method`
+    None takes the flow's default for that config) and put on its track, and every check a start can refuse,
+    run once on that config (`check_start`). The CLI prepares before any flow run exists (`keep`): the flow
+    run it then starts with the same arguments takes that preparation instead of repeating it."""
+    method = method or default_method(flow_name, configlib.requested(preset, config_file, overrides).to_dict())
+    key = json.dumps([flow_name, preset, config_file, overrides, method, lake, run_id, reuse, from_stage],
+                     sort_keys=True, default=str)
+    if key in _PREPARED:
+        return _PREPARED.pop(key)
+    cfg = on_track(configlib.load(preset, config_file, overrides, method), lake, run_id)
+    prepared = cfg, check_start(cfg, lake, run_id, reuse, from_stage, flags)
+    if keep:
+        _PREPARED[key] = prepared
+    return prepared
+
+
 @contextmanager
 def start_run(flow_name: str, cfg: RunConfig, preset: str, lake: str | None, run_id: str | None = None,
-              reuse: str | None = None, from_stage: str | None = None, cache: bool = True) -> Iterator[StageContext]:
-    """`with start_run(...) as ctx:` the stage context of a registered run (its inputs checked first: a refused
-    start writes nothing), whose status is `running` inside the block and `completed` or `failed` after it."""
+              reuse: str | None = None, from_stage: str | None = None, cache: bool = True,
+              prompting: list[dict] | None = None) -> Iterator[StageContext]:
+    """`with start_run(...) as ctx:` the stage context of a registered run (its inputs checked first unless
+    `prepare_run` did, with `prompting` its model check: a refused start writes nothing), whose status is
+    `running` inside the block and `completed` or `failed` after it."""
     if cfg.track.name and flow_name not in TRACKED_FLOWS:
         raise InputError(f"{cfg.track.name!r}: runs of {', '.join(TRACKED_FLOWS)} can be on a track, not {flow_name} "
                          "(yet)", field="track.name")
-    prompting = check_start(cfg, lake, run_id, reuse, from_stage)
+    if prompting is None:
+        prompting = check_start(cfg, lake, run_id, reuse, from_stage)
     ctx = StageContext(lake=lake_location(lake), run_id=run_id or new_run_id(flow_name), reuse=reuse,
                        from_stage=from_stage, cache=cache)
     register_run(ctx, cfg, flow_name, preset, {"prompting": prompting})
@@ -207,8 +234,8 @@ def run_method(flow_name: str, method: str, preset: str = "quickstart", config_f
                from_stage: str | None = None, cache: bool = True) -> dict:
     """seeds → candidates → verdicts → training examples → guard → fine-tune → held-out evaluation → summary;
     on a track, earlier rounds' examples join the training set (`train_on: accumulated`) and the gate decides."""
-    cfg = on_track(configlib.load(preset, config_file, overrides, method), lake, run_id)
-    with start_run(flow_name, cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
+    cfg, prompting = prepare_run(flow_name, preset, config_file, overrides, method, lake, run_id, reuse, from_stage)
+    with start_run(flow_name, cfg, preset, lake, run_id, reuse, from_stage, cache, prompting) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
         m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])

@@ -12,14 +12,13 @@ from prefect import flow
 
 from selfimprove.flows.parameters import documented
 
-from selfimprove.config import load, merge, requested
-from selfimprove.methods import default_method
+from selfimprove.config import merge
 from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.sdzero import revise_candidates, self_distill
 from selfimprove.tasks.stages import fine_tune, guard_contamination, ingest_seeds, sample_candidates
 
-from selfimprove.flows.pipeline import evaluate_models, face_gate, start_run
-from selfimprove.tasks.rounds import accumulate_examples, on_track
+from selfimprove.flows.pipeline import evaluate_models, face_gate, prepare_run, start_run
+from selfimprove.tasks.rounds import accumulate_examples
 
 
 @flow(name="sdzero")
@@ -31,9 +30,8 @@ def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str
     (Phase 2); `method` empty picks the one the reward needs (self_verified: 8 samples per seed)."""
     if reward:
         overrides = merge(overrides or {}, {"sdzero": {"reward": reward}})
-    cfg = load(preset, config_file, overrides, method or default_method("sdzero", requested(preset, config_file, overrides).to_dict()))
-    cfg = on_track(cfg, lake, run_id)
-    with start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache) as ctx:
+    cfg, prompting = prepare_run("sdzero", preset, config_file, overrides, method, lake, run_id, reuse, from_stage)
+    with start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache, prompting) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
         m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])

@@ -161,3 +161,24 @@ def test_every_command_prints_its_help(capsys):
             main(["--help"] if name is None else [name, "--help"])
         assert done.value.code == 0, name
         assert "usage: selfimprove" in capsys.readouterr().out
+
+
+def test_a_cli_run_starts_once_on_the_config_that_runs(tiny_model, tmp_path, lake, prefect_harness, monkeypatch):
+    """The CLI's checks and the flow's are one `prepare_run`: every start check runs once, and it sees the options
+    the CLI adds (--uq-ttc), so what was checked is what runs."""
+    import yaml
+
+    from selfimprove.flows import pipeline
+    from selfimprove.warehouse.views import query
+    from tests.tiny_model import tiny_overrides
+
+    checked = []
+    real = pipeline.check_start
+    monkeypatch.setattr(pipeline, "check_start", lambda cfg, *a, **k: checked.append(cfg) or real(cfg, *a, **k))
+    o = {**tiny_overrides(tiny_model), "backend": {"kind": "scripted"}}
+    o["training"]["min_examples"] = 10_000
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(o))
+    assert main(["run", "svd", "--config", str(cfg), "--lake", str(lake.root), "--uq-ttc"]) == 0
+    (config,), = query(lake, "SELECT config_json FROM runs")[1]
+    assert len(checked) == 1 and checked[0].uq_ttc.enabled and json.loads(config)["uq_ttc"]["enabled"]
