@@ -1,6 +1,6 @@
 """The stages every method shares, in order: seeds → candidates → verdicts → selection →
-contamination guard → fine-tuning → held-out evaluation. A method is a config (see
-`selfimprove.config.METHODS`): SVD judges with its cascade, SSD keeps raw samples, RFT keeps
+contamination guard → fine-tuning → held-out evaluation. A method is a config (see the method
+registry, `selfimprove.methods`): SVD judges with its cascade, SSD keeps raw samples, RFT keeps
 what the ground truth accepts; evaluation is greedy, or a T_eval sweep for SSD. SD-Zero
 (`flows/sdzero.py`) shares the start, the sampling, the guard, the SFT stage and the evaluation.
 """

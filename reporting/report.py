@@ -19,7 +19,7 @@ from pathlib import Path
 
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.document import as_html, html_table
-from selfimprove.reporting.method_views import funnel, run_config, stage_order, view_of  # noqa: F401  (funnel: report API)
+from selfimprove.reporting.method_views import run_config, stage_order, view_of
 from selfimprove.warehouse.provenance import provenance
 from selfimprove.warehouse.views import query
 

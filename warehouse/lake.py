@@ -38,11 +38,6 @@ def lake_location(path: str | os.PathLike | None = None) -> str:
     return where.rstrip("/") if is_s3(where) else str(Path(where).resolve())
 
 
-def lake_root(path: str | os.PathLike | None = None) -> Path:
-    """A local lake's folder (an S3 lake has none: use `lake_location`)."""
-    return Path(lake_location(path))
-
-
 def file_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -135,9 +130,6 @@ class Lake:
     @property
     def on_s3(self) -> bool:
         return is_s3(self.location)
-
-    def table_dir(self, table: str, run_id: str) -> Path:
-        return self.root / self.table_key(table, run_id)
 
     @staticmethod
     def table_key(table: str, run_id: str) -> str:

@@ -10,8 +10,8 @@ apart; `close()` frees the model and its memory. Callers never reach into an eng
 or tokenizer.
 
 Engines register by kind (`BACKENDS`); `load_backend` builds one from a `BackendConfig`.
-Built-ins: `transformers` (the default) and `scripted` (deterministic, no weights: tests and
-examples). Counters record calls and tokens so stages can report cost and tests can prove
+Built-ins: `transformers` (the default), `vllm` (a `vllm serve` child), `openai` (any
+OpenAI-compatible server) and `scripted` (deterministic, no weights: tests and examples). Counters record calls and tokens so stages can report cost and tests can prove
 what was (not) recomputed.
 """
 from __future__ import annotations

@@ -4,7 +4,8 @@ A strategy subclasses `Strategy`, declares the prompt files it reads and whether
 model, writes `judge(backend, items, stage, seed)`, and registers itself with
 `@register_strategy`. Everything else (the cascade, telemetry, UQ-TTC's cost accounting, the
 lake's views and the report) asks the registry or reads the `model_call` and `n_tokens` each
-call records; nothing compares strategy names.
+call records. Only calibration reads one stage by name: the `agreement` stage's threshold, which it
+sweeps.
 """
 from __future__ import annotations
 

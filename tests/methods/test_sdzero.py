@@ -5,7 +5,7 @@ import torch
 from selfimprove.inference.base import BackendConfig
 from selfimprove.inference.transformers_backend import TransformersBackend
 from selfimprove.verification.rewards import GroundTruthReward, Reward, SelfVerifiedReward
-from selfimprove.methods.sdzero.config import SDZeroConfig, control_phrase, split
+from selfimprove.methods.sdzero.config import SDZeroConfig, control_phrase, phases
 from selfimprove.training.distill_config import DistillConfig
 
 
@@ -35,6 +35,12 @@ def test_self_verified_reward_is_the_agreement_label_or_nothing():
     r = SelfVerifiedReward.from_candidates(SEEDS[1:3], cands, threshold=0.5)
     assert r.labels == {"s1": "2"}  # s2 has no answer with half the votes: no label
     assert r.grade(SEEDS[1:3] + SEEDS[1:2], ["it is \\boxed{2}", "\\boxed{2}", "7"]) == [True, None, False]
+
+
+def split(seeds, distill_share, val_size=0, gradable=None):
+    """The seeds of each phase, in their original order."""
+    of = phases(seeds, distill_share, val_size, gradable)
+    return {name: [s for s in seeds if of[s["seed_id"]] == name] for name in ("revise", "distill", "distill_val", "distill_ungraded")}
 
 
 def test_phase_split_is_disjoint_stable_and_order_free():

@@ -20,7 +20,7 @@ def finished_run(tiny_model, prefect_harness, tmp_path_factory):
 
 def test_report_has_every_section_and_its_figures(finished_run, tmp_path):
     from selfimprove.flows.cli import main
-    from selfimprove.reporting.report import funnel
+    from selfimprove.reporting.method_views import funnel
 
     lake, run = finished_run
     assert main(["report", run, "--lake", str(lake.root), "--out", str(tmp_path)]) == 0

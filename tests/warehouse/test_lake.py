@@ -31,7 +31,7 @@ def test_wrong_types_name_table_and_column(any_lake):
 
 def test_partial_files_are_invisible_to_views(lake):
     lake.write("seeds", "r1", [{"seed_id": "s", "domain": "math", "question": "q"}])
-    folder = lake.table_dir("seeds", "r1")
+    folder = lake.root / lake.table_key("seeds", "r1")
     (folder / ".tmp-deadbeef.partial").write_bytes(b"PAR1 half written")
     assert query(lake, "SELECT count(*) FROM seeds")[1] == [(1,)]
 
@@ -40,4 +40,4 @@ def test_rewrite_replaces_atomically(lake):
     lake.write("seeds", "r1", [{"seed_id": "s", "domain": "math", "question": "q"}])
     lake.write("seeds", "r1", [{"seed_id": f"s{i}", "domain": "math", "question": "q"} for i in range(3)])
     assert query(lake, "SELECT count(*) FROM seeds")[1] == [(3,)]
-    assert not list(lake.table_dir("seeds", "r1").glob(".tmp-*"))
+    assert not list((lake.root / lake.table_key("seeds", "r1")).glob(".tmp-*"))

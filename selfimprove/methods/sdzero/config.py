@@ -59,13 +59,6 @@ def phases(seeds: list[dict], distill_share: float, val_size: int = 0, gradable=
     return out
 
 
-def split(seeds: list[dict], distill_share: float, val_size: int = 0, gradable=None) -> dict[str, list[dict]]:
-    """The seeds of each phase, in their original order."""
-    of = phases(seeds, distill_share, val_size, gradable)
-    return {name: [s for s in seeds if of[s["seed_id"]] == name]
-            for name in ("revise", "distill", "distill_val", "distill_ungraded")}
-
-
 def control_phrase(correct: bool) -> str:
     """P_r, with the blank lines that separate it from the response before and the revision after."""
     return "\n\n" + prompts.load(CONTROL_PROMPTS[bool(correct)]).text + "\n\n"
