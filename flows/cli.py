@@ -175,14 +175,15 @@ def compare_command(args) -> None:
         return
     if not args.run_ids:
         raise ValueError("compare needs run ids, or --track T")
-    cols, rows = compare_runs(lake, args.run_ids)
-    print(format_table(cols, rows, max_width=48))
-    from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain
+    from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain, reading
 
-    for run in args.run_ids:  # a run over several domains: its numbers per domain
-        domains = per_domain(lake, run)
-        if len(domains) > 1:
-            print(f"\n{run} per domain:\n" + format_table(PER_DOMAIN_HEADER, domains, max_width=48))
+    with reading(lake):  # one connection for the whole table
+        cols, rows = compare_runs(lake, args.run_ids)
+        print(format_table(cols, rows, max_width=48))
+        for run in args.run_ids:  # a run over several domains: its numbers per domain
+            domains = per_domain(lake, run)
+            if len(domains) > 1:
+                print(f"\n{run} per domain:\n" + format_table(PER_DOMAIN_HEADER, domains, max_width=48))
     for run in args.run_ids:
         _note_if_not_completed(lake, run, "its numbers are partial")
     _warn_damaged(lake)

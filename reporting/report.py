@@ -21,7 +21,7 @@ from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.document import as_html, html_table
 from selfimprove.reporting.method_views import run_config, stage_order, view_of
 from selfimprove.warehouse.provenance import provenance
-from selfimprove.warehouse.views import query
+from selfimprove.warehouse.views import query, reading
 
 
 def _figure(plot, path: Path) -> str:
@@ -48,6 +48,11 @@ def _rows(lake: Lake, sql: str, run: str) -> list[tuple]:
 def write_report(lake: Lake, run: str, out_dir: Path) -> Path:
     lake.require_run(run, "report")  # before any folder is made
     out_dir.mkdir(parents=True, exist_ok=True)
+    with reading(lake):  # one connection for every section, its views built once
+        return _write(lake, run, out_dir)
+
+
+def _write(lake: Lake, run: str, out_dir: Path) -> Path:
     draw = lambda name, plot: _figure(plot, out_dir / f"{name}.png")  # noqa: E731
     view = view_of(lake, run)
     parts = [("Run", as_html(provenance(lake, run)))] + view.figures(lake, run, draw)

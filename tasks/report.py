@@ -11,7 +11,7 @@ from selfimprove.config import RunConfig
 from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.warehouse.lake import Lake, lake_location
 from selfimprove.reporting.method_views import view_of
-from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain
+from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain, reading
 from selfimprove.tasks.ui import markdown_artifact, table_artifact
 from selfimprove.warehouse.document import Command, Item, Table, as_markdown, as_text
 from selfimprove.warehouse.provenance import provenance, stages_table
@@ -32,8 +32,9 @@ def summarize_run(ctx: StageContext, cfg: RunConfig, manifests: dict) -> dict:
             label = t_label if b_label == "base" else f"{t_label} vs {b_label}"
             delta = paired_difference(read(b, "eval_samples"), read(t, "eval_samples"), cfg.evaluation, label)
             lake.write("eval_metrics", run_id, [delta], part="delta" if model == "tuned" else f"delta-{model}")
-    items = summary_items(lake, run_id, closing=True)
-    _artifacts(run_id, items, lake)
+    with reading(lake):  # one connection for the whole summary, its views built once
+        items = summary_items(lake, run_id, closing=True)
+        _artifacts(run_id, items, lake)
     return {"run_id": run_id, "summary": as_text(items)}
 
 

@@ -8,8 +8,11 @@ whose Parquet footer cannot be read) is left out of every view and reported by
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
@@ -185,13 +188,35 @@ def reading_only(con: duckdb.DuckDBPyConnection, sql: str) -> None:
                                 "SHOW, SUMMARIZE and EXPLAIN run)")
 
 
-def _run_read_only(lake: Lake, sql: str, run):
+_READING: ContextVar[dict[str, duckdb.DuckDBPyConnection] | None] = ContextVar("lake_reading", default=None)
+
+
+@contextmanager
+def reading(lake: Lake) -> Iterator[None]:
+    """Inside the block, every query of this lake shares one connection whose views are built once, over the
+    lake as it is when the block starts (a summary, a report, `compare`). Nothing may write to the lake inside."""
+    open_ = _READING.get() or {}
+    if lake.location in open_:  # nested: the outer block's connection serves
+        yield
+        return
     con = connect(lake)
+    token = _READING.set({**open_, lake.location: con})
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+        con.close()
+
+
+def _run_read_only(lake: Lake, sql: str, run):
+    shared = (_READING.get() or {}).get(lake.location)
+    con = shared or connect(lake)
     try:
         reading_only(con, sql)
         return run(con)
     finally:
-        con.close()
+        if shared is None:
+            con.close()
 
 
 def query(lake: Lake, sql: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:

@@ -84,3 +84,26 @@ def test_a_report_of_a_failed_run_says_so_at_the_top(finished_run, tmp_path, cap
         assert f"run {run} is not completed (failed at stage train" in capsys.readouterr().err
     finally:
         set_status(lake, run, "completed")
+
+
+def test_a_summary_a_report_and_compare_each_open_one_connection(finished_run, tmp_path, monkeypatch, capsys):
+    """Views are built once per rendering: without the reading session each query opened its own connection
+    (and listed every manifest and rebuilt every view)."""
+    from selfimprove.flows.cli import main
+    from selfimprove.tasks.report import summary_items
+    from selfimprove.warehouse import views
+
+    lake, run = finished_run
+    opened = []
+    real = views.connect
+    monkeypatch.setattr(views, "connect", lambda lk: opened.append(lk.location) or real(lk))
+    summary_items(lake, run)
+    without = len(opened)
+    opened.clear()
+    with views.reading(lake):
+        assert summary_items(lake, run)
+    assert len(opened) == 1 and without > 10
+    for argv in (["report", run, "--out", str(tmp_path / "r")], ["compare", run]):
+        opened.clear()
+        assert main([*argv, "--lake", str(lake.root)]) == 0
+        assert len(opened) == 1, argv
