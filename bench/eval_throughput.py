@@ -21,7 +21,7 @@ from selfimprove.inference.base import BackendConfig, SamplingParams
 from selfimprove.inference.transformers_backend import TransformersBackend
 from selfimprove.evaluation.heldout import EvalConfig, evaluate, message
 from selfimprove.data.datasets import builtin
-from selfimprove.evaluation.sandbox import SandboxConfig, launcher, run_many, run_program
+from selfimprove.scoring.sandbox import SandboxConfig, launcher, run_many, run_program
 
 
 def eval_vs_raw(model: str, n_items: int) -> None:

@@ -301,7 +301,7 @@ def _existing_lake(path: str | None):
 
 def _eval_arguments(p):
     from selfimprove.data.datasets import BUILTIN
-    from selfimprove.evaluation.scorers import SCORERS
+    from selfimprove.scoring.scorers import SCORERS
     from selfimprove.evaluation.heldout import EVAL_METHODS
 
     p.add_argument("--model", action="append", help="'default' or a local checkpoint folder; repeat it to score several "

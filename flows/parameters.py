@@ -57,7 +57,7 @@ def documented(flow_name: str, **own: str):
 def _choices(flow_name: str) -> dict[str, str]:
     from selfimprove.config import PRESETS
     from selfimprove.data.datasets import BUILTIN
-    from selfimprove.evaluation.scorers import SCORERS
+    from selfimprove.scoring.scorers import SCORERS
     from selfimprove.methods import methods_of_flow
 
     return {"presets": ", ".join(PRESETS), "datasets": ", ".join(BUILTIN), "scorers": ", ".join(SCORERS),

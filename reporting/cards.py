@@ -8,7 +8,7 @@ import json
 import yaml
 
 from selfimprove.warehouse.document import Table, as_markdown
-from selfimprove.reporting.export import SPLIT_SQL, Curated
+from selfimprove.reporting.curated import SPLIT_SQL, Curated
 from selfimprove.warehouse.lake import Lake
 from selfimprove.reporting.method_views import CascadeView, funnel, run_config
 from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain

@@ -26,7 +26,7 @@ from selfimprove.reporting.method_views import run_config
 from selfimprove.warehouse.views import query
 
 UTILS = '''"""Scoring for the selfimprove task: selfimprove's own scorer on lm-eval's generation (written by selfimprove export)."""
-from selfimprove.evaluation.scorers import score_items
+from selfimprove.scoring.scorers import score_items
 
 ANSWER_FORMAT = {answer_format!r}
 

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from selfimprove.atomic import write_dir
 from selfimprove.generation.sampling import user_message
 from selfimprove.validation import InputError
+from selfimprove.reporting.curated import SPLIT_SQL, Curated
 from selfimprove.warehouse.lake import Lake
 from selfimprove.reporting.method_views import run_config
 from selfimprove.warehouse.views import query
@@ -32,25 +33,6 @@ from selfimprove.warehouse.views import query
 LINEAGE = ("run_id", "seed_id", "candidate_id")
 
 # the SQL that reproduces each split from the lake (`selfimprove sql`, or `open_lake(...).sql`)
-SPLIT_SQL = {
-    "train": "SELECT t.*, v.accepted, v.rejected_at_stage, v.reason FROM train_examples t "
-             "LEFT JOIN verdicts v USING (run_id, candidate_id) WHERE t.run_id = '{run}' ORDER BY t.seed_id, t.candidate_id",
-    "rejected": "SELECT c.*, v.accepted, v.rejected_at_stage, v.reason FROM verdicts v "
-                "JOIN candidates c USING (run_id, candidate_id) WHERE v.run_id = '{run}' AND NOT v.accepted "
-                "AND v.rejected_at_stage NOT IN ('not_judged', 'error') ORDER BY c.seed_id, c.sample_index",
-}
-
-
-@dataclass
-class Curated:
-    """A run's splits as rows, and what the card says about them."""
-
-    run_id: str
-    chat: bool  # conversational rows (messages); False: rendered text rows (prompt/completion strings)
-    splits: dict[str, list[dict]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
 def _assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
 

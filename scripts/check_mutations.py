@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DIV = "tests/training/test_divergence.py"
-SANDBOX = "tests/evaluation/test_sandbox.py"
+SANDBOX = "tests/scoring/test_sandbox.py"
 LEARN = "tests/training/test_learning.py"
 SISTERS = "tests/flows/test_sister_flows.py"
 SDZERO = "tests/methods/test_sdzero.py"
@@ -41,21 +41,21 @@ MUTATIONS: list[tuple] = [
     ("divergence: mixture weight ignored", "selfimprove/training/divergence.py",
      "return mix * _kl(log_t, log_s) + (1 - mix) * _kl(log_s, log_t)",
      "return 0.5 * _kl(log_t, log_s) + 0.5 * _kl(log_s, log_t)", [DIV]),
-    ("sandbox: RLIMIT_NPROC not set", "selfimprove/evaluation/sandbox.py",
+    ("sandbox: RLIMIT_NPROC not set", "selfimprove/scoring/sandbox.py",
      '"RLIMIT_NPROC": 0, ', "", [SANDBOX + "::test_without_the_audit_hook_the_process_limit_stops_a_fork_bomb"]),
-    ("sandbox: RLIMIT_NOFILE not set", "selfimprove/evaluation/sandbox.py",
+    ("sandbox: RLIMIT_NOFILE not set", "selfimprove/scoring/sandbox.py",
      '"RLIMIT_NOFILE": cfg.open_files,', "", [SANDBOX + "::test_without_the_audit_hook_the_open_files_limit_holds"]),
-    ("sandbox: never runs as nobody", "selfimprove/evaluation/sandbox.py",
+    ("sandbox: never runs as nobody", "selfimprove/scoring/sandbox.py",
      "for nobody in ([True, False] if root and cfg.drop_privileges else [False]):", "for nobody in [False]:",
      [SANDBOX + "::test_every_layer_is_in_force_where_the_machine_allows_it"]),
-    ("sandbox: no network namespace", "selfimprove/evaluation/sandbox.py",
+    ("sandbox: no network namespace", "selfimprove/scoring/sandbox.py",
      "for ns in ([True, False] if unshare else [False]):", "for ns in [False]:",
      [SANDBOX + "::test_every_layer_is_in_force_where_the_machine_allows_it"]),
-    ("sandbox: the nobody launcher keeps root's uid", "selfimprove/evaluation/sandbox.py",
+    ("sandbox: the nobody launcher keeps root's uid", "selfimprove/scoring/sandbox.py",
      'user = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if as_nobody else {}', "user = {}",
      [SANDBOX + "::test_every_layer_is_in_force_where_the_machine_allows_it",
       SANDBOX + "::test_without_the_audit_hook_the_unprivileged_user_cannot_touch_our_files_or_processes"]),
-    ("sandbox: the network namespace launcher shares the host's network", "selfimprove/evaluation/sandbox.py",
+    ("sandbox: the network namespace launcher shares the host's network", "selfimprove/scoring/sandbox.py",
      'prefix = [unshare, "-rn"] if ns else []', 'prefix = [unshare, "-r"] if ns else []',
      [SANDBOX + "::test_without_the_audit_hook_the_network_namespace_stops_a_socket"]),
     ("sft: loss on the whole sequence", "selfimprove/training/sft.py",

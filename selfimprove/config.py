@@ -25,7 +25,7 @@ from selfimprove.methods.opsd.config import OPSDConfig
 from selfimprove.data.seeds import SeedSource
 from selfimprove.rounds.config import TrackConfig
 from selfimprove.training.sft import TrainConfig
-from selfimprove.evaluation.uq_ttc import UQTTCConfig
+from selfimprove.testtime.uq_ttc import UQTTCConfig
 from selfimprove.validation import AtLeast1, InputError, Share, check_value, read_utf8
 
 

@@ -30,6 +30,13 @@ class InputError(ValueError):
         self.reason, self.file, self.row, self.field, self.line = reason, file, row, field, line
 
 
+class ModelError(InputError):
+    """A model that cannot serve a run: one line naming the model and why."""
+
+    def __init__(self, model, problem: str) -> None:  # model: its name or path, as the user gave it
+        super().__init__(f"model {str(model)!r}: {problem}")
+
+
 def read_utf8(path, label: typing.Literal["line", "row"] = "line") -> str:
     """A text file's content as UTF-8 (a byte-order mark is dropped); InputError names the line (or,
     with label="row", the row of a line-per-record file) where decoding fails."""

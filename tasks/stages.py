@@ -26,7 +26,7 @@ from selfimprove.generation.sampling import prompts_of, sample
 from selfimprove.verification.selection import select
 from selfimprove.verification.telemetry import label_candidates, stage_metrics
 from selfimprove.training.sft import train
-from selfimprove.evaluation.uq_ttc import answer_with_cascade
+from selfimprove.testtime.uq_ttc import answer_with_cascade
 from selfimprove.config import RunConfig
 from selfimprove.inference import models
 from selfimprove.inference.prompt_format import describe as describe_format, thinks

@@ -30,7 +30,7 @@ def test_the_library_imports_no_orchestrator_and_sets_no_prefect_settings():
     code = (
         "import importlib, os, pkgutil, sys\n"
         "import selfimprove\n"
-        "skip = ('selfimprove.flows', 'selfimprove.tasks', 'selfimprove.warehouse', 'selfimprove.evaluation.sandbox_runner')\n"
+        "skip = ('selfimprove.flows', 'selfimprove.tasks', 'selfimprove.warehouse', 'selfimprove.scoring.sandbox_runner')\n"
         "for m in pkgutil.walk_packages(selfimprove.__path__, 'selfimprove.'):\n"
         "    if not m.name.startswith(skip):\n"
         "        importlib.import_module(m.name)\n"

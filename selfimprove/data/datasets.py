@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from selfimprove.data.seeds import SeedError, SeedSource, generate, question_key, read_raw, validate
-from selfimprove.evaluation.scorers import SCORERS, gold_choice, scorer_for
+from selfimprove.scoring.scorers import SCORERS, gold_choice, scorer_for
 
 BUILTIN = ("arithmetic", "syllogism", "humaneval")
 PROMPT_FOR_SCORER = {"math": "sample_math", "task": "sample_math", "choice": "sample_choice", "code": "sample_code"}

@@ -216,7 +216,7 @@ def validate(raw: list[tuple[int, object]], name: str, max_question_chars: int =
                 raise SeedError(name, n, "choices", "a list of 2 to 10 non-empty strings (a choice seed's options)")
         if domain == "choice":
             if answer is not None and answer != "":
-                from selfimprove.evaluation.scorers import gold_choice
+                from selfimprove.scoring.scorers import gold_choice
 
                 try:
                     gold_choice({"choices": choices, "answer": str(answer)})

@@ -1,1 +1,2 @@
-"""Evaluation: held-out scoring (scorers, the code sandbox, pass@k with intervals), UQ-TTC and the contamination guard."""
+"""Evaluation: held-out sets scored by `selfimprove.scoring` (pass@k with intervals, paired deltas) and the
+contamination guard; UQ-TTC, which also judges, lives above in `selfimprove.testtime`."""

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from selfimprove import prompts
 from selfimprove.inference.base import Backend, SamplingParams
 from selfimprove.data.datasets import BUILTIN, PROMPT_FOR_SCORER, builtin, read_user_file
-from selfimprove.evaluation.sandbox import SandboxConfig
-from selfimprove.evaluation.scorers import LETTERS, score_items
+from selfimprove.scoring.sandbox import SandboxConfig
+from selfimprove.scoring.scorers import LETTERS, score_items
 from selfimprove.data.seeds import SeedSource
 from selfimprove.validation import AtLeast0, AtLeast1, NonNegative, OpenShare
 

@@ -1,1 +1,2 @@
-"""Generation: candidate sampling from the policy model, and reading final answers out of text."""
+"""Generation: candidate sampling from the policy model, with its few-shot examples (reading final answers out
+of text is `selfimprove.scoring.answers`)."""

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from selfimprove import prompts
 from selfimprove.generation import few_shot
-from selfimprove.generation.answers import LETTERS, final_answer
+from selfimprove.scoring.answers import LETTERS, final_answer
 from selfimprove.inference.base import Backend, SamplingParams
 from selfimprove.inference.prompt_format import THINKING
 from selfimprove.validation import AtLeast0, AtLeast1, NonNegative, OpenShare

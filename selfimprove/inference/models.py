@@ -17,7 +17,7 @@ from pathlib import Path
 
 from selfimprove.atomic import write_dir
 from selfimprove.storage.cache import cache_dir
-from selfimprove.validation import InputError
+from selfimprove.validation import ModelError
 
 DEFAULT_MODEL = "default"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,13 +47,6 @@ def default_checkpoint_dir() -> Path:
 def default_checkpoint() -> Path:
     """The safetensors checkpoint of the embedded model, converting it on first use."""
     return from_gguf(embedded_gguf(), default_checkpoint_dir())
-
-
-class ModelError(InputError):
-    """A model that cannot serve a run: one line naming the model and why."""
-
-    def __init__(self, model: str | Path, problem: str) -> None:
-        super().__init__(f"model {str(model)!r}: {problem}")
 
 
 def gguf_checkpoint_dir(path: str | Path) -> Path:

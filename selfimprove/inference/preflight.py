@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfimprove.inference import prompt_format as formats
-from selfimprove.inference.models import ModelError, load_tokenizer
+from selfimprove.inference.models import load_tokenizer
+from selfimprove.validation import ModelError
 
 SHOWN_CHARS = 600  # of each rendered prompt, in the run's record
 

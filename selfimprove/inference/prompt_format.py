@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selfimprove.prompts import FOLDER as PROMPT_FOLDER
+from selfimprove.validation import ModelError
 
 FORMATS = ("auto", "chat", "plain")
 THINKING = ("auto", "on", "off")
@@ -89,8 +90,6 @@ def prepare(tokenizer, path: str | Path, requested: str = "auto"):
     if kind == "plain":
         tokenizer.chat_template = plain_template()
     elif not tokenizer.chat_template:
-        from selfimprove.inference.models import ModelError
-
         raise ModelError(path, "prompt_format chat, but its tokenizer has no chat template "
                                "(use prompt_format plain or auto)")
     return tokenizer

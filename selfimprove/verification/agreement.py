@@ -5,8 +5,8 @@ grouped by math-verify equivalence (math/science) or by normalised text.
 """
 from __future__ import annotations
 
-from selfimprove.generation.answers import normalize_answer
-from selfimprove.evaluation.scorers import math_equal
+from selfimprove.scoring.answers import normalize_answer
+from selfimprove.scoring.scorers import math_equal
 
 
 def group_answers(answers: list[str | None], domain: str = "math") -> list[int | None]:

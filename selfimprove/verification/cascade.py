@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from selfimprove.generation.answers import format_problem
+from selfimprove.scoring.answers import format_problem
 from selfimprove.inference.base import Backend
 from selfimprove.verification.judges import StageConfig, judge, make_items
 from selfimprove.verification.votes import Item

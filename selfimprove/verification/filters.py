@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from selfimprove.evaluation.scorers import get_scorer, scorer_for
+from selfimprove.scoring.scorers import get_scorer, scorer_for
 from selfimprove.validation import Share
 
 RULES = ("none", "ssd_length", "ground_truth")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from selfimprove.generation.answers import final_part
+from selfimprove.scoring.answers import final_part
 from selfimprove.inference.base import Backend
 from selfimprove.verification.agreement import agreement_scores
 from selfimprove.verification.strategy import get_strategy, strategy_names

@@ -13,8 +13,8 @@ Pluggable, and each names its source.
 from __future__ import annotations
 
 from selfimprove.verification.agreement import agreement_scores
-from selfimprove.generation.answers import final_answer
-from selfimprove.evaluation.scorers import get_scorer, math_equal
+from selfimprove.scoring.answers import final_answer
+from selfimprove.scoring.scorers import get_scorer, math_equal
 
 SOURCES = ("ground_truth", "self_verified")
 

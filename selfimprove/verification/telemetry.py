@@ -9,7 +9,7 @@ import random
 
 from selfimprove.verification.judges import StageConfig
 from selfimprove.verification.votes import combine
-from selfimprove.evaluation.scorers import get_scorer, scorer_for
+from selfimprove.scoring.scorers import get_scorer, scorer_for
 
 
 def label_candidates(seeds: list[dict], candidates: list[dict], answer_format: str) -> dict[str, bool]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from selfimprove.generation.answers import parse_verdict
+from selfimprove.scoring.answers import parse_verdict
 from selfimprove.inference.base import Backend, SamplingParams
 
 VERDICT_PREFIX = "[["

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from selfimprove.data.datasets import builtin, read_user_file
-from selfimprove.evaluation.sandbox import SandboxConfig
-from selfimprove.evaluation.scorers import score_items
+from selfimprove.scoring.sandbox import SandboxConfig
+from selfimprove.scoring.scorers import score_items
 from selfimprove.data.seeds import SeedError, SeedSource, question_key
 
 

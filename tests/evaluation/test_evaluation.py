@@ -5,7 +5,7 @@ import time
 import pytest
 
 from selfimprove.evaluation.heldout import EvalConfig, bootstrap_ci, metrics, pass_at_k, paired_difference, per_item_accuracy
-from selfimprove.evaluation.scorers import ChoiceScorer, MathScorer, Scorer, math_equal, score
+from selfimprove.scoring.scorers import ChoiceScorer, MathScorer, Scorer, math_equal, score
 
 
 def rows(model, correct, samples_per_item=1):
@@ -127,7 +127,7 @@ def test_uq_ttc_answers_with_an_accepted_candidate_or_its_fallback(tiny_model):
     from selfimprove.verification.cascade import CascadeConfig
     from selfimprove.verification.judges import StageConfig
     from selfimprove.generation.sampling import SamplingConfig
-    from selfimprove.evaluation.uq_ttc import UQTTCConfig, answer_with_cascade
+    from selfimprove.testtime.uq_ttc import UQTTCConfig, answer_with_cascade
     from selfimprove.evaluation.heldout import evaluate
 
     backend = TransformersBackend(tiny_model, BackendConfig(dtype="float32"))
@@ -163,7 +163,7 @@ def test_bootstrap_intervals_match_the_exact_resampling_distribution():
 def test_agreement_and_majority_choice_by_hand():
     """maj@k's parts: each answer's share of all k samples (missing answers count in k, never as a group), and the
     majority pick that UQ-TTC falls back to."""
-    from selfimprove.evaluation.uq_ttc import _choose
+    from selfimprove.testtime.uq_ttc import _choose
     from selfimprove.verification.agreement import agreement_scores
 
     assert agreement_scores(["2", "2.0", "3", None]) == [0.5, 0.5, 0.25, 0.0]  # 2 == 2.0 by math-verify

@@ -3,7 +3,7 @@ lm-evaluation-harness task; lm-eval (model type `hf`, greedy, fp32, the chat tem
 and its per-item output, extracted answer and correctness must match the lake's `eval_samples`."""
 import pytest
 
-from selfimprove.evaluation.scorers import score_items
+from selfimprove.scoring.scorers import score_items
 from selfimprove.flows.cli import main
 from selfimprove.warehouse.views import query
 

@@ -131,7 +131,7 @@ def test_models_by_name_default_folder_or_cached_hub_id(tiny_model, tmp_path, mo
     (cache / "models--acme--tiny" / "refs" / "main").write_text("a" * 40)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     assert resolve("acme/tiny") == snap  # the standard cache, offline
-    from selfimprove.inference.models import ModelError
+    from selfimprove.validation import ModelError
 
     with pytest.raises(ModelError, match=r"'acme/absent': not in the Hugging Face cache .*huggingface-cli download acme/absent"):
         resolve("acme/absent")

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from selfimprove.inference import models, prompt_format
-from selfimprove.inference.models import ModelError
+from selfimprove.validation import ModelError
 from tests.families import build_family_model
 from tests.gguf_file import write_foreign_gguf, write_llama_gguf
 

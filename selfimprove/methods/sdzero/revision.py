@@ -11,7 +11,7 @@ SRT trains on each kept tuple twice (two rows, raw rendered text, loss on the co
 """
 from __future__ import annotations
 
-from selfimprove.generation.answers import final_answer
+from selfimprove.scoring.answers import final_answer
 from selfimprove.inference.base import Backend, SamplingParams
 from selfimprove.verification.rewards import Reward
 from selfimprove.generation.sampling import user_message

@@ -1,6 +1,6 @@
 import pytest
 
-from selfimprove.generation.answers import (extract_boxed, extract_last_number, final_answer, final_part, format_problem,
+from selfimprove.scoring.answers import (extract_boxed, extract_last_number, final_answer, final_part, format_problem,
                                  parse_verdict)
 
 

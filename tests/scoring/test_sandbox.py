@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from selfimprove.evaluation.sandbox import SandboxConfig, SandboxError, _classify, launcher, run_program
-from selfimprove.evaluation.scorers import CodeScorer
+from selfimprove.scoring.sandbox import SandboxConfig, SandboxError, _classify, launcher, run_program
+from selfimprove.scoring.scorers import CodeScorer
 
 CFG = SandboxConfig(timeout_s=3, memory_mb=512)
 PROJECT_FILE = Path(__file__).resolve().parents[2] / "pyproject.toml"

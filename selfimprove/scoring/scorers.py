@@ -19,8 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from selfimprove.generation.answers import LETTERS, extract_choice, extract_code, final_answer, final_part, normalize_answer
-from selfimprove.evaluation.sandbox import SandboxConfig, SandboxError, run_many
+from selfimprove.scoring.answers import LETTERS, extract_choice, extract_code, final_answer, final_part, normalize_answer
+from selfimprove.scoring.sandbox import SandboxConfig, SandboxError, run_many
 
 # we bound time ourselves; math-verify warns on every call when its signal timeouts are off
 logging.getLogger("math_verify").setLevel(logging.ERROR)
