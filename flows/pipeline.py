@@ -21,7 +21,7 @@ from selfimprove.data.datasets import BUILTIN
 from selfimprove.generation import few_shot
 from selfimprove.evaluation.heldout import load_items
 from selfimprove.inference.base import backend_class, for_checkpoint
-from selfimprove.methods import default_method, get_method, methods_of_flow
+from selfimprove.methods import default_method, get_method, methods_of_flow, tracked_flows
 from selfimprove.validation import InputError
 from selfimprove.warehouse.lake import file_sha256
 from selfimprove.tasks.common import StageContext
@@ -36,7 +36,6 @@ from selfimprove.tasks.rounds import (accumulate_examples, ingest_guard, on_trac
                                       taken_questions)
 
 
-TRACKED_FLOWS = ("svd", "ssd", "rft", "sdzero")  # flows that end with the promotion gate (`face_gate`)
 
 
 def new_run_id(flow_name: str) -> str:
@@ -167,8 +166,8 @@ def start_run(flow_name: str, cfg: RunConfig, preset: str, lake: str | None, run
     """`with start_run(...) as ctx:` the stage context of a registered run (its inputs checked first unless
     `prepare_run` did, with `prompting` its model check: a refused start writes nothing), whose status is
     `running` inside the block and `completed` or `failed` after it."""
-    if cfg.track.name and flow_name not in TRACKED_FLOWS:
-        raise InputError(f"{cfg.track.name!r}: runs of {', '.join(TRACKED_FLOWS)} can be on a track, not {flow_name} "
+    if cfg.track.name and flow_name not in tracked_flows():
+        raise InputError(f"{cfg.track.name!r}: runs of {', '.join(tracked_flows())} can be on a track, not {flow_name} "
                          "(yet)", field="track.name")
     if prompting is None:
         prompting = check_start(cfg, lake, run_id, reuse, from_stage)

@@ -8,6 +8,7 @@ from prefect import task
 from selfimprove.verification.calibration import recommended_yaml
 from selfimprove.evaluation.heldout import paired_difference
 from selfimprove.config import RunConfig
+from selfimprove.methods import get_method
 from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.warehouse.lake import Lake, lake_location
 from selfimprove.reporting.method_views import view_of
@@ -25,7 +26,7 @@ def summarize_run(ctx: StageContext, cfg: RunConfig, manifests: dict) -> dict:
     lake, run_id = Lake(ctx.lake), ctx.run_id
     set_status(lake, run_id, RUNNING, "summary")
     base = best_evaluation(manifests, "base")
-    for model in ("tuned", "srt"):  # srt: SD-Zero's Phase-1 model, beside its final one
+    for model in get_method(cfg.method).trained:  # e.g. SD-Zero's Phase-1 model (srt) beside its final one
         other = best_evaluation(manifests, model)
         if base and other:  # with a T_eval sweep (SSD), each model at its own best temperature
             (b_label, b), (t_label, t) = base, other

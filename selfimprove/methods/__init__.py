@@ -22,6 +22,8 @@ class Method:
     command: str = "run"  # the CLI command that starts its flow: run | calibrate | eval
     when: dict = field(default_factory=dict)  # config values that make it its flow's default (see default_method)
     needs_gate: bool = False  # its cascade must hold a gating stage, or every candidate would be accepted
+    trained: tuple[str, ...] = ("tuned",)  # the evaluated models the summary compares with base (paired delta)
+    on_track: bool = True  # its flow ends with the promotion gate, so its runs may be on a track
 
     def check(self, cfg, origin: str = "config") -> None:
         """Cross-field checks of a whole run config for this method (InputError names `origin` and the field)."""
@@ -59,6 +61,12 @@ def default_method(flow: str, config: dict) -> str:
     return next((m.name for m in METHODS.values() if m.flow == flow and m.when and matches(m.when, config)), flow)
 
 
+def tracked_flows() -> list[str]:
+    """The flows whose runs may be on a track (every method of theirs ends with the promotion gate)."""
+    flows = dict.fromkeys(m.flow for m in METHODS.values())
+    return [f for f in flows if all(m.on_track for m in METHODS.values() if m.flow == f)]
+
+
 def flows_of_command(command: str) -> list[str]:
     """The flows a CLI command starts, in registration order."""
     return list(dict.fromkeys(m.flow for m in METHODS.values() if m.command == command))
@@ -94,23 +102,24 @@ register_method(Method("rft", "rft", "rejection-sampling fine-tuning: k samples,
 # y_init + P_r + y_revised, hence the longer max_length. No judge cascade.
 register_method(Method("sdzero", "sdzero", "SD-Zero graded by the seeds' answers",
                        {"sampling": {"n": 4}, "cascade": {"stages": []}, "training": {"max_length": 384, "epochs": 1}},
-                       view="sdzero", reads_answers=True))
+                       view="sdzero", reads_answers=True, trained=("tuned", "srt")))
 # Self-verified rewards need 8 samples: measured on the quickstart seeds, an answer 2 of 4 samples
 # agree on is right 35 % of the time (3 of 4: 69 %), while agreement >= 0.5 of 8 is right ~95 %.
 register_method(Method("sdzero_self_verified", "sdzero", "SD-Zero graded by the model's own agreement (no answers)",
                        {"sampling": {"n": 8}, "cascade": {"stages": []}, "sdzero": {"reward": "self_verified"},
                         "training": {"max_length": 384, "epochs": 1}}, view="sdzero",
-                       when={"sdzero": {"reward": "self_verified"}}))
+                       when={"sdzero": {"reward": "self_verified"}}, trained=("tuned", "srt")))
 # OPSD distils on every seed (minus the held-out-reward ones); it samples 8 candidates like SVD, so the
 # candidates and, where it judges (self_verified PI, warm start), the cascade are shared with an SVD run's.
 register_method(Method("opsd", "opsd", "OPSD, the teacher reads the seed's answer (and solution)",
-                       {"opsd": {"pi": "ground_truth"}}, view="opsd", reads_answers=True))
+                       {"opsd": {"pi": "ground_truth"}}, view="opsd", reads_answers=True, on_track=False))
 register_method(Method("opsd_self_verified", "opsd",
                        "OPSD, the teacher reads the candidate the cascade accepted (no answers)",
                        {"opsd": {"pi": "self_verified"}}, view="opsd", when={"opsd": {"pi": "self_verified"}},
-                       needs_gate=True))
+                       needs_gate=True, on_track=False))
 register_method(Method("opsd_rule", "opsd", "OPSD, the teacher reads one shared instruction (no answers)",
-                       {"opsd": {"pi": "rule"}}, view="opsd", when={"opsd": {"pi": "rule"}}))
+                       {"opsd": {"pi": "rule"}}, view="opsd", when={"opsd": {"pi": "rule"}}, on_track=False))
 register_method(Method("calibrate", "calibrate", "every verifier advisory on labelled seeds; recommends a cascade",
-                       command="calibrate"))
-register_method(Method("evaluate", "evaluate", "a model on held-out items, no training", view="evaluate", command="eval"))
+                       command="calibrate", on_track=False))
+register_method(Method("evaluate", "evaluate", "a model on held-out items, no training", view="evaluate", command="eval",
+                       on_track=False))
