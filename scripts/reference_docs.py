@@ -164,11 +164,18 @@ def cli_page() -> str:
 
     from selfimprove.flows.cli import build_parser
 
+    width = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: the page must not depend on it
-    parser, commands = build_parser()
-    lines = [HEADER + "# Command line", "", "```text", parser.format_help().rstrip(), "```"]
-    for name, sub in commands.items():
-        lines += ["", f"## `selfimprove {name}`", "", "```text", sub.format_help().rstrip(), "```"]
+    try:
+        parser, commands = build_parser()
+        lines = [HEADER + "# Command line", "", "```text", parser.format_help().rstrip(), "```"]
+        for name, sub in commands.items():
+            lines += ["", f"## `selfimprove {name}`", "", "```text", sub.format_help().rstrip(), "```"]
+    finally:
+        if width is None:
+            os.environ.pop("COLUMNS")
+        else:
+            os.environ["COLUMNS"] = width
     return "\n".join(lines) + "\n"
 
 
