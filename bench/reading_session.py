@@ -18,7 +18,7 @@ from pathlib import Path
 import selfimprove.flows  # noqa: F401  (offline environment defaults)
 from selfimprove.reporting.compare import compare_runs
 from selfimprove.reporting.report import _write
-from selfimprove.tasks.report import summary_items
+from selfimprove.reporting.summary import summary_items
 from selfimprove.warehouse import Lake, views
 
 

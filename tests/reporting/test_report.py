@@ -90,7 +90,7 @@ def test_a_summary_a_report_and_compare_each_open_one_connection(finished_run, t
     """Views are built once per rendering: without the reading session each query opened its own connection
     (and listed every manifest and rebuilt every view)."""
     from selfimprove.flows.cli import main
-    from selfimprove.tasks.report import summary_items
+    from selfimprove.reporting.summary import summary_items
     from selfimprove.warehouse import views
 
     lake, run = finished_run

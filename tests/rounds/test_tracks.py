@@ -58,7 +58,7 @@ def test_rounds_take_new_seeds_keep_the_heldout_set_follow_the_data_policy_and_s
     decided = _rows(lake, "SELECT round, promoted, guard_pass1 IS NOT NULL, champion_guard_pass1 IS NOT NULL, pass_k_at, "
                           "diversity >= 1, examples, new_examples, precision BETWEEN 0 AND 1 FROM promotions ORDER BY round")
     assert decided == [(1, True, True, True, 4, True, own1, own1, True), (2, True, True, True, 4, True, own2 + carried, own2, True)]
-    from selfimprove.tasks.report import summary_items
+    from selfimprove.reporting.summary import summary_items
     from selfimprove.warehouse.document import as_text
 
     summary = as_text(summary_items(lake, second))
