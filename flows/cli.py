@@ -34,8 +34,7 @@ def arguments(add: Callable[[argparse.ArgumentParser], None]):
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
     from selfimprove.config import PRESETS
-    from selfimprove.methods import METHODS, flows_of_command, methods_of_flow
-    from selfimprove.tasks.common import STAGES
+    from selfimprove.methods import METHODS, flows_of_command, methods_of_flow, packages
 
     flows = flows_of_command("run")
     p.add_argument("flow", choices=flows, help="; ".join(f"{f} ({', '.join(methods_of_flow(f))})" for f in flows))
@@ -48,13 +47,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", help="lake root: a folder or s3://BUCKET/PREFIX (default ./lake or $SELFIMPROVE_LAKE)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue this run: finished stages are skipped")
     p.add_argument("--reuse", metavar="RUN_ID", help="copy that run's stages wherever their version matches")
-    p.add_argument("--reward", choices=_reward_sources(),
-                   help="sdzero only: grade responses by the seeds' answers (default) or by the model's own agreement")
-    p.add_argument("--pi", choices=_pi_sources(),
-                   help="opsd only: what the teacher reads beside the question: the seed's answer (default), the "
-                        "candidate the run's own cascade accepted (label-free), or one shared rule")
-    p.add_argument("--from-stage", choices=[s for s in STAGES if s != "seeds"],
-                   help="with --reuse: keep that run's earlier stages, recompute this one and the rest")
+    for package in packages():  # each method package's run options (`run <its flow>` only)
+        for option in package.options:
+            p.add_argument(f"--{option.name.replace('_', '-')}", choices=option.choices,
+                           help=_literal(f"{package.name} only: {option.help}"))
+    p.add_argument("--from-stage", metavar="STAGE",
+                   help="with --reuse: keep that run's earlier stages, recompute this one and the rest (a stage of "
+                        "the flow after seeds, as the run summary lists them: candidates, judge, select, train, ...)")
     p.add_argument("--no-cache", action="store_true", help="recompute stages even if an earlier run has the same version")
     p.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
     p.add_argument("--allow-contamination", action="store_true",
@@ -77,41 +76,23 @@ def _literal(text: str) -> str:
 RUN_FLAGS = {"run_id": "--resume", "reuse": "--reuse", "from_stage": "--from-stage"}
 
 
-def _pi_sources() -> list[str]:
-    from selfimprove.methods.opsd.config import PI_SOURCES
-
-    return list(PI_SOURCES)
-
-
-def _reward_sources() -> list[str]:
-    from selfimprove.verification.rewards import SOURCES
-
-    return list(SOURCES)
-
-
 @command("run", "run a method's flow end to end")
 @arguments(_run_arguments)
 def run_command(args) -> None:
     import importlib
 
-    from selfimprove.flows.pipeline import prepare_run
-    from selfimprove.methods import methods_of_flow
+    from selfimprove.flows.pipeline import prepare_run, with_options
+    from selfimprove.methods import flow_module, methods_of_flow, packages
 
     if args.verbose:
         os.environ["SELFIMPROVE_VERBOSE"] = "1"
     if args.method and args.method not in methods_of_flow(args.flow):
         raise ValueError(f"--method {args.method} is not a method of `run {args.flow}`: {methods_of_flow(args.flow)}")
-    if args.reward and args.flow != "sdzero":
-        raise ValueError("--reward belongs to `run sdzero`")
-    if args.pi and args.flow != "opsd":
-        raise ValueError("--pi belongs to `run opsd`")
-    if args.pi:
-        from selfimprove.flows.opsd import check_pi
-
-        check_pi(args.method, args.pi)
-    overrides: dict = {"sdzero": {"reward": args.reward}} if args.reward else {}
-    if args.pi:
-        overrides["opsd"] = {"pi": args.pi}
+    options = {o.name: (package.name, getattr(args, o.name)) for package in packages() for o in package.options}
+    for name, (flow, value) in options.items():
+        if value is not None and flow != args.flow:
+            raise ValueError(f"--{name.replace('_', '-')} belongs to `run {flow}`")
+    overrides: dict = with_options(args.flow, args.method, None, {n: v for n, (_, v) in options.items()}) or {}
     if args.ray is not None:
         overrides["executor"] = {"kind": "ray", **({"address": args.ray} if args.ray else {})}
     if args.track:
@@ -124,9 +105,12 @@ def run_command(args) -> None:
         overrides["uq_ttc"] = {"enabled": True}
     if args.allow_contamination:
         overrides["contamination"] = {"allow": True}
-    # the one start, before any flow run exists: the flow run takes what was prepared here (the same config)
-    cfg, _ = prepare_run(args.flow, args.preset, args.config, overrides or None, args.method, args.lake, args.resume,
-                         args.reuse, args.from_stage, RUN_FLAGS, keep=args.rounds is None)
+    module = importlib.import_module(flow_module(args.flow))
+    resume = args.resume if args.rounds is None else _first_round(args, overrides)
+    # the one start, before any flow run exists: the flow run takes what was prepared here (the same config); with
+    # --rounds, round 1's run does
+    cfg, _ = prepare_run(args.flow, args.preset, args.config, overrides or None, args.method, args.lake, resume,
+                         args.reuse, args.from_stage, RUN_FLAGS, keep=True, stages=module.STAGES)
     method = cfg.method
     if args.rounds is not None:
         if not cfg.track.name:
@@ -138,8 +122,20 @@ def run_command(args) -> None:
         return
     common = dict(preset=args.preset, config_file=args.config, lake=args.lake, run_id=args.resume, reuse=args.reuse,
                   overrides=overrides or None, from_stage=args.from_stage, cache=not args.no_cache, method=method)
-    flow = getattr(importlib.import_module(f"selfimprove.flows.{args.flow}"), args.flow)
-    print("\n" + flow(**common)["summary"])
+    print("\n" + getattr(module, args.flow)(**common)["summary"])
+
+
+def _first_round(args, overrides: dict) -> str | None:
+    """The run the first of --rounds resumes (a round that did not finish), as the rounds flow will find it."""
+    from selfimprove import config as configlib
+    from selfimprove.warehouse import registry
+    from selfimprove.warehouse.lake import Lake, lake_location
+
+    track = configlib.requested(args.preset, args.config, overrides or None).track.name
+    if not track:
+        return None
+    lake = Lake(lake_location(args.lake))
+    return registry.unfinished_round(lake, track, len(registry.rounds_of(lake, track)) + 1)
 
 
 def _compare_arguments(p):

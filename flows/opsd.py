@@ -12,22 +12,15 @@ from prefect import flow
 
 from selfimprove.flows.parameters import documented
 
-from selfimprove.config import merge
-from selfimprove.methods import get_method
-from selfimprove.validation import InputError
 from selfimprove.tasks.opsd import opsd_distill, privileged_info
 from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.stages import (fine_tune, guard_contamination, ingest_seeds, judge_candidates, sample_candidates,
                                       select_examples)
 
-from selfimprove.flows.pipeline import evaluate_models, prepare_run, start_run
+from selfimprove.flows.pipeline import evaluate_models, evaluations, prepare_run, start_run, with_options
 
-
-def check_pi(method: str | None, pi: str) -> None:
-    """A method that names its PI source and a different `pi` contradict each other: refused, not overridden."""
-    named = get_method(method).overrides.get("opsd", {}).get("pi") if method else None
-    if named not in (None, pi):
-        raise InputError(f"method {method} reads the {named} PI, not {pi}; name one of them", field="pi")
+STAGES = ("seeds", "candidates", "judge", "select", "privileged", "contamination", "train", "distill",
+          *evaluations("sft", "tuned"))
 
 
 @flow(name="opsd")
@@ -37,11 +30,10 @@ def opsd(preset: str = "quickstart", config_file: str | None = None, lake: str |
          from_stage: str | None = None, cache: bool = True, method: str | None = None) -> dict:
     """OPSD: the student learns, on its own rollouts, what the same model predicts when it also reads privileged
     information; `method` empty picks the one the PI source needs."""
-    if pi:
-        check_pi(method, pi)
-        overrides = merge(overrides or {}, {"opsd": {"pi": pi}})
-    cfg, prompting = prepare_run("opsd", preset, config_file, overrides, method, lake, run_id, reuse, from_stage)
-    with start_run("opsd", cfg, preset, lake, run_id, reuse, from_stage, cache, prompting) as ctx:
+    overrides = with_options("opsd", method, overrides, {"pi": pi})
+    cfg, prompting = prepare_run("opsd", preset, config_file, overrides, method, lake, run_id, reuse, from_stage,
+                                 stages=STAGES)
+    with start_run("opsd", cfg, preset, lake, run_id, reuse, from_stage, cache, prompting, STAGES) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
         if cfg.opsd.needs_candidates:  # a ground-truth PI graded by ground truth reads no sample of its own

@@ -1,5 +1,6 @@
-"""What every flow parameter means, said once: `documented` writes a flow's `Args:` section from it, and
-Prefect reads that section into the parameter descriptions of the "Custom run" form."""
+"""What every flow parameter means, said once: `documented` writes a flow's `Args:` section from it (and a method
+package's run options from the package), and Prefect reads that section into the parameter descriptions of the
+"Custom run" form."""
 from __future__ import annotations
 
 import inspect
@@ -22,11 +23,6 @@ DESCRIPTIONS = {
                   "pinned to the reused run's output. Empty: every stage is checked by version.",
     "cache": "Copy a stage from any earlier run with the same version. Off: recompute every stage not in "
              "this run already.",
-    "reward": "SD-Zero's reward: ground_truth (the seeds' answers) or self_verified (the model's own agreement "
-              "across samples; no answer is read). Empty: the config's.",
-    "pi": "OPSD's privileged information, read by the teacher only: ground_truth (the seed's answer and solution), "
-          "self_verified (the candidate the run's cascade accepted; no answer is read) or rule (one shared "
-          "instruction). Empty: the config's.",
     "model": "'default' (the embedded model) or a checkpoint folder on the worker; several to compare them on "
              "the same items.",
     "data": "A held-out file (JSONL/CSV/Parquet with question and answer) scored by `scorer`. Empty: dataset.",
@@ -44,7 +40,7 @@ def documented(flow_name: str, **own: str):
     apply it below `@flow` so Prefect sees the finished docstring."""
     def deco(fn):
         params = list(inspect.signature(fn).parameters)
-        text = {**DESCRIPTIONS, **own}
+        text = {**DESCRIPTIONS, **_options(flow_name), **own}
         missing = [n for n in params if n not in text]
         if missing:
             raise KeyError(f"flow {flow_name}: no description for parameters {missing}")
@@ -52,6 +48,13 @@ def documented(flow_name: str, **own: str):
         fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\nArgs:\n{args}\n"
         return fn
     return deco
+
+
+def _options(flow_name: str) -> dict[str, str]:
+    """The flow's run options, described by the method package that declares them."""
+    from selfimprove.methods import options_of_flow
+
+    return {o.name: f"{o.help}. Empty: the config's." for o in options_of_flow(flow_name)}
 
 
 def _choices(flow_name: str) -> dict[str, str]:

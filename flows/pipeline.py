@@ -1,8 +1,9 @@
-"""The stages every method shares, in order: seeds → candidates → verdicts → selection →
-contamination guard → fine-tuning → held-out evaluation. A method is a config (see the method
-registry, `selfimprove.methods`): SVD judges with its cascade, SSD keeps raw samples, RFT keeps
-what the ground truth accepts; evaluation is greedy, or a T_eval sweep for SSD. SD-Zero
-(`flows/sdzero.py`) shares the start, the sampling, the guard, the SFT stage and the evaluation.
+"""The stages every method shares, in order (`STAGES`): seeds → candidates → verdicts → selection →
+contamination guard → fine-tuning → held-out evaluation, and the one start of every run (`prepare_run`,
+`start_run`). A method is a config (see the method registry, `selfimprove.methods`): SVD judges with
+its cascade, SSD keeps raw samples, RFT keeps what the ground truth accepts; evaluation is greedy, or a
+T_eval sweep for SSD. A method package's flow (`flows/sdzero.py`, `flows/opsd.py`) shares the start,
+the sampling, the guard, the SFT stage and the evaluation, and declares its own stage order.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from selfimprove.data.datasets import BUILTIN
 from selfimprove.generation import few_shot
 from selfimprove.evaluation.heldout import load_items
 from selfimprove.inference.base import backend_class, for_checkpoint
-from selfimprove.methods import default_method, get_method, methods_of_flow, tracked_flows
+from selfimprove.methods import default_method, get_method, methods_of_flow, options_of_flow, tracked_flows
 from selfimprove.validation import InputError
 from selfimprove.warehouse.lake import file_sha256
 from selfimprove.tasks.common import StageContext
@@ -36,6 +37,17 @@ from selfimprove.tasks.rounds import (accumulate_examples, ingest_guard, on_trac
                                       taken_questions)
 
 
+
+
+def evaluations(*trained: str) -> tuple[str, ...]:
+    """The evaluation stages that end a flow, in order: the base, each trained model, the UQ-TTC baseline, then a
+    track's guard set and the diversity samples of champion (base) and challenger (tuned)."""
+    return (*(f"eval-{label}" for label in ("base", *trained)), "eval-uq_ttc", "guard-items", "eval-guard-base",
+            "eval-guard-tuned", "eval-diversity-base", "eval-diversity-tuned")
+
+
+# the shared stages' order (svd, ssd, rft); a flow with stages of its own declares its own `STAGES`
+STAGES = ("seeds", "candidates", "judge", "select", "contamination", "accumulate", "train", *evaluations("tuned"))
 
 
 def new_run_id(flow_name: str) -> str:
@@ -136,17 +148,33 @@ def prompt_needs(cfg: RunConfig, roles: list[str]):
     return needs
 
 
+def with_options(flow_name: str, method: str | None, overrides: dict | None, values: dict) -> dict | None:
+    """`overrides` with the flow's run options that were given (`MethodPackage.options`: a CLI flag or the flow's
+    parameter of the same name), each checked against the named method."""
+    for option in options_of_flow(flow_name):
+        if values.get(option.name) is not None:
+            option.check(method, values[option.name])
+            overrides = configlib.merge(overrides or {}, option.overrides(values[option.name]))
+    return overrides
+
+
 _PREPARED: dict[str, tuple[RunConfig, list[dict]]] = {}  # what the CLI prepared, for the flow run it starts
 
 
 def prepare_run(flow_name: str, preset: str = "quickstart", config_file: str | None = None,
                 overrides: dict | None = None, method: str | None = None, lake: str | None = None,
                 run_id: str | None = None, reuse: str | None = None, from_stage: str | None = None,
-                flags: dict | None = None, keep: bool = False) -> tuple[RunConfig, list[dict]]:
+                flags: dict | None = None, keep: bool = False,
+                stages: tuple[str, ...] = STAGES) -> tuple[RunConfig, list[dict]]:
     """The one start of a run: its config, loaded once (preset, file, overrides, the method's changes; `method`
     None takes the flow's default for that config) and put on its track, and every check a start can refuse,
     run once on that config (`check_start`). The CLI prepares before any flow run exists (`keep`): the flow
-    run it then starts with the same arguments takes that preparation instead of repeating it."""
+    run it then starts with the same arguments takes that preparation instead of repeating it. `stages`: the
+    flow's stage order, which `from_stage` must name."""
+    if from_stage is not None and from_stage not in stages[1:]:
+        flag = (flags or {}).get("from_stage", "from_stage")
+        raise InputError(f"{from_stage!r} is not a stage of {flow_name} after its first; one of: {', '.join(stages[1:])}",
+                         field=flag)
     method = method or default_method(flow_name, configlib.requested(preset, config_file, overrides).to_dict())
     key = json.dumps([flow_name, preset, config_file, overrides, method, lake, run_id, reuse, from_stage],
                      sort_keys=True, default=str)
@@ -162,17 +190,17 @@ def prepare_run(flow_name: str, preset: str = "quickstart", config_file: str | N
 @contextmanager
 def start_run(flow_name: str, cfg: RunConfig, preset: str, lake: str | None, run_id: str | None = None,
               reuse: str | None = None, from_stage: str | None = None, cache: bool = True,
-              prompting: list[dict] | None = None) -> Iterator[StageContext]:
+              prompting: list[dict] | None = None, stages: tuple[str, ...] = ()) -> Iterator[StageContext]:
     """`with start_run(...) as ctx:` the stage context of a registered run (its inputs checked first unless
     `prepare_run` did, with `prompting` its model check: a refused start writes nothing), whose status is
-    `running` inside the block and `completed` or `failed` after it."""
+    `running` inside the block and `completed` or `failed` after it. `stages`: the flow's stage order."""
     if cfg.track.name and flow_name not in tracked_flows():
         raise InputError(f"{cfg.track.name!r}: runs of {', '.join(tracked_flows())} can be on a track, not {flow_name} "
                          "(yet)", field="track.name")
     if prompting is None:
         prompting = check_start(cfg, lake, run_id, reuse, from_stage)
     ctx = StageContext(lake=lake_location(lake), run_id=run_id or new_run_id(flow_name), reuse=reuse,
-                       from_stage=from_stage, cache=cache)
+                       from_stage=from_stage, cache=cache, stages=stages)
     register_run(ctx, cfg, flow_name, preset, {"prompting": prompting})
     with tracked(ctx):
         yield ctx
@@ -210,10 +238,11 @@ def evaluate_models(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, mod
         m["eval-uq_ttc"] = evaluate_uq_ttc(ctx, cfg, seeds_manifest, cfg.model)
 
 
-def face_gate(ctx: StageContext, cfg: RunConfig, m: dict, challenger: str | None) -> None:
-    """On a track: the champion (the run's base) and the challenger on the guard set and, sampled, on the held-out
-    items for diversity; then the promotion gate."""
+def face_gate(ctx: StageContext, cfg: RunConfig, m: dict, trained: dict) -> None:
+    """On a track: the champion (the run's base) and the challenger (the checkpoint of the `trained` stage's
+    manifest) on the guard set and, sampled, on the held-out items for diversity; then the promotion gate."""
     track = cfg.track
+    challenger = trained.get("checkpoint")
     if challenger:
         pair = {"base": cfg.model, "tuned": challenger}
         if track.guard:
@@ -225,7 +254,7 @@ def face_gate(ctx: StageContext, cfg: RunConfig, m: dict, challenger: str | None
             for label, model in pair.items():
                 m[f"diversity-{label}"] = _evaluate(ctx, cfg, m["seeds"], model, f"diversity-{label}",
                                                     diversity_evaluation(track, cfg.evaluation, cfg.sampling.temperature))
-    promotion_gate(ctx, cfg, m)
+    promotion_gate(ctx, cfg, m, trained)
 
 
 def run_method(flow_name: str, method: str, preset: str = "quickstart", config_file: str | None = None,
@@ -234,7 +263,7 @@ def run_method(flow_name: str, method: str, preset: str = "quickstart", config_f
     """seeds → candidates → verdicts → training examples → guard → fine-tune → held-out evaluation → summary;
     on a track, earlier rounds' examples join the training set (`train_on: accumulated`) and the gate decides."""
     cfg, prompting = prepare_run(flow_name, preset, config_file, overrides, method, lake, run_id, reuse, from_stage)
-    with start_run(flow_name, cfg, preset, lake, run_id, reuse, from_stage, cache, prompting) as ctx:
+    with start_run(flow_name, cfg, preset, lake, run_id, reuse, from_stage, cache, prompting, STAGES) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
         m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
@@ -247,5 +276,5 @@ def run_method(flow_name: str, method: str, preset: str = "quickstart", config_f
         m["train"] = fine_tune(ctx, cfg, m["select"], m.get("accumulate"))
         evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "tuned": m["train"].get("checkpoint")}, m)
         if cfg.track.name:  # the base evaluated is the track's champion: the gate compares the two
-            face_gate(ctx, cfg, m, m["train"].get("checkpoint"))
+            face_gate(ctx, cfg, m, m["train"])
         return summarize_run(ctx, cfg, m)

@@ -6,7 +6,7 @@ from prefect import flow
 
 from selfimprove.flows.parameters import documented
 
-from selfimprove.flows.pipeline import run_method
+from selfimprove.flows.pipeline import STAGES, run_method  # noqa: F401  (its stage order: the shared one)
 
 
 @flow(name="rft")

@@ -14,7 +14,7 @@ from prefect import flow
 
 from selfimprove import config as configlib
 from selfimprove.flows.parameters import documented
-from selfimprove.methods import get_method
+from selfimprove.methods import flow_module, get_method
 from selfimprove.rounds.gate import stop_reason
 from selfimprove.tasks.ui import markdown_artifact, say
 from selfimprove.validation import InputError
@@ -37,7 +37,7 @@ def rounds(method: str = "svd", rounds: int = 3, preset: str = "quickstart", con
     if rounds < 1:
         raise InputError(f"{rounds}: at least 1", field="rounds")
     flow_name = get_method(method).flow
-    method_flow = getattr(importlib.import_module(f"selfimprove.flows.{flow_name}"), flow_name)
+    method_flow = getattr(importlib.import_module(flow_module(flow_name)), flow_name)
     lk = Lake(lake_location(lake))
     done: list[dict] = []
     stopped = None

@@ -12,13 +12,15 @@ from prefect import flow
 
 from selfimprove.flows.parameters import documented
 
-from selfimprove.config import merge
 from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.sdzero import revise_candidates, self_distill
 from selfimprove.tasks.stages import fine_tune, guard_contamination, ingest_seeds, sample_candidates
 
-from selfimprove.flows.pipeline import evaluate_models, face_gate, prepare_run, start_run
+from selfimprove.flows.pipeline import evaluate_models, evaluations, face_gate, prepare_run, start_run, with_options
 from selfimprove.tasks.rounds import accumulate_examples
+
+STAGES = ("seeds", "candidates", "revise", "contamination", "accumulate", "train", "distill",
+          *evaluations("srt", "tuned"))
 
 
 @flow(name="sdzero")
@@ -28,10 +30,10 @@ def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str
            reuse: str | None = None, from_stage: str | None = None, cache: bool = True, method: str | None = None) -> dict:
     """SD-Zero: self-revision training (Phase 1), then on-policy self-distillation from a frozen teacher
     (Phase 2); `method` empty picks the one the reward needs (self_verified: 8 samples per seed)."""
-    if reward:
-        overrides = merge(overrides or {}, {"sdzero": {"reward": reward}})
-    cfg, prompting = prepare_run("sdzero", preset, config_file, overrides, method, lake, run_id, reuse, from_stage)
-    with start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache, prompting) as ctx:
+    overrides = with_options("sdzero", method, overrides, {"reward": reward})
+    cfg, prompting = prepare_run("sdzero", preset, config_file, overrides, method, lake, run_id, reuse, from_stage,
+                                 stages=STAGES)
+    with start_run("sdzero", cfg, preset, lake, run_id, reuse, from_stage, cache, prompting, STAGES) as ctx:
         m: dict[str, dict] = {}
         m["seeds"] = ingest_seeds(ctx, cfg)
         m["candidates"] = sample_candidates(ctx, cfg, m["seeds"])
@@ -45,5 +47,5 @@ def sdzero(preset: str = "quickstart", config_file: str | None = None, lake: str
         evaluate_models(ctx, cfg, m["seeds"], {"base": cfg.model, "srt": m["train"].get("checkpoint"),
                                                "tuned": m["distill"]["checkpoint"]}, m)
         if cfg.track.name:  # Phase 2's model against the champion the run started from
-            face_gate(ctx, cfg, m, m["distill"]["checkpoint"])
+            face_gate(ctx, cfg, m, m["distill"])
         return summarize_run(ctx, cfg, m)

@@ -1,12 +1,14 @@
 """What each family of methods adds to a run's summary, to `compare` and to the HTML report.
 
-A method (`selfimprove.methods`) names its view; a view is a `MethodView` subclass registered
-here. Shared code asks `view_of(lake, run_id)` and calls it; it never branches on a flow's or
-a method's name. Every query takes the run id as a parameter (`$run`).
+A method (`selfimprove.methods`) names its view; a view is a `MethodView` subclass registered with
+`register_view`: the shared stages' views here, a method package's in `reporting/views/<view>.py`,
+imported when first asked for. Shared code asks `view_of(lake, run_id)` and calls it; it never
+branches on a flow's or a method's name. Every query takes the run id as a parameter (`$run`).
 """
 from __future__ import annotations
 
 import html
+import importlib
 import json
 from typing import ClassVar
 
@@ -63,9 +65,16 @@ def run_config(lake: Lake, run_id: str) -> dict:
     return json.loads(rows[0][0]) if rows else {}
 
 
+def get_view(name: str) -> MethodView:
+    """The registered view `name`; a method package's is imported from `selfimprove.reporting.views` on first use."""
+    if name not in VIEWS:
+        importlib.import_module(f"selfimprove.reporting.views.{name}")
+    return VIEWS[name]
+
+
 def view_of(lake: Lake, run_id: str) -> MethodView:
     config = run_config(lake, run_id)
-    return VIEWS[get_method(config.get("method", "svd")).view]
+    return get_view(get_method(config.get("method", "svd")).view)
 
 
 def _gates(lake: Lake, run_id: str) -> dict[str, bool]:
@@ -294,7 +303,8 @@ def funnel(lake: Lake, run_id: str) -> list[tuple[str, int, str]]:
 
 
 class DistillView(MethodView):
-    """The on-policy distillation part both SD-Zero and OPSD end with: training by quarter, teacher syncs, figure."""
+    """The on-policy distillation part of a method that distils (`selfimprove.training.self_distill`): training by
+    quarter, teacher syncs, figure."""
 
     title: ClassVar[str] = ""
     start_name: ClassVar[str] = "the starting model"
@@ -337,54 +347,6 @@ class DistillView(MethodView):
         uri = draw("distill", plot)
         return [("Self-distillation", f'<img src="{uri}" alt="distill">' +
                  html_table(["sync at step", "reason", "held-out reward", "copied student of step"], syncs))]
-
-
-@register_view
-class SDZeroView(DistillView):
-    """SD-Zero: phases, Phase-1 revision tuples, Phase-2 training and teacher syncs (it judges nothing)."""
-
-    name = "sdzero"
-    title = "Phase 2"
-    start_name = "the SRT model"
-    generated = (("candidates", "n_tokens"), ("revisions", "revised_n_tokens"), ("distill_samples", "n_tokens"))
-
-    def label(self, config):
-        return f"{config.get('method')} ({config.get('sdzero', {}).get('reward')})"
-
-    def summary(self, lake, run_id):
-        """Phases, Phase-1 tuples by control phrase, Phase-2 training in quarters, teacher syncs."""
-        p = {"run": run_id}
-        out = ["", "## SD-Zero seeds per phase (disjoint)",
-               Table(*query(lake, "SELECT phase, count(*) AS seeds FROM seed_phases WHERE run_id = $run GROUP BY 1 ORDER BY 1", p))]
-        out += ["", "## Phase 1: revision tuples by control phrase (kept = revision correct)", Table(*query(lake, """
-            SELECT reward_source, coalesce(control, 'ungraded') AS control, count(*) AS tuples, count(*) FILTER (WHERE kept) AS kept,
-                   round(avg(revised_reward::INT), 3) AS revised_correct_rate
-            FROM revisions WHERE run_id = $run GROUP BY 1, 2 ORDER BY 2""", p))]
-        return out + self.distill_summary(lake, run_id)
-
-
-@register_view
-class OPSDView(DistillView):
-    """OPSD: each seed's privileged information by phase, then the distillation (it judges only for its PI or
-    warm start)."""
-
-    name = "opsd"
-    title = "OPSD"
-    start_name = "the starting model (warm start, else base)"
-    generated = (("candidates", "n_tokens"), ("distill_samples", "n_tokens"))
-
-    def label(self, config):
-        o = config.get("opsd", {})  # the method follows from the PI source; the warm start does not
-        return f"opsd ({o.get('pi')} PI{' + SFT' if o.get('warm_start') else ''})"
-
-    def summary(self, lake, run_id):
-        """Seeds by phase with their PI, then the distillation in quarters and the teacher syncs."""
-        out = ["", "## OPSD seeds: what the teacher read (privileged_info; the student never reads it)",
-               Table(*query(lake, """
-            SELECT phase, coalesce(pi_source, '-') AS pi_source, count(*) AS seeds, count(DISTINCT pi_hash) AS distinct_pi,
-                   round(avg(length(pi_text)), 1) AS pi_chars
-            FROM privileged_info WHERE run_id = $run GROUP BY 1, 2 ORDER BY 1""", {"run": run_id}))]
-        return out + self.distill_summary(lake, run_id)
 
 
 @register_view

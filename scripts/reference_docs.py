@@ -2,7 +2,8 @@
 
 - docs/reference/config.md: every config section (the dataclasses reachable from `RunConfig`), each field with its
   type, default and doc (a class docstring's `Parameters:` entry, else the comment on the field's line);
-- docs/reference/tables.md: every lake table's columns and types, from `warehouse/schemas.py` (with its comments);
+- docs/reference/tables.md: every lake table's columns and types, from `warehouse/schemas.py` and each method
+  package's `tables.py` (with their comments);
 - docs/reference/cli.md: every command's help, from the CLI's parser.
 
 `python scripts/reference_docs.py` writes them; `--check` exits 1 when a committed page differs from what the code
@@ -61,6 +62,7 @@ def field_docs(cls: type) -> dict[str, str]:
     docs: dict[str, str] = {}
     for base in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
         docs.update(_own_docs(base))
+    docs.update({f.name: f.metadata["doc"] for f in dataclasses.fields(cls) if f.metadata.get("doc")})
     return docs
 
 
@@ -78,7 +80,10 @@ def _own_docs(cls: type) -> dict[str, str]:
                 docs[current] += " " + line.strip()
             elif not line.strip():
                 current = None
-    source = textwrap.dedent(inspect.getsource(cls))
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # made at run time (RunConfig): its fields carry their docs
+        return docs
     comments: dict[int, str] = {}
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
@@ -135,7 +140,8 @@ def undocumented() -> list[str]:
 def tables_page() -> str:
     from selfimprove.warehouse.schemas import TABLES
 
-    source = (ROOT / "warehouse" / "schemas.py").read_text().splitlines()
+    files = [ROOT / "warehouse" / "schemas.py", *sorted((ROOT / "selfimprove" / "methods").glob("*/tables.py"))]
+    source = [line for path in files for line in path.read_text().splitlines()]
     notes: dict[str, list[str]] = {}
     pending: list[str] = []
     for line in source:  # the comment lines right above a table's entry describe it

@@ -14,14 +14,12 @@ from pathlib import Path
 
 from selfimprove.execution.base import ExecutorConfig
 from selfimprove.inference.base import BackendConfig
-from selfimprove.methods import METHODS, get_method
+from selfimprove.methods import METHODS, get_method, packages
 from selfimprove.verification.cascade import CascadeConfig
 from selfimprove.evaluation.contamination import ContaminationConfig
 from selfimprove.evaluation.heldout import EvalConfig
 from selfimprove.verification.filters import FilterConfig
 from selfimprove.generation.sampling import SamplingConfig
-from selfimprove.methods.sdzero.config import SDZeroConfig
-from selfimprove.methods.opsd.config import OPSDConfig
 from selfimprove.data.seeds import SeedSource
 from selfimprove.rounds.config import TrackConfig
 from selfimprove.training.sft import TrainConfig
@@ -30,8 +28,8 @@ from selfimprove.validation import AtLeast1, InputError, Share, check_value, rea
 
 
 @dataclass
-class RunConfig:
-    """Everything one SVD run needs."""
+class SharedConfig:
+    """Everything one run needs; each method package adds its own section (`RunConfig`)."""
 
     model: str = "default"  # default (the embedded model) | a .gguf file | a checkpoint folder | org/name | champion:<track>
     judge_model: str | None = None  # None = the policy model judges itself (pure SVD)
@@ -44,8 +42,6 @@ class RunConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)  # the held-out set and how it is decoded and scored
     uq_ttc: UQTTCConfig = field(default_factory=UQTTCConfig)  # test-time baseline on the held-out set (off by default)
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # guard before training
-    sdzero: SDZeroConfig = field(default_factory=SDZeroConfig)  # the sdzero flow's two phases
-    opsd: OPSDConfig = field(default_factory=OPSDConfig)  # the opsd flow: privileged information, distillation
     backend: BackendConfig = field(default_factory=BackendConfig)  # the inference engine and its settings
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where model stages' shards run (local | ray)
     track: TrackConfig = field(default_factory=TrackConfig)  # a run on a track registers its model, faces the gate
@@ -54,6 +50,14 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# the shared sections, then one per method package (`MethodPackage.section`), documented by the package
+RunConfig = dataclasses.make_dataclass(
+    "RunConfig", [(p.name, p.section, field(default_factory=p.section, metadata={"doc": p.doc}))
+                  for p in packages() if p.section], bases=(SharedConfig,),
+    namespace={"__doc__": "Everything one run needs: the shared sections and each method package's.",
+               "__module__": __name__})
 
 
 def _build(cls, data: dict, where: str = "", source: str | None = None):
@@ -119,10 +123,6 @@ PRESETS: dict[str, dict] = {
         ]},
         "training": {"epochs": 2, "batch_size": 8, "learning_rate": 2e-5},
         "evaluation": {"source": {"size": 200, "seed": 777}},
-        "sdzero": {"distill": {"steps": 24, "batch_size": 8, "eval_every": 6, "val_size": 32}},
-        # OPSD: no run of 24 steps (checks every 6) beat its step-6 student, and without keep_best the students
-        # collapsed after it (README), so 12 steps checked every 3
-        "opsd": {"distill": {"steps": 12, "batch_size": 8, "eval_every": 3, "val_size": 32}},
     },
     "full": {
         "seeds": {"size": 480, "tasks": ["basic_arithmetic", "simple_equations"]},
@@ -131,11 +131,11 @@ PRESETS: dict[str, dict] = {
         "training": {"epochs": 2},
         "evaluation": {"source": {"size": 500, "seed": 777, "tasks": ["basic_arithmetic", "simple_equations"]},
                        "max_new_tokens": 128},
-        "sdzero": {"revise_max_new_tokens": 128,
-                   "distill": {"steps": 200, "batch_size": 16, "max_new_tokens": 128, "eval_every": 20, "val_size": 48}},
-        "opsd": {"distill": {"steps": 200, "batch_size": 16, "max_new_tokens": 128, "eval_every": 20, "val_size": 48}},
     },
 }
+for _package in packages():  # each package's section in each preset
+    for _preset, _values in _package.presets.items():
+        PRESETS[_preset][_package.name] = _values
 
 def requested(preset: str = "quickstart", path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
     """The preset with the file and the overrides on top, before any method's changes."""

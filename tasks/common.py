@@ -26,7 +26,7 @@ from selfimprove.inference.base import Backend, BackendConfig, backend_identity,
 from selfimprove.prompts import load as load_prompt
 from selfimprove.tasks.ui import progress_bar, say  # noqa: F401  (progress_bar: used by every model stage)
 from selfimprove.warehouse.lake import Lake, files_exist
-from selfimprove.warehouse.provenance import STAGES, stage_line
+from selfimprove.warehouse.provenance import stage_line
 from selfimprove.warehouse.run_status import RUNNING, set_status
 from selfimprove.warehouse.shards import ShardStore
 from selfimprove.storage.stores import read_table
@@ -44,6 +44,8 @@ class StageContext:
             stages after it are recomputed.
         cache: any earlier run's stage of the same version is copied here, so a rerun with one
             changed judge setting recomputes judging and what follows, not sampling.
+        stages: the flow's stage order (its `STAGES`): `from_stage` is one of them, and each manifest records
+            its stage's place in it (`order`), which is how provenance lists a run's stages.
     """
 
     lake: str
@@ -51,6 +53,13 @@ class StageContext:
     reuse: str | None = None
     from_stage: str | None = None
     cache: bool = True
+    stages: tuple[str, ...] = ()
+
+    def order(self, stage: str) -> int:
+        """The stage's place in the flow (an evaluation at a sweep temperature, `eval-x@T..`, takes eval-x's);
+        a stage the flow does not declare comes after the declared ones."""
+        base = stage.split("@")[0]
+        return self.stages.index(base) if base in self.stages else len(self.stages)
 
 
 def version_of(stage: str, config_section, inputs: list[dict], prompt_names: tuple[str, ...] = (),
@@ -90,7 +99,7 @@ def run_stage(ctx: StageContext, stage: str, config_section, inputs: list[dict],
                                       "copied_from": source_run, "libraries": library_versions()}, staged=True)
         manifest = {**source, "run_id": run_id, "reused_from": source_run, "reused_because": why,
                     "files": [copier.copy_to_run(f, run_id) for f in source["files"]],
-                    "copy_seconds": round(time.time() - start, 2)}
+                    "copy_seconds": round(time.time() - start, 2), "order": ctx.order(stage)}
         manifest = lake.write_manifest(run_id, stage, manifest)
         say(stage_line(stage, manifest))
         return manifest
@@ -100,7 +109,7 @@ def run_stage(ctx: StageContext, stage: str, config_section, inputs: list[dict],
     files, info = body(Lake(lake.location, provenance, staged=True), shards)
     manifest = {**provenance, "files": files, "rows": {f["table"]: f["rows"] for f in files},
                 "seconds": round(time.time() - start, 2), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "seed": _seed_of(config_section), **info}
+                "seed": _seed_of(config_section), "order": ctx.order(stage), **info}
     if shards.loaded or shards.computed:
         manifest["shards"] = {"resumed": shards.loaded, "computed": shards.computed}
     manifest = lake.write_manifest(run_id, stage, manifest)
@@ -144,9 +153,9 @@ def _source(ctx: StageContext, lake: Lake, stage: str, version: str) -> tuple[st
     """The run to copy this stage from, and whether it is pinned (copied whatever its version)."""
     reuse, start = ctx.reuse, ctx.from_stage
     if start:
-        if start not in STAGES:
-            raise ValueError(f"unknown stage {start!r} for from_stage; stages: {STAGES}")
-        if stage not in STAGES or STAGES.index(stage) >= STAGES.index(start):
+        if start not in ctx.stages:
+            raise ValueError(f"unknown stage {start!r} for from_stage; stages: {ctx.stages}")
+        if ctx.order(stage) >= ctx.order(start):
             return None, False  # from here on (and extra evaluations, always last): recompute
         if not reuse:
             raise ValueError("from_stage needs reuse=RUN_ID: the run whose earlier stages are kept")

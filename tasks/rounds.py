@@ -123,19 +123,20 @@ def _metric(manifest: dict | None, name: str) -> float | None:
 
 
 def _round_precision(manifests: dict) -> tuple[int, float | None]:
-    """(the round's own training examples, the share of them right by the seeds' answers)."""
-    own = [e["candidate_id"] for key in ("select", "revise") if key in manifests
-           for e in read(manifests[key], "train_examples")]
+    """(the round's own training examples, the share of them right by the seeds' answers); the examples carried
+    over from earlier rounds (`origin_run`) are not its own."""
+    own = [e["candidate_id"] for m in manifests.values() if any(f["table"] == "train_examples" for f in m.get("files", []))
+           for e in read(m, "train_examples") if not e.get("origin_run")]
     labelled = next((m for m in manifests.values() if any(f["table"] == "candidate_labels" for f in m.get("files", []))), None)
     labels = {r["candidate_id"]: r["correct"] for r in read(labelled, "candidate_labels")} if labelled else {}
     return len(own), precision(own, labels)
 
 
 @task(name="promotion-gate")
-def promotion_gate(ctx: StageContext, cfg: RunConfig, manifests: dict) -> dict:
-    """Register the run's model on its track and apply the gate; returns the decision row."""
+def promotion_gate(ctx: StageContext, cfg: RunConfig, manifests: dict, trained: dict) -> dict:
+    """Register the run's model (the checkpoint of the `trained` stage's manifest) on its track and apply the gate;
+    returns the decision row."""
     lake, run_id, track = Lake(ctx.lake), ctx.run_id, cfg.track
-    trained = manifests.get("distill") or manifests.get("train") or {}  # SD-Zero's final model is Phase 2's
     checkpoint = trained.get("checkpoint")
     base, tuned = best_evaluation(manifests, "base"), best_evaluation(manifests, "tuned")
     examples, right = _round_precision(manifests)

@@ -28,6 +28,7 @@ from selfimprove.verification.telemetry import label_candidates, stage_metrics
 from selfimprove.training.sft import train
 from selfimprove.testtime.uq_ttc import answer_with_cascade
 from selfimprove.config import RunConfig
+from selfimprove.methods import TrainingText, package_training_text
 from selfimprove.inference import models
 from selfimprove.inference.prompt_format import describe as describe_format, thinks
 from selfimprove.execution.base import ShardJob
@@ -264,8 +265,9 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict, carried: 
 @task(name="guard-contamination")
 def guard_contamination(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, train_manifest: dict,
                         also: dict | None = None) -> dict:
-    """Stop before training if training text (training examples, or OPSD's privileged information) contains a
-    registered held-out item (unless allowed). `also`: a second stage whose training text is checked too."""
+    """Stop before training if training text (training examples, or a method package's `training_text`, such as
+    OPSD's privileged information) contains a registered held-out item (unless allowed). `also`: a second stage
+    whose training text is checked too."""
     guard = cfg.contamination
     train_manifests = [train_manifest] + ([also] if also else [])
 
@@ -290,19 +292,20 @@ def guard_contamination(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict,
 
     return run_stage(ctx, "contamination", section(cfg, "contamination", "evaluation"),
                      [seeds_manifest, *train_manifests], body,
-                     reads=("seeds", "eval_items", "train_examples", "privileged_info"))
+                     reads=("seeds", "eval_items", *_training_text()))
+
+
+def _training_text() -> dict[str, TrainingText]:
+    """Every table column a model trains on: the training examples' completions, and each method package's."""
+    return {"train_examples": TrainingText("completion", id="candidate_id"), **package_training_text()}
 
 
 def _training_texts(manifest: dict, questions: dict[str, str]) -> list[tuple[str, str]]:
-    """(id, text) of everything a model will train on: each example's question and completion; each privileged
-    seed's question and PI."""
+    """(id, text) of everything a model will train on: each row's seed question and its training text."""
     tables = {f["table"] for f in manifest["files"]}
-    pairs = []
-    if "train_examples" in tables:
-        pairs += [(e["candidate_id"], e["seed_id"], e["completion"]) for e in read(manifest, "train_examples")]
-    if "privileged_info" in tables:
-        pairs += [(f"{r['seed_id']}:pi", r["seed_id"], r["pi_text"]) for r in read(manifest, "privileged_info")
-                  if r["phase"] == "distill"]
+    pairs = [(f"{r[text.id]}{text.suffix}", r["seed_id"], r[text.column])
+             for table, text in _training_text().items() if table in tables for r in read(manifest, table)
+             if all(r.get(k) == v for k, v in text.where.items())]
     return [(i, questions.get(seed, "")) for i, seed, _ in pairs] + [(i, text) for i, _, text in pairs]
 
 

@@ -10,14 +10,6 @@ from selfimprove.warehouse.document import Item, Table
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.run_status import current, describe
 
-# the order of a run's stages (SD-Zero: revise instead of judge/select, distill after train; OPSD: its teachers'
-# privileged information before distill); `from_stage` recomputes a stage and everything after it
-STAGES = ("seeds", "candidates", "judge", "revise", "select", "contamination", "accumulate", "train", "privileged",
-          "distill", "eval-base", "eval-srt", "eval-sft", "eval-tuned", "eval-uq_ttc",
-          # a run on a track: the guard set and diversity of champion (base) and challenger (tuned)
-          "guard-items", "eval-guard-base", "eval-guard-tuned", "eval-diversity-base", "eval-diversity-tuned")
-
-
 def how_made(manifest: dict) -> str:
     """computed | resumed from N finished shards, M computed | copied from run X (same version | pinned by from_stage)."""
     if manifest.get("reused_from"):
@@ -56,14 +48,13 @@ def stage_line(stage: str, manifest: dict, how: str | None = None) -> str:
 
 
 def stage_manifests(lake: Lake, run_id: str) -> list[dict]:
-    """The run's finished stages in run order (extra evaluations after the ones they extend)."""
+    """The run's finished stages in run order: each manifest's place in its flow's stage order (`order`, which
+    the flow declares), then when it finished (a manifest without one: when it finished)."""
     found = lake.stage_manifests(run_id)
 
     def order(entry):
         mtime, m = entry
-        stage = str(m.get("stage", ""))
-        base = stage.split("@")[0]
-        return (STAGES.index(base) if base in STAGES else len(STAGES), mtime, stage)
+        return (m.get("order", 0), mtime, str(m.get("stage", "")))
 
     return [m for _, m in sorted(found, key=order)]
 

@@ -1,7 +1,10 @@
-"""Column names and types of every lake table. Every table starts with run_id."""
+"""Column names and types of every lake table: the shared stages' here, each method package's from the method
+registry (`MethodPackage.tables`). Every table starts with run_id."""
 from __future__ import annotations
 
 import pyarrow as pa
+
+from selfimprove.methods import package_tables
 
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 LS = pa.list_(pa.string())
@@ -48,27 +51,15 @@ TABLES: dict[str, pa.Schema] = {
     # held-out items found in training text by the contamination guard; action: stopped | allowed
     "contamination": pa.schema([("run_id", S), ("dataset", S), ("item_id", S), ("train_id", S), ("kind", S),
                                 ("overlap", F), ("question", S), ("action", S)]),
-    # SD-Zero. Which phase each seed serves (revise | distill | distill_val), disjoint.
-    "seed_phases": pa.schema([("run_id", S), ("seed_id", S), ("phase", S)]),
-    # Phase 1: one row per (seed, y_init), kept or not; control = the control phrase used (correct | wrong)
-    "revisions": pa.schema([("run_id", S), ("revision_id", S), ("seed_id", S), ("candidate_id", S), ("init_text", S),
-                            ("init_answer", S), ("init_reward", B), ("control", S), ("control_hash", S),
-                            ("revised_text", S), ("revised_answer", S), ("revised_n_tokens", I), ("revised_reward", B),
-                            ("reward_source", S), ("kept", B), ("reason", S)]),
-    # Phase 2: per optimiser step (step 0 = the starting model's held-out reward; saved = the student kept),
-    # each rollout, each teacher sync
-    # teacher: the teacher context (revision: SD-Zero; privileged: OPSD); pi_source / pi_hash: OPSD's privileged
-    # information of the rollout's seed (its text in privileged_info, by hash)
+    # on-policy self-distillation (`selfimprove.training.self_distill`), shared by the methods that distil: per
+    # optimiser step (step 0 = the starting model's held-out reward; saved = the student kept), each rollout, each
+    # teacher sync. teacher: the teacher's context, as the method names it; pi_source / pi_hash: the privileged
+    # information of the rollout's seed where the method gives its teacher one (its text in the method's table)
     "distill_log": pa.schema([("run_id", S), ("step", I), ("loss", F), ("kl_reverse", F), ("mean_reward", F), ("graded", I),
                               ("response_tokens", F), ("loss_tokens", I), ("val_reward", F), ("teacher_syncs", I),
                               ("learning_rate", F), ("seconds", F), ("saved", B), ("teacher", S), ("pi_source", S)]),
     "distill_samples": pa.schema([("run_id", S), ("step", I), ("seed_id", S), ("text", S), ("n_tokens", I), ("reward", B),
                                   ("control", S), ("divergence", F), ("pi_source", S), ("pi_hash", S)]),
-    # OPSD: each seed's privileged information, what only the teacher reads. phase: distill (rolled out, with its PI) |
-    # distill_val (held-out reward, no PI needed) | no_pi (self_verified: the cascade accepted no candidate; skipped).
-    # candidate_id: the accepted candidate a self_verified PI quotes; prompt_hash: the PI's prompt file
-    "privileged_info": pa.schema([("run_id", S), ("seed_id", S), ("phase", S), ("pi_source", S), ("pi_hash", S),
-                                  ("pi_text", S), ("candidate_id", S), ("prompt_hash", S)]),
     # source_step: the step whose student was copied (the best one when keep_best, else this step)
     "teacher_syncs": pa.schema([("run_id", S), ("step", I), ("reason", S), ("val_reward", F), ("source_step", I)]),
     # the champion registry. models: every checkpoint a run on a track produced, what it started from and how it
@@ -88,6 +79,8 @@ TABLES: dict[str, pa.Schema] = {
                              ("champion_guard_pass1", F), ("champion_diversity", F), ("pass_k_at", I), ("pass_k", F),
                              ("champion_pass_k", F)]),
 }
+
+TABLES.update(package_tables())
 
 _DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
 

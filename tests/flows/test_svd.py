@@ -155,3 +155,13 @@ def test_from_stage_keeps_upstream_and_recomputes_the_rest(tiny_model, finished_
     assert "reused_from" not in lake.read_manifest(second, "judge")  # same version, recomputed all the same
     with pytest.raises(ValueError, match="needs reuse"):
         svd(preset="quickstart", lake=str(lake.root), overrides=overrides, from_stage="judge")
+    # the flow declares its stages: another flow's stage is refused by name, before anything is written
+    with pytest.raises(ValueError, match="'revise' is not a stage of svd after its first; one of: candidates, judge"):
+        svd(preset="quickstart", lake=str(lake.root), overrides=overrides, reuse=first, from_stage="revise")
+    # each manifest records its place in the flow's order, which provenance lists
+    from selfimprove.flows.pipeline import STAGES
+    from selfimprove.warehouse.provenance import stage_manifests
+
+    listed = [m["stage"] for m in stage_manifests(lake, second)]
+    assert [m["order"] for m in stage_manifests(lake, second)] == [STAGES.index(s.split("@")[0]) for s in listed]
+    assert listed[:4] == ["seeds", "candidates", "judge", "select"]

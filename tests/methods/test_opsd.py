@@ -187,4 +187,4 @@ def test_cli_pi_is_opsd_s_and_must_agree_with_the_method(lake, capsys):
     assert main(["run", "svd", "--pi", "rule", "--lake", str(lake.root)]) == 2
     assert "--pi belongs to `run opsd`" in capsys.readouterr().err
     assert main(["run", "opsd", "--method", "opsd", "--pi", "rule", "--lake", str(lake.root)]) == 2
-    assert "reads the ground_truth PI, not rule" in capsys.readouterr().err
+    assert "method opsd sets opsd.pi to ground_truth, not rule" in capsys.readouterr().err

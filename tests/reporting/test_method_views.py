@@ -1,7 +1,7 @@
 """Method views: a method's summary lines come from its registered view; advisory stages never warn."""
 import json
 
-from selfimprove.reporting.method_views import VIEWS, view_of
+from selfimprove.reporting.method_views import get_view, view_of
 
 
 def _run(lake, run, method, stages):
@@ -21,5 +21,5 @@ def test_a_stage_at_chance_warns_only_when_it_gates(lake):
 def test_each_method_names_its_view(lake):
     _run(lake, "a", "no_filter", [])
     _run(lake, "b", "sdzero_self_verified", [])
-    assert view_of(lake, "a") is VIEWS["cascade"] and view_of(lake, "b") is VIEWS["sdzero"]
-    assert VIEWS["sdzero"].label({"method": "sdzero", "sdzero": {"reward": "ground_truth"}}) == "sdzero (ground_truth)"
+    assert view_of(lake, "a") is get_view("cascade") and view_of(lake, "b") is get_view("sdzero")
+    assert get_view("sdzero").label({"method": "sdzero", "sdzero": {"reward": "ground_truth"}}) == "sdzero (ground_truth)"

@@ -25,13 +25,19 @@ def _rows(lake, sql, **params):
 
 
 def test_rounds_take_new_seeds_keep_the_heldout_set_follow_the_data_policy_and_stop_by_the_gate(
-        tiny_model, lake, prefect_harness, capsys, tmp_path):
+        tiny_model, lake, prefect_harness, capsys, tmp_path, monkeypatch):
+    from selfimprove.flows import pipeline
+
+    checked = []  # each round starts once: the CLI's check of round 1 is round 1's
+    real = pipeline.check_start
+    monkeypatch.setattr(pipeline, "check_start", lambda cfg, *a, **k: checked.append(cfg.track.round) or real(cfg, *a, **k))
     cfg = tmp_path / "track.yaml"
     cfg.write_text(yaml.safe_dump(_on_track(tiny_model, margin=-1.0, train_on="accumulated", start_from="base")))
     assert main(["run", "svd", "--rounds", "2", "--track", "t", "--config", str(cfg), "--lake", lake.location]) == 0
     out = capsys.readouterr().out
     first, second = runs = registry.rounds_of(lake, "t")
     assert first in out and second in out and "champion: " + second in out
+    assert checked == [1, 2]
 
     # each round its own generated questions (its generator seed recorded), the same held-out items
     seeds = {r: _rows(lake, "SELECT question_key, source FROM seeds WHERE run_id = $r", r=r) for r in runs}

@@ -31,7 +31,9 @@ class OPSDDistillConfig(DistillConfig):
 
 @dataclass
 class OPSDConfig:
-    """Parameters:
+    """OPSD's settings: the teacher's PI source, the reward, the warm start and the distillation loop.
+
+    Parameters:
         pi: the PI source, one of PI_SOURCES.
         rule: the prompt file holding the shared instruction (`pi: rule`).
         reward: how rollouts and the held-out checks (keep_best, plateau syncs) are graded; None: `ground_truth`
