@@ -100,14 +100,15 @@ def main() -> None:
     server = None
     for name in args.backend:
         kind, _, batching = name.partition("/")
-        config = BackendConfig(kind=kind, dtype="bfloat16", batch_size=args.batch_size, batching=batching or "continuous")
+        config = BackendConfig(kind=kind, dtype="bfloat16", batch_size=args.batch_size,
+                               transformers={"batching": batching or "continuous"})
         start = time.time()
         if kind == "openai":
             from selfimprove.inference.vllm_backend import EngineProcess
 
             server = EngineProcess(str(path), BackendConfig(kind="vllm"))
-            config = BackendConfig(kind="openai", base_url=server.base_url, send_seed=False, tokenizer=str(path),
-                                   max_concurrency=64)
+            config = BackendConfig(kind="openai", openai={"base_url": server.base_url, "send_seed": False,
+                                                          "tokenizer": str(path), "max_concurrency": 64})
         backend = load_backend(path, config)
         startup = time.time() - start
         sample(backend, seeds[:2], SamplingConfig(n=1, max_new_tokens=4))  # warm-up, not timed
@@ -116,7 +117,7 @@ def main() -> None:
         rate = useful(rows) / (time.time() - t0)
         texts = [backend.render(user_message(s["question"], cfg.prompt)) for s in seeds]
         if kind == "transformers":
-            own = raw_hf if config.batching == "static" else raw_continuous(backend, texts, cfg)
+            own = raw_hf if config.transformers.batching == "static" else raw_continuous(backend, texts, cfg)
         else:
             own = raw_vllm(server.base_url if kind == "openai" else backend.engine.base_url, texts, cfg)
         print(f"{name:20s} stage {rate:6.1f} useful tok/s | stage/ceiling {rate / full:.2f} | stage/own raw {rate / own:.2f} "

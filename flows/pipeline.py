@@ -99,7 +99,7 @@ def check_start(cfg: RunConfig, lake: str | None, run_id: str | None = None, reu
 
 def check_models(cfg: RunConfig) -> list[dict]:
     """Every model the run uses (policy, judge, a track's base) loads its tokenizer and renders what the run will
-    send it (`preflight.check_model`); a served model is checked through `backend.tokenizer` when it is set."""
+    send it (`preflight.check_model`); a served model is checked through `backend.openai.tokenizer` when it is set."""
     from selfimprove.inference import models
     from selfimprove.inference.preflight import check_model
 
@@ -111,8 +111,8 @@ def check_models(cfg: RunConfig) -> list[dict]:
             roles.setdefault(judge, []).append("judge")
         if cfg.track.name:
             roles.setdefault(cfg.track.trains(cfg.model), []).append("trained")
-    elif cfg.backend.tokenizer:
-        roles[cfg.backend.tokenizer] = ["policy", "judge"]
+    elif cfg.backend.openai.tokenizer:
+        roles[cfg.backend.openai.tokenizer] = ["policy", "judge"]
     report = []
     for model, jobs in roles.items():
         needs = prompt_needs(cfg, jobs)

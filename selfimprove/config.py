@@ -70,6 +70,8 @@ def _build(cls, data: dict, where: str = "", source: str | None = None):
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
+        if key not in fields and key in getattr(cls, "MOVED", {}):
+            raise InputError(f"moved: set {where + '.' if where else ''}{cls.MOVED[key]}", file=source, field=path)
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(fields))}"

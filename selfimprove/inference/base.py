@@ -50,7 +50,42 @@ class Generation:
 
 
 @dataclass
-class VLLMSettings:
+class ClientSettings:
+    """How an engine behind HTTP is asked (openai; vllm, whose engine is a local `vllm serve`).
+
+    Parameters:
+        max_concurrency: requests in flight at once.
+        timeout_s: per request (vllm: per 4,096 new tokens a request may generate, since one request carries
+            `batch_size` prompts x n samples to a local engine).
+        max_retries: retries (exponential backoff) on 408, 409, 429, 5xx, timeouts.
+    """
+
+    max_concurrency: AtLeast1 = 16
+    timeout_s: Positive = 120.0
+    max_retries: AtLeast0 = 4
+
+
+@dataclass
+class TransformersSettings:
+    """The transformers engine's settings (`backend: {kind: transformers, transformers: {...}}`).
+
+    Parameters:
+        batching: `continuous` (paged attention, `generate_batch`: a finished sequence's slot goes to the next one
+            at once) or `static` (padded batches through `generate`). They draw different random streams, so it is
+            part of the engine's identity.
+        max_prompt_tokens: longer prompts are truncated.
+    """
+
+    batching: str = "continuous"
+    max_prompt_tokens: AtLeast1 = 1024
+
+    def __post_init__(self) -> None:
+        if self.batching not in ("continuous", "static"):
+            raise ValueError(f"backend batching must be continuous or static, got {self.batching!r}")
+
+
+@dataclass
+class VLLMSettings(ClientSettings):
     """The vLLM engine's settings (`backend: {kind: vllm, vllm: {...}}`); those that change outputs are
     part of the backend identity.
 
@@ -79,62 +114,67 @@ class VLLMSettings:
 
 
 @dataclass
+class OpenAISettings(ClientSettings):
+    """An OpenAI-compatible server's settings (`backend: {kind: openai, openai: {...}}`).
+
+    Parameters:
+        base_url: the server, e.g. http://127.0.0.1:8000/v1.
+        model: the served model name (None: the server's only model).
+        api_key_env: the environment variable holding the API key (the key itself is never in a config, manifest
+            or log).
+        tokenizer: a local folder with the served model's tokenizer (for `render`, and the start check).
+        send_seed: send a per-request seed (vLLM on CPU refuses them).
+        checkpoint_kind: the engine that evaluates checkpoints this run trains: the server does not serve them.
+    """
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    tokenizer: str | None = None
+    send_seed: bool = True
+    checkpoint_kind: str = "transformers"
+
+
+@dataclass
 class BackendConfig:
-    """Which engine and how it runs.
+    """Which engine and how it runs: the settings every engine reads, then one section per engine (only the
+    active engine's section is read, and only it enters the engine's identity).
 
     Parameters:
         kind: a registered engine (`BACKENDS`): transformers | vllm | openai | scripted.
         device: auto → cuda if available, else cpu.
         dtype: weights and activations; bfloat16 is ~30 % faster than float32 on this CPU.
         batch_size: sequences per forward batch (transformers); requests per call (vllm).
-        batching: transformers: `continuous` (paged attention, `generate_batch`: a finished sequence's
-            slot goes to the next one at once) or `static` (padded batches through `generate`). They
-            draw different random streams, so it is part of the engine's identity.
-        max_prompt_tokens: longer prompts are truncated (transformers).
-        vllm: the vLLM engine's settings.
-        base_url: openai: the server, e.g. http://127.0.0.1:8000/v1.
-        model: openai: the served model name (None: the server's only model).
-        api_key_env: openai: the environment variable holding the API key (the key itself is never
-            in a config, manifest or log).
-        tokenizer: openai: a local folder with the served model's tokenizer (for `render`).
-        max_concurrency: openai/vllm: requests in flight at once.
-        timeout_s: openai/vllm: per request (vllm: per 4,096 new tokens a request may generate, since
-            one request carries `batch_size` prompts x n samples to a local engine).
-        max_retries: openai/vllm: retries (exponential backoff) on 408, 409, 429, 5xx, timeouts.
-        send_seed: openai: send a per-request seed (vLLM on CPU refuses them).
-        checkpoint_kind: the engine that evaluates checkpoints this run trains when `kind` answers with a
-            model served elsewhere (openai): the server does not serve them.
         prompt_format: auto | chat | plain: the model's chat template, or selfimprove's plain-text format
             for base models (`prompt_format.py`); auto picks chat when the tokenizer has a template.
+        transformers: the transformers engine's settings.
+        vllm: the vLLM engine's settings.
+        openai: an OpenAI-compatible server's settings.
     """
+
+    # settings that moved into an engine's section: a config still naming them is told where they went
+    MOVED: ClassVar[dict[str, str]] = {
+        **{k: f"transformers.{k}" for k in ("batching", "max_prompt_tokens")},
+        **{k: f"openai.{k}" for k in ("base_url", "model", "api_key_env", "tokenizer", "send_seed", "checkpoint_kind")},
+        **{k: f"openai.{k} (vllm.{k} for vllm)" for k in ("max_concurrency", "timeout_s", "max_retries")}}
 
     kind: str = "transformers"
     device: str = "auto"
     dtype: str = "bfloat16"
     batch_size: AtLeast1 = 64
-    batching: str = "continuous"
-    max_prompt_tokens: AtLeast1 = 1024
-    vllm: VLLMSettings = field(default_factory=VLLMSettings)
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = "OPENAI_API_KEY"
-    tokenizer: str | None = None
-    max_concurrency: AtLeast1 = 16
-    timeout_s: Positive = 120.0
-    max_retries: AtLeast0 = 4
-    send_seed: bool = True
-    checkpoint_kind: str = "transformers"
     prompt_format: str = "auto"
+    transformers: TransformersSettings = field(default_factory=TransformersSettings)
+    vllm: VLLMSettings = field(default_factory=VLLMSettings)
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
 
     def __post_init__(self) -> None:
-        if isinstance(self.vllm, dict):
-            self.vllm = VLLMSettings(**self.vllm)
+        for name, cls in (("transformers", TransformersSettings), ("vllm", VLLMSettings), ("openai", OpenAISettings)):
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, cls(**getattr(self, name)))
         if self.kind not in BACKENDS:
             raise ValueError(f"unknown backend kind {self.kind!r}; known: {sorted(BACKENDS)}")
         if self.dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"backend dtype must be bfloat16, float16 or float32, got {self.dtype!r}")
-        if self.batching not in ("continuous", "static"):
-            raise ValueError(f"backend batching must be continuous or static, got {self.batching!r}")
         if self.batch_size < 1:
             raise ValueError("backend batch_size must be >= 1")
         if self.prompt_format not in FORMATS:
@@ -178,7 +218,7 @@ class Backend(ABC):
     @classmethod
     def settings(cls, config: BackendConfig) -> dict:
         """The config fields that change this engine's outputs."""
-        return {"dtype": config.dtype, "batch_size": config.batch_size, "max_prompt_tokens": config.max_prompt_tokens}
+        return {"dtype": config.dtype, "batch_size": config.batch_size}
 
     @classmethod
     def check(cls, config: BackendConfig) -> None:
@@ -312,7 +352,7 @@ def for_checkpoint(config: BackendConfig) -> BackendConfig:
     model served elsewhere, which cannot load it."""
     from dataclasses import replace
 
-    return config if backend_class(config.kind).loads_checkpoints else replace(config, kind=config.checkpoint_kind)
+    return config if backend_class(config.kind).loads_checkpoints else replace(config, kind=config.openai.checkpoint_kind)
 
 
 def load_backend(model_path: str | Path, config: BackendConfig | None = None) -> Backend:

@@ -33,44 +33,48 @@ class OpenAIBackend(Backend):
     def __init__(self, model_path, config: BackendConfig) -> None:
         super().__init__(model_path, config)
         self.check(config)
-        self.client = ServedClient(config.base_url, config.api_key_env, config.timeout_s, config.max_retries,
-                                   config.max_concurrency, self.counters)
+        o = config.openai
+        self.client = ServedClient(o.base_url, o.api_key_env, o.timeout_s, o.max_retries, o.max_concurrency, self.counters)
         listed = self.client.models()  # asked once, now, while the server answers
         self._identity = self._described(listed, config, self.client.host)
         self.served = self._identity["served_model"]
         self.is_vllm = any(m.get("owned_by") == "vllm" for m in listed)  # then vLLM's extra request fields work
         self.tokenizer = None
-        if config.tokenizer:
+        if config.openai.tokenizer:
             from .models import load_tokenizer
 
-            self.tokenizer = load_tokenizer(config.tokenizer, prompt_format=config.prompt_format)
+            self.tokenizer = load_tokenizer(config.openai.tokenizer, prompt_format=config.prompt_format)
         self.plain = self._identity["prompt_format"] == "plain"
 
     @classmethod
     def check(cls, config: BackendConfig) -> None:
-        if not config.base_url:
-            raise ValueError("backend kind 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
-        if config.prompt_format == "plain" and not config.tokenizer:
-            raise ValueError("backend kind 'openai' with prompt_format plain renders prompts here: set backend.tokenizer "
-                             "to a local folder with the served model's tokenizer")
+        if not config.openai.base_url:
+            raise ValueError("backend kind 'openai' needs openai.base_url (e.g. http://127.0.0.1:8000/v1)")
+        if config.prompt_format == "plain" and not config.openai.tokenizer:
+            raise ValueError("backend kind 'openai' with prompt_format plain renders prompts here: set "
+                             "backend.openai.tokenizer to a local folder with the served model's tokenizer")
 
     @classmethod
     def describe(cls, model_path, config: BackendConfig) -> dict:
-        client = ServedClient(config.base_url or "", config.api_key_env, config.timeout_s, 0, 1, None)
+        o = config.openai
+        client = ServedClient(o.base_url or "", o.api_key_env, o.timeout_s, 0, 1, None)
         return cls._described(client.models(), config, client.host)
 
     @classmethod
     def _described(cls, listed: list[dict], config: BackendConfig, host: str) -> dict:
         """The identity: the served model's name and /v1/models entry, the server's host (not its port)."""
         ids = [m["id"] for m in listed]
-        name = config.model or (ids[0] if len(ids) == 1 else None)
+        name = config.openai.model or (ids[0] if len(ids) == 1 else None)
         if name is None:
-            raise ServerError(f"OpenAI-compatible server at {config.base_url} serves {ids}: set backend.model to one of them")
+            raise ServerError(f"OpenAI-compatible server at {config.openai.base_url} serves {ids}: "
+                              "set backend.openai.model to one of them")
         match = [m for m in listed if m["id"] == name]
         if not match:
-            raise ServerError(f"OpenAI-compatible server at {config.base_url} serves {ids}, not {name!r}: set backend.model")
-        plain = bool(config.tokenizer) and resolve_format(config.tokenizer, config.prompt_format) == "plain"
-        return {"kind": cls.kind, "server": host, "served_model": name, "models": match[0], "send_seed": config.send_seed,
+            raise ServerError(f"OpenAI-compatible server at {config.openai.base_url} serves {ids}, not {name!r}: "
+                              "set backend.openai.model")
+        plain = bool(config.openai.tokenizer) and resolve_format(config.openai.tokenizer, config.prompt_format) == "plain"
+        return {"kind": cls.kind, "server": host, "served_model": name, "models": match[0],
+                "send_seed": config.openai.send_seed,
                 "prompt_format": "plain" if plain else "server chat template"}
 
     # -- the seam ----------------------------------------------------------------------------------
@@ -91,7 +95,7 @@ class OpenAIBackend(Backend):
             kwargs = self._request(messages, prefix, params.thinking)
             kwargs.update(n=n, max_tokens=params.max_new_tokens, temperature=max(params.temperature, 0.0),
                           top_p=1.0 if greedy else params.top_p)
-            if self.config.send_seed:
+            if self.config.openai.send_seed:
                 kwargs["seed"] = params.seed * 1_000_003 + i
             if params.top_k > 0 and not greedy and self.is_vllm:
                 kwargs.setdefault("extra_body", {})["top_k"] = params.top_k
@@ -205,11 +209,11 @@ class OpenAIBackend(Backend):
         root = self.client.base_url.removesuffix("/v1")
         body = json.dumps({"model": self.served, "prompt": text, "add_special_tokens": False}).encode()
         req = urllib.request.Request(f"{root}/tokenize", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=self.config.timeout_s) as r:
+        with urllib.request.urlopen(req, timeout=self.config.openai.timeout_s) as r:
             return json.loads(r.read())["tokens"]
 
     def _need_tokenizer(self, what: str):
         if self.tokenizer is None:
-            raise ServerError(f"backend kind 'openai' at {self.client.base_url}: to {what}, set backend.tokenizer to a "
-                              "local folder with the served model's tokenizer")
+            raise ServerError(f"backend kind 'openai' at {self.client.base_url}: to {what}, set backend.openai.tokenizer "
+                              "to a local folder with the served model's tokenizer")
         return self.tokenizer

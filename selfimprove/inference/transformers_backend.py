@@ -38,11 +38,11 @@ class TransformersBackend(LocalTokenizer, Backend):
     @classmethod
     def settings(cls, config: BackendConfig) -> dict:
         return {**super().settings(config), "device": resolve_device(config.device).split(":")[0],
-                "batching": config.batching}
+                **{k: getattr(config.transformers, k) for k in ("batching", "max_prompt_tokens")}}
 
     def run_notes(self) -> dict:
-        seeded = "one seed per batch" if self.config.batching == "static" else "one seed per call, requests queued up front"
-        return {"reproducibility": f"{self.config.batching} batching, {seeded}: samples repeat on the same platform; "
+        seeded = "one seed per batch" if self.config.transformers.batching == "static" else "one seed per call, requests queued up front"
+        return {"reproducibility": f"{self.config.transformers.batching} batching, {seeded}: samples repeat on the same platform; "
                                    "not batch-invariant"}
 
     def _batches(self, texts: list[str], per_prompt: int):
@@ -54,7 +54,7 @@ class TransformersBackend(LocalTokenizer, Backend):
             idx = order[start:start + step]
             enc = self.tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
                                  add_special_tokens=False, truncation=True,
-                                 max_length=self.config.max_prompt_tokens)
+                                 max_length=self.config.transformers.max_prompt_tokens)
             yield idx, {k: v.to(self.device) for k, v in enc.items()}
 
     def generate(self, prompts, params, assistant_prefix="", progress=None):
@@ -69,7 +69,7 @@ class TransformersBackend(LocalTokenizer, Backend):
         # a call that fits one batch runs as one static batch: continuous batching's set-up and tear-down
         # (~0.4 s a call, mostly its garbage collections) cost more than refilling slots saves there
         fits = len(texts) * n <= self.config.batch_size
-        run = self._static if self.config.batching == "static" or fits else self._continuous
+        run = self._static if self.config.transformers.batching == "static" or fits else self._continuous
         results = run(texts, params.seed, n, sampling, progress)
         if greedy and params.n > 1:  # greedy samples are identical: copy rather than recompute
             results = [r * params.n for r in results]
@@ -109,7 +109,7 @@ class TransformersBackend(LocalTokenizer, Backend):
         from transformers import ContinuousBatchingConfig, GenerationConfig
         from transformers.generation.continuous_batching.utils import WorkloadHints
 
-        ids = [self.tokenizer(t, add_special_tokens=False, truncation=True, max_length=self.config.max_prompt_tokens).input_ids
+        ids = [self.tokenizer(t, add_special_tokens=False, truncation=True, max_length=self.config.transformers.max_prompt_tokens).input_ids
                for t in texts]
         generation = GenerationConfig(**sampling, num_return_sequences=n, eos_token_id=sorted(self._stop),
                                       pad_token_id=self.tokenizer.pad_token_id)

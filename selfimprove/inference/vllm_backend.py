@@ -144,8 +144,8 @@ class VLLMBackend(LocalTokenizer, Backend):
         super().__init__(model_path, config)
         self.tokenizer = load_tokenizer(model_path, prompt_format=config.prompt_format)
         self.engine = EngineProcess(self.model_path, config)
-        self.client = ServedClient(self.engine.base_url, None, config.timeout_s, config.max_retries,
-                                   config.max_concurrency, self.counters)
+        self.client = ServedClient(self.engine.base_url, None, config.vllm.timeout_s, config.vllm.max_retries,
+                                   config.vllm.max_concurrency, self.counters)
         self.on_gpu = resolve_device(config.device).startswith("cuda")
 
     @classmethod
@@ -185,7 +185,7 @@ class VLLMBackend(LocalTokenizer, Backend):
             if self.on_gpu:
                 kwargs["seed"] = params.seed * 1_000_003 + start
             # the engine is ours and local: a big request is slow, not stuck, so its timeout grows with it
-            timeout = self.config.timeout_s * max(1.0, len(batch) * n * params.max_new_tokens / TIMEOUT_TOKENS)
+            timeout = self.config.vllm.timeout_s * max(1.0, len(batch) * n * params.max_new_tokens / TIMEOUT_TOKENS)
             response = await client.completions.create(**kwargs, timeout=timeout)
             self.client.count_usage(response)
             choices = sorted(response.choices, key=lambda c: c.index)

@@ -143,7 +143,7 @@ def test_an_engine_that_cannot_start_says_so_before_any_run(tmp_path, lake, caps
 
     monkeypatch.setattr(vllm_backend, "engine_python", missing)
     for body, expected in (("backend: {kind: vllm}\n", "run `bash scripts/setup-vllm.sh`"),
-                           ("backend: {kind: openai}\n", "needs base_url")):
+                           ("backend: {kind: openai}\n", "needs openai.base_url")):
         cfg = tmp_path / "c.yaml"
         cfg.write_text(body)
         assert main(["run", "svd", "--config", str(cfg), "--lake", str(lake.root)]) == 2

@@ -44,8 +44,8 @@ def test_svd_runs_against_an_openai_compatible_server(lake, prefect_harness, vll
     from selfimprove.flows.svd import svd
 
     monkeypatch.setenv("SELFIMPROVE_TEST_KEY", "sk-secret-never-stored")
-    backend = {"kind": "openai", "base_url": vllm_server.base_url, "api_key_env": "SELFIMPROVE_TEST_KEY",
-               "send_seed": False}
+    backend = {"kind": "openai", "openai": {"base_url": vllm_server.base_url, "api_key_env": "SELFIMPROVE_TEST_KEY",
+                                            "send_seed": False}}
     run = svd(preset="quickstart", lake=str(lake.root), overrides=small(backend))["run_id"]
     print("openai:", check_run(lake, run, "openai"))
     assert lake.read_manifest(run, "eval-tuned")["backends"][0]["identity"]["kind"] == "transformers"
@@ -72,7 +72,8 @@ def test_a_server_killed_mid_stage_leaves_error_rows_and_resume_redoes_only_them
     from selfimprove.tasks.common import StageError
 
     def overrides(server):
-        o = small({"kind": "openai", "base_url": server.base_url, "send_seed": False, "max_retries": 0, "timeout_s": 20})
+        o = small({"kind": "openai", "openai": {"base_url": server.base_url, "send_seed": False, "max_retries": 0,
+                                                       "timeout_s": 20}})
         o["shard_seeds"] = 2  # 6 seeds: 3 shards of sampling
         return o
 

@@ -53,8 +53,12 @@ def test_identity_names_engine_weights_and_every_setting_that_changes_outputs(ti
 
     base = backend_identity(tiny_model, BackendConfig(dtype="float32"))
     assert base["kind"] == "transformers" and base["device"] == "cpu" and len(base["model"]) == 16
-    for change in ({"dtype": "bfloat16"}, {"batch_size": 8}, {"batching": "static"}, {"kind": "scripted"}):
+    for change in ({"dtype": "bfloat16"}, {"batch_size": 8}, {"transformers": {"batching": "static"}},
+                   {"transformers": {"max_prompt_tokens": 512}}, {"kind": "scripted"}):
         assert backend_identity(tiny_model, BackendConfig(**{"dtype": "float32", **change})) != base
+    # another engine's section is not read: it does not enter this engine's identity
+    for other in ({"openai": {"timeout_s": 5, "base_url": "http://x/v1"}}, {"vllm": {"max_model_len": 64}}):
+        assert backend_identity(tiny_model, BackendConfig(**{"dtype": "float32", **other})) == base
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model, copy)
     assert backend_identity(copy, BackendConfig(dtype="float32")) == base  # named by weights, not by path
@@ -67,7 +71,7 @@ def test_continuous_batching_matches_static_batches(tiny_model):
     """Greedy outputs agree token for token in float32; sampling returns n completions per prompt in order,
     counts like the static path, reports progress per prompt, and leaves the model usable for scoring."""
     prompts = [[{"role": "user", "content": f"Calculate {i} + {3 * i}."}] for i in range(7)]
-    engines = {b: load_backend(tiny_model, BackendConfig(dtype="float32", batch_size=4, batching=b))
+    engines = {b: load_backend(tiny_model, BackendConfig(dtype="float32", batch_size=4, transformers={"batching": b}))
                for b in ("continuous", "static")}  # 7 prompts > 4 slots: the continuous engine batches continuously
     greedy = {b: e.generate(prompts, SamplingParams(temperature=0, n=2, max_new_tokens=12)) for b, e in engines.items()}
     assert [[g.text for g in r] for r in greedy["continuous"]] == [[g.text for g in r] for r in greedy["static"]]
@@ -137,3 +141,15 @@ def test_models_by_name_default_folder_or_cached_hub_id(tiny_model, tmp_path, mo
         resolve("acme/absent")
     with pytest.raises(ModelError, match="not 'default', a .gguf file"):
         resolve(str(tmp_path / "nowhere" / "deep" / "x"))
+
+
+def test_a_setting_that_moved_into_an_engine_section_says_where():
+    from selfimprove import config
+    from selfimprove.validation import InputError
+
+    with pytest.raises(InputError, match="moved: set backend.openai.base_url") as e:
+        config.from_dict({"backend": {"kind": "openai", "base_url": "http://x/v1"}}, "my.yaml")
+    assert "my.yaml" in str(e.value)
+    with pytest.raises(InputError, match="moved: set backend.transformers.batching"):
+        config.from_dict({"backend": {"batching": "static"}})
+    assert config.from_dict({"backend": {"openai": {"base_url": "http://x/v1"}}}).backend.openai.base_url == "http://x/v1"

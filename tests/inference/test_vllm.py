@@ -88,8 +88,8 @@ def test_openai_backend_against_a_real_vllm_server(served, monkeypatch, tmp_path
     from selfimprove.inference.models import default_checkpoint
 
     monkeypatch.setenv("SELFIMPROVE_TEST_KEY", "sk-secret-never-logged")
-    config = BackendConfig(kind="openai", base_url=served.base_url, api_key_env="SELFIMPROVE_TEST_KEY",
-                           send_seed=False, tokenizer=str(default_checkpoint()))
+    config = BackendConfig(kind="openai", openai={"base_url": served.base_url, "api_key_env": "SELFIMPROVE_TEST_KEY",
+                                                  "send_seed": False, "tokenizer": str(default_checkpoint())})
     backend = load_backend("served", config)
     ident = backend.identity()
     assert ident["served_model"] == "policy" and ident["server"] == "127.0.0.1"  # the host, not the port
@@ -108,7 +108,8 @@ def test_openai_backend_names_the_server_when_it_is_down():
     from selfimprove.inference.served import ServerError
 
     with pytest.raises(ServerError, match=r"server at http://127.0.0.1:9/v1"):
-        load_backend("served", BackendConfig(kind="openai", base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2))
+        load_backend("served", BackendConfig(kind="openai", openai={"base_url": "http://127.0.0.1:9/v1", "max_retries": 0,
+                                                                 "timeout_s": 2}))
 
 
 def test_openai_backend_prompts_a_plain_model_through_the_completions_api(engines, served):
@@ -117,8 +118,8 @@ def test_openai_backend_prompts_a_plain_model_through_the_completions_api(engine
     from selfimprove.inference.models import default_checkpoint
 
     path = str(default_checkpoint())
-    plain = load_backend("served", BackendConfig(kind="openai", base_url=served.base_url, send_seed=False,
-                                                 tokenizer=path, prompt_format="plain", api_key_env=None))
+    plain = load_backend("served", BackendConfig(kind="openai", prompt_format="plain", openai={
+        "base_url": served.base_url, "send_seed": False, "tokenizer": path, "api_key_env": None}))
     local = load_backend(path, BackendConfig(kind="transformers", dtype="bfloat16", prompt_format="plain"))
     assert plain.identity()["prompt_format"] == "plain"
     assert plain.render(PROMPTS[0]).startswith("Question: What is 3 + 4?") and plain.render(PROMPTS[0]).endswith("\nAnswer:")
@@ -130,5 +131,5 @@ def test_openai_backend_prompts_a_plain_model_through_the_completions_api(engine
                                                      local.choice_probs(JUDGE, "[[", ["Y", "N"]))]
     assert max(diffs) < 0.1  # the same bf16 bound as the chat test above
     local.close()
-    with pytest.raises(ValueError, match="prompt_format plain renders prompts here: set backend.tokenizer"):
-        load_backend("served", BackendConfig(kind="openai", base_url=served.base_url, prompt_format="plain"))
+    with pytest.raises(ValueError, match="prompt_format plain renders prompts here: set backend.openai.tokenizer"):
+        load_backend("served", BackendConfig(kind="openai", prompt_format="plain", openai={"base_url": served.base_url}))
