@@ -121,6 +121,18 @@ def check_models(cfg: RunConfig) -> list[dict]:
     return report
 
 
+def kept_by(lake: str | None, run: str | None, method: str, flag: str) -> int:
+    """How many training examples run `run` selected (its `select` stage): the size of a placebo of its filter."""
+    if not run:
+        raise InputError(f"{method} keeps as many examples as the run it controls: name that run with {flag} RUN_ID "
+                         "(or set filter.keep)", field="filter.keep")
+    selected = Lake(lake_location(lake)).read_manifest(run, "select")
+    if not selected:
+        raise InputError(f"run {run} selected no training examples (no finished select stage) for {method} to match",
+                         field=flag)
+    return int(selected.get("rows", {}).get("train_examples", 0))
+
+
 def prompt_needs(cfg: RunConfig, roles: list[str]):
     """One prompt of each kind the run sends a model in these roles."""
     from selfimprove import prompts
@@ -182,6 +194,8 @@ def prepare_run(flow_name: str, preset: str = "quickstart", config_file: str | N
         return _PREPARED.pop(key)
     cfg = on_track(configlib.load(preset, config_file, overrides, method), lake, run_id)
     prepared = cfg, check_start(cfg, lake, run_id, reuse, from_stage, flags)
+    if cfg.filter.sized_by_reuse:  # a placebo keeps as many examples as the run it controls
+        cfg.filter.keep = kept_by(lake, reuse, method, (flags or {}).get("reuse", "reuse"))
     if keep:
         _PREPARED[key] = prepared
     return prepared

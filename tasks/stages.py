@@ -172,7 +172,8 @@ def judge_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, ca
         bar, tick = progress_bar(len(seed_rows), "judging", "seed")
         usage: dict = {}
         if cfg.filter.rule != "none":  # SSD / RFT: a rule decides; no model is loaded or called
-            out = {"judgments": [], "verdicts": filters.apply(cfg.filter, seed_rows, cands, cfg.sampling.answer_format)}
+            out = {"judgments": [], "verdicts": filters.apply(cfg.filter, seed_rows, cands, cfg.sampling.answer_format,
+                                                              policy_thinks(cfg))}
             tick(len(seed_rows))
         else:  # judge_model None: only model-free strategies, no engine is loaded
             units = [{"seed": s, "candidates": by_seed.get(s["seed_id"], [])} for s in seed_rows]

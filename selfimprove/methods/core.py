@@ -17,6 +17,11 @@ register_method(Method("simple", "svd", "one correctness judge, 5 votes",
                        {"cascade": {"stages": [{"strategy": "simple", "votes": 5}]}}, needs_gate=True))
 register_method(Method("no_filter", "svd", "train on each seed's first sample with a final answer",
                        {"cascade": {"stages": []}}))
+# the placebo: as many rows as the reused run's filter kept, at random among format-valid candidates (one per
+# seed), trained identically: what the filter's run gains over it is the filter's, not more fine-tuning's
+register_method(Method("random_keep", "svd", "placebo: as many examples as the reused run kept, drawn at random",
+                       {"cascade": {"stages": [], "selection": "first_valid"}, "filter": {"rule": "random_keep"}},
+                       placebo=True))
 register_method(Method("agreement", "svd", "self-consistency agreement >= 0.5 alone",
                        {"cascade": {"stages": [{"strategy": "agreement", "threshold": 0.5}]}}, needs_gate=True))
 # SSD: one raw sample per prompt at a training temperature with truncation, no verification. The

@@ -95,6 +95,7 @@ class Method:
     needs_gate: bool = False  # its cascade must hold a gating stage, or every candidate would be accepted
     trained: tuple[str, ...] = ("tuned",)  # the evaluated models the summary compares with base (paired delta)
     on_track: bool = True  # its flow ends with the promotion gate, so its runs may be on a track
+    placebo: bool = False  # a control: it reuses the run it controls (--reuse) and keeps as many examples at random
     package: MethodPackage | None = None
 
     def check(self, cfg, origin: str = "config") -> None:
