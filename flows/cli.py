@@ -56,6 +56,9 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                         "the flow after seeds, as the run summary lists them: candidates, judge, select, train, ...)")
     p.add_argument("--no-cache", action="store_true", help="recompute stages even if an earlier run has the same version")
     p.add_argument("--uq-ttc", action="store_true", help="also evaluate the UQ-TTC test-time baseline on the held-out set")
+    p.add_argument("--tt-baselines", action="store_true",
+                   help="also evaluate the base model's majority vote over sampling.n samples (maj@k) on the held-out "
+                        "set, beside the tuned model's one call")
     p.add_argument("--allow-contamination", action="store_true",
                    help="train even if training text overlaps a held-out set (recorded in the run)")
     p.add_argument("--track", help="run on this track: start from its champion, take only new seeds, face the "
@@ -103,6 +106,8 @@ def run_command(args) -> None:
         raise ValueError("--rounds resumes an unfinished round by itself; --resume and --reuse belong to one run")
     if args.uq_ttc:
         overrides["uq_ttc"] = {"enabled": True}
+    if args.tt_baselines:
+        overrides["majority"] = {"enabled": True}
     if args.allow_contamination:
         overrides["contamination"] = {"allow": True}
     module = importlib.import_module(flow_module(args.flow))
@@ -307,7 +312,9 @@ def _eval_arguments(p):
     p.add_argument("--scorer", choices=sorted(SCORERS), help="how --data is scored (default math)")
     p.add_argument("--dataset", choices=sorted(BUILTIN), help="a built-in held-out set (default arithmetic)")
     p.add_argument("--method", default="greedy", choices=EVAL_METHODS,
-                   help="uq_ttc: sample n, judge with the preset's cascade, answer with the first accepted")
+                   help="uq_ttc: sample n, judge with the preset's cascade, answer with the first accepted; majority: "
+                        "sample k, answer with the most frequent answer (maj@k, ties to the first reached)")
+    p.add_argument("--k", type=int, metavar="K", help="majority: samples per item (default: the preset's sampling.n)")
     p.add_argument("--rescore", metavar="RUN_ID", help="reapply the scorers to that run's stored outputs; no generation")
     p.add_argument("--lake")
 
@@ -328,8 +335,10 @@ def eval_command(args) -> None:
             resolve(name)  # a wrong model path fails here, before any flow run exists
         if args.data:
             read_user_file(args.data, args.scorer or "math")  # bad input fails here, before any flow run exists
+        if args.k is not None and (args.method != "majority" or args.k < 1):
+            raise ValueError(f"--k {args.k}: the samples of --method majority, at least 1")
         result = evaluate_flow(model=names, data=args.data, scorer=args.scorer, dataset=args.dataset,
-                               method=args.method, lake=args.lake)
+                               method=args.method, lake=args.lake, k=args.k)
     print("\n" + result["summary"])
 
 

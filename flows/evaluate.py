@@ -14,7 +14,7 @@ from selfimprove.flows.pipeline import new_run_id, start_run, tracked
 from selfimprove.inference import models as modellib
 from selfimprove.tasks.common import StageContext, read, release_engines
 from selfimprove.tasks.report import render_eval
-from selfimprove.tasks.stages import evaluate_model, evaluate_uq_ttc, ingest_heldout, register_run
+from selfimprove.tasks.stages import evaluate_majority, evaluate_model, evaluate_uq_ttc, ingest_heldout, register_run
 from selfimprove.warehouse.lake import Lake, lake_location
 
 def model_labels(names: list[str]) -> dict[str, str]:
@@ -29,11 +29,13 @@ def model_labels(names: list[str]) -> dict[str, str]:
 
 
 @flow(name="evaluate")
-@documented("evaluate", method="greedy (one answer per item) or uq_ttc (samples judged by the preset's cascade; "
-                                  "the first accepted answer is scored).")
+@documented("evaluate", method="greedy (one answer per item), uq_ttc (samples judged by the preset's cascade; "
+                                  "the first accepted answer is scored) or majority (the most frequent answer of k "
+                                  "samples, maj@k).",
+            k="majority: samples per item. Empty: the preset's sampling.n.")
 def evaluate_flow(model: str | list[str] = "default", data: str | None = None, scorer: str | None = None,
                   dataset: str | None = None, method: str = "greedy", lake: str | None = None,
-                  overrides: dict | None = None, preset: str = "quickstart") -> dict:
+                  overrides: dict | None = None, preset: str = "quickstart", k: int | None = None) -> dict:
     """Score one or more models on the same held-out items; with several, each later one gets the paired
     difference against the first."""
     if method not in EVAL_METHODS:
@@ -49,7 +51,9 @@ def evaluate_flow(model: str | list[str] = "default", data: str | None = None, s
         evals = {}
         for label, name in model_labels(names).items():
             if method == "uq_ttc":
-                evals[label] = evaluate_uq_ttc(ctx, cfg, items, name, f"{label}+uq_ttc")
+                evals[label] = evaluate_uq_ttc(ctx, cfg, items, name, f"{label}+uq_ttc", f"eval-{label}+uq_ttc")
+            elif method == "majority":
+                evals[label] = evaluate_majority(ctx, cfg, items, name, f"{label}+majority", k)
             else:
                 evals[label] = evaluate_model(ctx, cfg, items, name, label)
         release_engines()

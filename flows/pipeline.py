@@ -29,8 +29,9 @@ from selfimprove.tasks.common import StageContext
 from selfimprove.tasks.report import summarize_run
 from selfimprove.tasks.ui import say
 from selfimprove.warehouse.run_status import COMPLETED, FAILED, one_line, set_status
-from selfimprove.tasks.stages import (evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination, ingest_seeds,
-                          judge_candidates, judge_model_of, register_run, sample_candidates, select_examples)
+from selfimprove.tasks.stages import (evaluate_majority, evaluate_model, evaluate_uq_ttc, fine_tune, guard_contamination,
+                                      ingest_seeds, judge_candidates, judge_model_of, register_run, sample_candidates,
+                                      select_examples)
 from selfimprove.warehouse.lake import Lake, lake_location
 from selfimprove.rounds.evidence import diversity_evaluation, guard_evaluation
 from selfimprove.tasks.rounds import (accumulate_examples, ingest_guard, on_track, promotion_gate, round_seeds,
@@ -40,10 +41,11 @@ from selfimprove.tasks.rounds import (accumulate_examples, ingest_guard, on_trac
 
 
 def evaluations(*trained: str) -> tuple[str, ...]:
-    """The evaluation stages that end a flow, in order: the base, each trained model, the UQ-TTC baseline, then a
-    track's guard set and the diversity samples of champion (base) and challenger (tuned)."""
-    return (*(f"eval-{label}" for label in ("base", *trained)), "eval-uq_ttc", "guard-items", "eval-guard-base",
-            "eval-guard-tuned", "eval-diversity-base", "eval-diversity-tuned")
+    """The evaluation stages that end a flow, in order: the base, each trained model, the test-time baselines
+    (UQ-TTC, the base's majority vote), then a track's guard set and the diversity samples of champion (base)
+    and challenger (tuned)."""
+    return (*(f"eval-{label}" for label in ("base", *trained)), "eval-uq_ttc", "eval-base+majority", "guard-items",
+            "eval-guard-base", "eval-guard-tuned", "eval-diversity-base", "eval-diversity-tuned")
 
 
 # the shared stages' order (svd, ssd, rft); a flow with stages of its own declares its own `STAGES`
@@ -250,6 +252,8 @@ def evaluate_models(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, mod
             m[f"eval-{label}@T{t}"] = _evaluate(ctx, cfg, seeds_manifest, model, f"{label}@T{t}", at_t)
     if cfg.uq_ttc.enabled:
         m["eval-uq_ttc"] = evaluate_uq_ttc(ctx, cfg, seeds_manifest, cfg.model)
+    if cfg.majority.enabled:  # the base model's maj@k, k = the samples a training seed gets
+        m["eval-base+majority"] = evaluate_majority(ctx, cfg, seeds_manifest, cfg.model)
 
 
 def face_gate(ctx: StageContext, cfg: RunConfig, m: dict, trained: dict) -> None:

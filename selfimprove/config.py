@@ -23,6 +23,7 @@ from selfimprove.generation.sampling import SamplingConfig
 from selfimprove.data.seeds import SeedSource
 from selfimprove.rounds.config import TrackConfig
 from selfimprove.training.sft import TrainConfig
+from selfimprove.testtime.majority import MajorityConfig
 from selfimprove.testtime.uq_ttc import UQTTCConfig
 from selfimprove.validation import AtLeast1, InputError, Share, check_value, read_utf8
 
@@ -41,6 +42,7 @@ class SharedConfig:
     training: TrainConfig = field(default_factory=TrainConfig)  # the SFT recipe
     evaluation: EvalConfig = field(default_factory=EvalConfig)  # the held-out set and how it is decoded and scored
     uq_ttc: UQTTCConfig = field(default_factory=UQTTCConfig)  # test-time baseline on the held-out set (off by default)
+    majority: MajorityConfig = field(default_factory=MajorityConfig)  # maj@k test-time baseline (off by default)
     contamination: ContaminationConfig = field(default_factory=ContaminationConfig)  # guard before training
     backend: BackendConfig = field(default_factory=BackendConfig)  # the inference engine and its settings
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where model stages' shards run (local | ray)

@@ -26,6 +26,7 @@ from selfimprove.generation.sampling import prompts_of, sample
 from selfimprove.verification.selection import select
 from selfimprove.verification.telemetry import label_candidates, stage_metrics
 from selfimprove.training.sft import train
+from selfimprove.testtime.majority import answer_by_majority
 from selfimprove.testtime.uq_ttc import answer_with_cascade
 from selfimprove.config import RunConfig
 from selfimprove.methods import TrainingText, package_training_text
@@ -353,6 +354,10 @@ def uq_ttc_shard(cfg: RunConfig, thinks_: bool, label: str, engine, items: list[
                                                 label, progress=progress, thinking=thinks_)}
 
 
+def majority_shard(cfg: RunConfig, k: int, label: str, engine, items: list[dict], shard: int, progress=None) -> dict:
+    return {"eval_samples": answer_by_majority(engine, items, k, cfg.sampling, cfg.evaluation, label, progress=progress)}
+
+
 @task(name="evaluate-model", **MODEL_STAGE)
 def evaluate_model(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str) -> dict:
     """Score `model` ('default' or a checkpoint path) on the run's held-out items, stored under `label`."""
@@ -360,9 +365,21 @@ def evaluate_model(ctx: StageContext, cfg: RunConfig, items_manifest: dict, mode
                        partial(evaluate_shard, cfg.evaluation, cfg.sampling.thinking, label), eval_prompts(cfg.evaluation))
 
 
+@task(name="evaluate-majority", **MODEL_STAGE)
+def evaluate_majority(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str = "base+majority",
+                      k: int | None = None) -> dict:
+    """The majority-vote baseline (maj@k): k samples per held-out item drawn as the sampler draws them (k: the
+    config's `majority.k`, else `sampling.n`), the most frequent answer scored; stage `eval-<label>`."""
+    k = k or cfg.majority.k or cfg.sampling.n
+    return _eval_stage(ctx, cfg, items_manifest, model, label, f"eval-{label}", {"k": k, **section(cfg, "sampling")},
+                       partial(majority_shard, cfg, k, label), eval_prompts(cfg.evaluation))
+
+
 @task(name="evaluate-uq-ttc", **MODEL_STAGE)
-def evaluate_uq_ttc(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str = "base+uq_ttc") -> dict:
-    """The test-time baseline: n samples per held-out item, judged by the run's cascade, first accepted answers."""
+def evaluate_uq_ttc(ctx: StageContext, cfg: RunConfig, items_manifest: dict, model: str, label: str = "base+uq_ttc",
+                    stage: str = "eval-uq_ttc") -> dict:
+    """The test-time baseline: n samples per held-out item, judged by the run's cascade, first accepted answers
+    (`stage`: one per model where several are scored)."""
     used = eval_prompts(cfg.evaluation) + tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
-    return _eval_stage(ctx, cfg, items_manifest, model, label, "eval-uq_ttc", section(cfg, "uq_ttc", "sampling", "cascade"),
+    return _eval_stage(ctx, cfg, items_manifest, model, label, stage, section(cfg, "uq_ttc", "sampling", "cascade"),
                        partial(uq_ttc_shard, cfg, policy_thinks(cfg, model), label), used)

@@ -23,7 +23,8 @@ from selfimprove.scoring.scorers import LETTERS, score_items
 from selfimprove.data.seeds import SeedSource
 from selfimprove.validation import AtLeast0, AtLeast1, NonNegative, OpenShare
 
-EVAL_METHODS = ("greedy", "uq_ttc")  # how an evaluation answers: one greedy call, or the UQ-TTC baseline
+# how an evaluation answers: one greedy call, the UQ-TTC baseline, or the majority of k samples (maj@k)
+EVAL_METHODS = ("greedy", "uq_ttc", "majority")
 
 
 @dataclass
@@ -135,7 +136,7 @@ def per_item_accuracy(rows: list[dict]) -> dict[str, float]:
 
 
 def bootstrap_ci(values: list[float], resamples: int, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    if not values:
+    if not values or resamples < 1:  # no resamples asked (bootstrap: 0): no interval
         return float("nan"), float("nan")
     rng = random.Random(seed)
     n = len(values)

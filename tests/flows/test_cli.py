@@ -76,6 +76,27 @@ def test_eval_several_models_on_the_same_items_records_each_and_the_paired_delta
     assert model == path == str(tiny_model)
 
 
+def test_eval_majority_scores_each_model_by_its_k_samples(tmp_path, lake, tiny_model, prefect_harness, capsys):
+    import shutil
+
+    from selfimprove.warehouse.views import query
+
+    other = tmp_path / "other-ckpt"
+    shutil.copytree(tiny_model, other)
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{i}+1", "answer": str(i + 1)}) + "\n" for i in range(4)))
+    assert main(["eval", "--model", str(tiny_model), "--data", str(data), "--k", "3", "--lake", str(lake.root)]) == 2
+    assert "--k 3: the samples of --method majority" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tiny_model), "--model", str(other), "--method", "majority", "--k", "3",
+                 "--data", str(data), "--lake", str(lake.root)]) == 0
+    rows = query(lake, "SELECT model, count(*), min(calls), max(calls), min(method) FROM eval_samples "
+                       "GROUP BY model ORDER BY model")[1]
+    assert sorted(rows) == sorted([(f"{Path(tiny_model).name}+majority", 4, 3, 3, "majority@3"),
+                                   ("other-ckpt+majority", 4, 3, 3, "majority@3")])
+    cost = query(lake, "SELECT DISTINCT value FROM eval_metrics WHERE metric = 'calls_per_item'")[1]
+    assert cost == [(3.0,)]
+
+
 def test_run_with_bad_seed_file_fails_before_writing(tmp_path, lake, capsys):
     seeds = tmp_path / "seeds.jsonl"
     seeds.write_text(json.dumps({"question": "fine"}) + "\n" + json.dumps({"question": ""}) + "\n")

@@ -8,7 +8,7 @@ from tests.tiny_model import tiny_overrides
 def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
     from selfimprove.flows.svd import svd
 
-    overrides = {**tiny_overrides(tiny_model), "uq_ttc": {"enabled": True, "n": 3}}
+    overrides = {**tiny_overrides(tiny_model), "uq_ttc": {"enabled": True, "n": 3}, "majority": {"enabled": True}}
     result = svd(preset="quickstart", lake=str(lake.root), overrides=overrides)
     run = result["run_id"]
     q = lambda sql: query(lake, sql.replace("RUN", f"'{run}'"))[1]  # noqa: E731
@@ -54,6 +54,8 @@ def test_svd_flow_end_to_end(tiny_model, lake, prefect_harness):
              "WHERE run_id = RUN AND model = 'base+uq_ttc'") == [(8, True, True)]
     cost = dict(q("SELECT model, value FROM eval_metrics WHERE run_id = RUN AND metric = 'calls_per_item'"))
     assert cost["base"] == 1 and cost["base+uq_ttc"] > 3
+    # the base model's majority vote over sampling.n (4) samples, as its own stage
+    assert cost["base+majority"] == 4 and lake.read_manifest(run, "eval-base+majority")["rows"]["eval_samples"] == 8
     assert "held-out evaluation" in result["summary"]
     assert "selfimprove sql" in result["summary"]
     # lineage: one tuned sample -> its checkpoint -> the training rows -> their candidates -> every judge call
