@@ -143,9 +143,46 @@ def _first_round(args, overrides: dict) -> str | None:
     return registry.unfinished_round(lake, track, len(registry.rounds_of(lake, track)) + 1)
 
 
+def _experiment_arguments(p: argparse.ArgumentParser) -> None:
+    from selfimprove.config import PRESETS
+
+    p.add_argument("methods", nargs="+", help="methods to compare, e.g. svd random_keep no_filter rft (a placebo "
+                                              "runs after the method of its flow it controls, on its candidates)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per method, each on its own seeds (default 3)")
+    p.add_argument("--preset", default="quickstart", choices=sorted(PRESETS), help="budgets")
+    p.add_argument("--config", help="YAML/JSON file overriding the preset")
+    p.add_argument("--lake", help="lake root: a folder or s3://BUCKET/PREFIX (default ./lake or $SELFIMPROVE_LAKE)")
+    p.add_argument("--resume", metavar="EXPERIMENT_ID", help="continue this experiment: completed runs are kept")
+    p.add_argument("--tt-baselines", action="store_true", help="also evaluate each run's base model's maj@k")
+    p.add_argument("--no-cache", action="store_true", help="recompute stages even if an earlier run has the same version")
+
+
+@command("experiment", "methods x repeats on fresh seeds: mean pass@1 with intervals, deltas vs base and placebo")
+@arguments(_experiment_arguments)
+def experiment_command(args) -> None:
+    from selfimprove import config as configlib
+    from selfimprove.flows.experiment import arms, experiment
+
+    arms(args.methods)  # an unknown method or a placebo without its method: one line, before any flow run
+    if args.repeats < 1:
+        raise ValueError(f"--repeats {args.repeats}: at least 1")
+    overrides = {"majority": {"enabled": True}} if args.tt_baselines else None
+    configlib.requested(args.preset, args.config, overrides)  # a bad config file: one line, before any flow run
+    if args.resume:
+        from selfimprove.reporting.experiment import experiment_runs
+
+        if not experiment_runs(_existing_lake(args.lake), args.resume):
+            raise ValueError(f"--resume {args.resume}: no run of that experiment in the lake")
+    result = experiment(methods=args.methods, repeats=args.repeats, preset=args.preset, config_file=args.config,
+                        lake=args.lake, overrides=overrides, experiment_id=args.resume, cache=not args.no_cache)
+    print("\n" + result["summary"] + f"\n\nexperiment {result['experiment_id']}: selfimprove compare --experiment "
+          f"{result['experiment_id']}")
+
+
 def _compare_arguments(p):
     p.add_argument("run_ids", nargs="*")
     p.add_argument("--track", help="a track's rounds instead: challenger and champion per round, on the same items")
+    p.add_argument("--experiment", metavar="ID", help="an experiment's table instead: each method over its repeats")
     p.add_argument("--lake")
 
 
@@ -165,6 +202,14 @@ def compare_command(args) -> None:
     from selfimprove.warehouse.views import format_table
 
     lake = _existing_lake(args.lake)
+    if args.experiment:
+        from selfimprove.reporting.experiment import experiment_runs, experiment_table
+        from selfimprove.warehouse.document import as_text
+
+        if not experiment_runs(lake, args.experiment):
+            raise ValueError(f"experiment {args.experiment!r} has no run in the lake at {lake.location}")
+        print(as_text(experiment_table(lake, args.experiment)))
+        return
     if args.track:
         from selfimprove.warehouse.document import as_text
         from selfimprove.warehouse.registry import rounds_table

@@ -49,6 +49,7 @@ class SharedConfig:
     track: TrackConfig = field(default_factory=TrackConfig)  # a run on a track registers its model, faces the gate
     shard_seeds: AtLeast1 = 32  # seeds per checkpointed shard of sampling and judging (a crash loses at most one)
     max_error_rate: Share = 0.05  # a stage whose share of error rows (backend failures) exceeds this fails
+    experiment: str | None = None  # set by `selfimprove experiment`: the arm this run is, <experiment>/<repeat>/<method>
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

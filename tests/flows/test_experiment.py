@@ -1,0 +1,70 @@
+"""An experiment: methods x repeats on fresh seeds, each placebo after the run it controls, resumable after a kill,
+and its table."""
+import pytest
+
+from selfimprove.warehouse.views import query
+from tests.tiny_model import tiny_overrides
+
+
+def test_arms_put_each_placebo_after_the_method_it_controls():
+    from selfimprove.flows.experiment import arms
+    from selfimprove.validation import InputError
+
+    assert arms(["random_keep", "svd", "rft"]) == [("svd", None), ("random_keep", "svd"), ("rft", None)]
+    with pytest.raises(InputError, match="random_keep controls a method of its flow"):
+        arms(["random_keep", "rft"])
+    with pytest.raises(InputError, match="nope: not a method"):
+        arms(["svd", "nope"])
+
+
+def test_an_experiment_of_two_methods_by_two_repeats_resumes_after_a_kill(tiny_model, lake, prefect_harness,
+                                                                          monkeypatch):
+    from selfimprove.flows import pipeline
+    from selfimprove.flows.cli import main
+    from selfimprove.flows.experiment import experiment
+
+    real = pipeline.evaluate_models
+
+    def killed(ctx, cfg, *args):  # the machine goes away in the last arm, after it trained
+        if cfg.experiment.endswith("/2/random_keep"):
+            raise RuntimeError("the machine went away")
+        return real(ctx, cfg, *args)
+
+    monkeypatch.setattr(pipeline, "evaluate_models", killed)
+    with pytest.raises(RuntimeError, match="went away"):
+        experiment.fn(methods=["svd", "random_keep"], repeats=2, lake=lake.location, overrides=tiny_overrides(tiny_model),
+                      experiment_id="e1")
+    first = dict(query(lake, "SELECT run_id, status FROM runs")[1])
+    assert sorted(first.values()) == ["completed", "completed", "completed", "failed"]
+    finished = {r: lake.read_manifest(r, "train")["finished_at"] for r in first}
+
+    monkeypatch.setattr(pipeline, "evaluate_models", real)
+    result = experiment.fn(methods=["svd", "random_keep"], repeats=2, lake=lake.location,
+                           overrides=tiny_overrides(tiny_model), experiment_id="e1")
+    after = dict(query(lake, "SELECT run_id, status FROM runs")[1])
+    assert after.keys() == first.keys() and set(after.values()) == {"completed"}  # the failed run resumed, no new one
+    assert {r: lake.read_manifest(r, "train")["finished_at"] for r in first} == finished  # nothing trained again
+    arms = query(lake, "SELECT json_extract_string(config_json, '$.experiment'), run_id, reuse, "
+                       "json_extract(config_json, '$.seeds.seed')::INT, json_extract(config_json, '$.sampling.seed')::INT "
+                       "FROM runs ORDER BY 1")[1]
+    assert [a[0] for a in arms] == ["e1/1/random_keep", "e1/1/svd", "e1/2/random_keep", "e1/2/svd"]
+    by = {a[0]: a for a in arms}
+    assert by["e1/1/random_keep"][2] == by["e1/1/svd"][1] and by["e1/2/random_keep"][2] == by["e1/2/svd"][1]
+    assert by["e1/1/svd"][3:] == (1234, 0) and by["e1/2/svd"][3:] == (1234 + 1009, 1)  # fresh seeds per repeat
+    for repeat in (1, 2):  # the placebo: the svd run's candidates, exactly its count of examples, one per seed
+        svd, placebo = by[f"e1/{repeat}/svd"][1], by[f"e1/{repeat}/random_keep"][1]
+        assert lake.read_manifest(placebo, "candidates")["reused_from"] == svd
+        kept = query(lake, "SELECT run_id, count(*), count(DISTINCT seed_id) FROM train_examples WHERE run_id IN ($a, $b) "
+                           "GROUP BY run_id", {"a": svd, "b": placebo})[1]
+        (n, _), (m, seeds) = sorted((k, s) for _, k, s in kept)
+        assert n == m == seeds > 0
+        assert query(lake, "SELECT json_extract(config_json, '$.filter.keep')::INT FROM runs WHERE run_id = $r",
+                     {"r": placebo})[1] == [(n,)]
+    # the same held-out items in every run
+    items = query(lake, "SELECT run_id, list(item_id ORDER BY item_id) FROM eval_items GROUP BY run_id")[1]
+    assert len({tuple(i) for _, i in items}) == 1
+    table = result["summary"]
+    assert "experiment e1: 2 method(s), 2 repeat(s)" in table and "vs random_keep" in table
+    assert sorted(result["runs"]) == sorted(first)
+    assert main(["compare", "--experiment", "e1", "--lake", lake.location]) == 0
+    assert main(["compare", "--experiment", "nope", "--lake", lake.location]) == 2
