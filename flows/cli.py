@@ -224,8 +224,10 @@ def compare_command(args) -> None:
     from selfimprove.warehouse.views import PER_DOMAIN_HEADER, per_domain, reading
 
     with reading(lake):  # one connection for the whole table
-        cols, rows = compare_runs(lake, args.run_ids)
+        cols, rows, notes = compare_runs(lake, args.run_ids)
         print(format_table(cols, rows, max_width=48))
+        for note in notes:
+            print(note)
         for run in args.run_ids:  # a run over several domains: its numbers per domain
             domains = per_domain(lake, run)
             if len(domains) > 1:

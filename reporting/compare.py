@@ -1,23 +1,28 @@
 """`selfimprove compare`: runs side by side, each method's columns asked of its view."""
 from __future__ import annotations
 
+from selfimprove.reporting.evidence import evidence, no_gain_over_placebo, points
 from selfimprove.reporting.method_views import run_config, view_of
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.views import query, run_state
 
 
-def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]]:
+def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple], list[str]]:
     """One row per run: method (as its view labels it), training examples, generated tokens (what the
     method's view counts: samples, and for SD-Zero its revisions and rollouts; never judges), judge
     model calls, held-out pass@1 of base and fine-tuned models (each at its best evaluation
-    temperature when T_eval was swept) with 95 % CIs, the paired delta, and other evaluated models."""
+    temperature when T_eval was swept) with 95 % CIs, the paired delta, and other evaluated models; then
+    the trained model's evidence (`evidence.py`): its delta over the placebo that reused its candidates, the
+    base model's maj@k and the tokens that made the model per point gained. And notes in words: where the
+    placebo matches the method."""
     known = {r for (r,) in query(lake, "SELECT run_id FROM runs WHERE list_contains($ids, run_id)", {"ids": run_ids})[1]}
     missing = [r for r in run_ids if r not in known]
     if missing:
         raise ValueError(f"no run {missing[0]!r} in the lake at {lake.location}")
     columns = ["run_id", "flow", "status", "method", "train_examples", "generated_tokens", "judge_calls", "base pass@1 [95% CI]",
-               "tuned pass@1 [95% CI]", "paired delta [95% CI]", "other models pass@1", "heldout_items"]
-    rows = []
+               "tuned pass@1 [95% CI]", "paired delta [95% CI]", "other models pass@1", "heldout_items",
+               "vs placebo (points)", "base maj@k", "tokens per point"]
+    rows, notes = [], []
     for run in run_ids:
         view = view_of(lake, run)
         _, [common] = query(lake, """
@@ -36,6 +41,13 @@ def compare_runs(lake: Lake, run_ids: list[str]) -> tuple[list[str], list[tuple]
                    (SELECT string_agg(s, '; ' ORDER BY s) FROM fmt WHERE kind NOT IN ('base', 'tuned')),
                    (SELECT max(n) FROM fmt)""", {"run": run})
         flow, examples, judge_calls, base, tuned, delta, other, items = common
+        e = evidence(lake, run)
+        vote = e.get("majority")
         rows.append((run, flow, run_state(lake, run), view.label(run_config(lake, run)), examples, view.generated_tokens(lake, run), judge_calls,
-                     base, tuned, delta, other, items))
-    return columns, rows
+                     base, tuned, delta, other, items,
+                     f"{points(e['vs_placebo'])} ({e['placebo']})" if e.get("placebo") else "—",
+                     f"{vote[0]:.3f} at k={vote[1]:.0f}" if vote else "—", e.get("per_point", "—")))
+        if e and no_gain_over_placebo(e["vs_placebo"]):
+            notes.append(f"{run}: the filter adds no measurable gain over random selection here ({points(e['vs_placebo'])} "
+                         f"points over placebo run {e['placebo']}, on {e['vs_placebo'][3]} items)")
+    return columns, rows, notes

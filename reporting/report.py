@@ -19,6 +19,7 @@ from pathlib import Path
 
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.document import as_html, html_table
+from selfimprove.reporting.evidence import evidence_items
 from selfimprove.reporting.method_views import run_config, stage_order, view_of
 from selfimprove.warehouse.provenance import provenance
 from selfimprove.warehouse.views import query, reading
@@ -78,6 +79,7 @@ def _write(lake: Lake, run: str, out_dir: Path) -> Path:
         delta = _rows(lake, "SELECT value, ci_low, ci_high FROM eval_metrics WHERE run_id = $run "
                             "AND metric = 'pass@1_delta_vs_base' AND model LIKE 'tuned%'", run)
         note = f"<p>Paired difference tuned − base: {delta[0][0]:+.3f} [{delta[0][1]:+.3f}, {delta[0][2]:+.3f}]</p>" if delta else ""
+        note += "".join(f"<p>{html.escape(line)}</p>" for line in evidence_items(lake, run))
         parts.append(("Held-out evaluation", f'<img src="{uri}" alt="eval">' + note +
                       html_table(["model", "pass@1", "95% low", "95% high", "items"],
                                  [(m, f"{v:.3f}", f"{lo:.3f}", f"{hi:.3f}", n) for m, v, lo, hi, n in evals])))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from selfimprove.reporting.evidence import evidence_items
 from selfimprove.reporting.method_views import view_of
 from selfimprove.warehouse.document import Command, Item, Table
 from selfimprove.warehouse.lake import Lake, lake_location
@@ -49,6 +50,9 @@ def _training_and_eval(lake: Lake, run_id: str) -> list[Item]:
                          {"run": run_id})
     out += [f"track {track}" + (f", round {n}" if n else "") + f": {reason}" for track, reason, n in decisions]
     out += ["", "## held-out evaluation (accuracy against test-time cost)", eval_table(lake, run_id)]
+    controls = evidence_items(lake, run_id)
+    if controls:
+        out += ["", "## the gain against its controls", *controls]
     cli = command()
     at = "" if lake.location == lake_location() else f" --lake {lake.location}"  # the commands reach this lake
     if checkpoints:

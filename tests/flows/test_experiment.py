@@ -31,16 +31,17 @@ def test_an_experiment_of_two_methods_by_two_repeats_resumes_after_a_kill(tiny_m
         return real(ctx, cfg, *args)
 
     monkeypatch.setattr(pipeline, "evaluate_models", killed)
+    overrides = {**tiny_overrides(tiny_model), "majority": {"enabled": True}}
     with pytest.raises(RuntimeError, match="went away"):
-        experiment.fn(methods=["svd", "random_keep"], repeats=2, lake=lake.location, overrides=tiny_overrides(tiny_model),
+        experiment.fn(methods=["svd", "random_keep"], repeats=2, lake=lake.location, overrides=overrides,
                       experiment_id="e1")
     first = dict(query(lake, "SELECT run_id, status FROM runs")[1])
     assert sorted(first.values()) == ["completed", "completed", "completed", "failed"]
     finished = {r: lake.read_manifest(r, "train")["finished_at"] for r in first}
 
     monkeypatch.setattr(pipeline, "evaluate_models", real)
-    result = experiment.fn(methods=["svd", "random_keep"], repeats=2, lake=lake.location,
-                           overrides=tiny_overrides(tiny_model), experiment_id="e1")
+    result = experiment.fn(methods=["svd", "random_keep"], repeats=2, lake=lake.location, overrides=overrides,
+                           experiment_id="e1")
     after = dict(query(lake, "SELECT run_id, status FROM runs")[1])
     assert after.keys() == first.keys() and set(after.values()) == {"completed"}  # the failed run resumed, no new one
     assert {r: lake.read_manifest(r, "train")["finished_at"] for r in first} == finished  # nothing trained again
@@ -68,3 +69,17 @@ def test_an_experiment_of_two_methods_by_two_repeats_resumes_after_a_kill(tiny_m
     assert sorted(result["runs"]) == sorted(first)
     assert main(["compare", "--experiment", "e1", "--lake", lake.location]) == 0
     assert main(["compare", "--experiment", "nope", "--lake", lake.location]) == 2
+
+    # compare: the svd run against the placebo that reused it, the base model's maj@4, tokens per point
+    from selfimprove.reporting.compare import compare_runs
+    from selfimprove.reporting.evidence import eval_rows, paired
+
+    svd, placebo = by["e1/1/svd"][1], by["e1/1/random_keep"][1]
+    cols, (row,), notes = compare_runs(lake, [svd])
+    got = dict(zip(cols, row))
+    delta = paired([(eval_rows(lake, placebo, "tuned"), eval_rows(lake, svd, "tuned"))], "x")
+    assert got["vs placebo (points)"].endswith(f"({placebo})") and f"{delta[0] * 100:+.1f}" in got["vs placebo (points)"]
+    assert got["base maj@k"].endswith("at k=4")
+    assert got["tokens per point"] == "no gain" or float(got["tokens per point"].replace(",", "")) > 0
+    assert bool(notes) == (delta[1] <= 0 <= delta[2])  # said in words exactly when the interval holds 0
+    assert "base maj@k %" in table and table.count("—") < 4
