@@ -122,6 +122,20 @@ def _metric(manifest: dict | None, name: str) -> float | None:
     return next((r["value"] for r in read(manifest, "eval_metrics") if r["metric"] == name), None)
 
 
+def _paired(champion: dict | None, challenger: dict | None, cfg: RunConfig, label: str) -> dict:
+    """The challenger's paired pass@1 delta over the champion on the same items, with its interval (None: not run)."""
+    if not champion or not challenger:
+        return {"value": None, "ci_low": None, "ci_high": None}
+    return paired_difference(read(champion, "eval_samples"), read(challenger, "eval_samples"), cfg.evaluation, label)
+
+
+def _interval(manifest: dict | None, name: str) -> tuple[float | None, float | None]:
+    if not manifest:
+        return None, None
+    row = next((r for r in read(manifest, "eval_metrics") if r["metric"] == name), None)
+    return (row["ci_low"], row["ci_high"]) if row else (None, None)
+
+
 def _round_precision(manifests: dict) -> tuple[int, float | None]:
     """(the round's own training examples, the share of them right by the seeds' answers); the examples carried
     over from earlier rounds (`origin_run`) are not its own."""
@@ -162,13 +176,17 @@ def promotion_gate(ctx: StageContext, cfg: RunConfig, manifests: dict, trained: 
             "track": track.name, "round": track.round, "model_id": model_id, "path": checkpoint,
             "model_hash": made["model_hash"], "parent": made["base_model"], "sampled_by": cfg.model, "method": cfg.method,
             "heldout_pass1": measured["challenger_pass1"], "heldout_n": delta["n"]})
-        guard = measured["guard_pass1"], measured["champion_guard_pass1"]
+        guard = _paired(manifests.get("guard-base"), manifests.get("guard-tuned"), cfg, "guard")
+        diversity = _interval(manifests.get("diversity-tuned"), "distinct_answers")
         evidence = Evidence(delta=delta["value"], ci_low=delta["ci_low"], ci_high=delta["ci_high"], n=delta["n"],
-                            guard_delta=None if None in guard else guard[0] - guard[1], diversity=measured["diversity"])
+                            guard_delta=guard["value"], guard_ci_low=guard["ci_low"], guard_ci_high=guard["ci_high"],
+                            diversity=measured["diversity"], diversity_ci_low=diversity[0], diversity_ci_high=diversity[1])
         promoted, reason = decide(evidence, track)
         row.update(model_id=model_id, path=checkpoint, promoted=promoted, reason=reason, delta=evidence.delta,
                    ci_low=evidence.ci_low, ci_high=evidence.ci_high, n=evidence.n, guard_delta=evidence.guard_delta,
-                   pass_k_at=track.diversity_k or None, **measured)
+                   guard_ci_low=evidence.guard_ci_low, guard_ci_high=evidence.guard_ci_high,
+                   diversity_ci_low=diversity[0], diversity_ci_high=diversity[1], pass_k_at=track.diversity_k or None,
+                   **measured)
     registry.record_decision(lake, run_id, row, part="gate")
     say(f"[gate] track {track.name}, round {track.round}: {row['reason']}")
     markdown_artifact("promotion", f"**Track {track.name}, round {track.round}**: {row['reason']}",

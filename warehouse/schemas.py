@@ -77,7 +77,9 @@ TABLES: dict[str, pa.Schema] = {
                              ("round", I), ("train_on", S), ("start_from", S), ("examples", I), ("new_examples", I),
                              ("precision", F), ("challenger_pass1", F), ("champion_pass1", F), ("guard_pass1", F),
                              ("champion_guard_pass1", F), ("champion_diversity", F), ("pass_k_at", I), ("pass_k", F),
-                             ("champion_pass_k", F)]),
+                             ("champion_pass_k", F),
+                             # the paired intervals the gate decided on: guard delta, challenger's distinct answers
+                             ("guard_ci_low", F), ("guard_ci_high", F), ("diversity_ci_low", F), ("diversity_ci_high", F)]),
 }
 
 TABLES.update(package_tables())

@@ -1,5 +1,12 @@
 """The promotion gate: a challenger replaces its track's champion only on evidence, and every decision
-says why in one line."""
+says why in one line.
+
+Each condition is a paired test at 95 %: promoted only when the held-out delta's lower bound clears the margin;
+refused by the guard set only when the whole interval of its delta lies below -tolerance, and by the diversity
+floor only when the whole interval of the challenger's distinct answers per item lies below the floor. A drop
+inside the noise of a 100-item guard set is no evidence that the challenger is worse (`bench/gate_noise.py`
+measures how often each rule refuses a challenger that is not). Without an interval (None) a point estimate
+decides."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,6 +29,10 @@ class Evidence:
     n: int  # held-out items both answered
     guard_delta: float | None = None  # guard-set pass@1, challenger - champion (None: no guard set evaluated)
     diversity: float | None = None  # the challenger's distinct final answers per seed
+    guard_ci_low: float | None = None  # the guard delta's paired 95 % interval
+    guard_ci_high: float | None = None
+    diversity_ci_low: float | None = None  # the distinct answers' 95 % interval (bootstrap over items)
+    diversity_ci_high: float | None = None
 
 
 def decide(evidence: Evidence, track: TrackConfig) -> tuple[bool, str]:
@@ -32,12 +43,25 @@ def decide(evidence: Evidence, track: TrackConfig) -> tuple[bool, str]:
     if e.ci_low <= track.margin + EPS:
         return False, (f"refused: paired delta {e.delta:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}] on {e.n} items; "
                        f"its lower bound is not above the margin {track.margin:+.3f}")
-    if e.guard_delta is not None and e.guard_delta < -track.guard_tolerance - EPS:
-        return False, f"refused: guard set pass@1 fell by {-e.guard_delta:.3f} (tolerance {track.guard_tolerance:.3f})"
-    if track.diversity_floor is not None and e.diversity is not None and e.diversity < track.diversity_floor - EPS:
-        return False, f"refused: {e.diversity:.2f} distinct answers per seed is below the floor {track.diversity_floor:.2f}"
-    guard = f"; guard set {e.guard_delta:+.3f}" if e.guard_delta is not None else ""
+    guard_high = e.guard_ci_high if e.guard_ci_high is not None else e.guard_delta
+    if guard_high is not None and guard_high < -track.guard_tolerance - EPS:
+        if e.guard_ci_high is None:
+            return False, f"refused: guard set pass@1 fell by {-e.guard_delta:.3f} (tolerance {track.guard_tolerance:.3f})"
+        return False, (f"refused: guard set pass@1 fell by {-e.guard_delta:.3f}; its interval "
+                       f"{_interval(e.guard_ci_low, e.guard_ci_high).strip()} lies below -{track.guard_tolerance:.3f} "
+                       "(the tolerance)")
+    diversity_high = e.diversity_ci_high if e.diversity_ci_high is not None else e.diversity
+    if track.diversity_floor is not None and diversity_high is not None and diversity_high < track.diversity_floor - EPS:
+        return False, (f"refused: {e.diversity:.2f}{_interval(e.diversity_ci_low, e.diversity_ci_high, '.2f')} distinct "
+                       f"answers per seed is below the floor {track.diversity_floor:.2f}"
+                       + (", the whole interval" if e.diversity_ci_high is not None else ""))
+    guard = (f"; guard set {e.guard_delta:+.3f}{_interval(e.guard_ci_low, e.guard_ci_high, '+.3f')}"
+             if e.guard_delta is not None else "")
     return True, f"promoted: paired delta {e.delta:+.3f} [{e.ci_low:+.3f}, {e.ci_high:+.3f}] on {e.n} items{guard}"
+
+
+def _interval(low: float | None, high: float | None, spec: str = "+.3f") -> str:
+    return f" [{low:{spec}}, {high:{spec}}]" if low is not None and high is not None else ""
 
 
 def stop_reason(decisions: list[dict], track: TrackConfig) -> str | None:

@@ -60,3 +60,21 @@ def test_rounds_stop_on_low_precision_or_repeated_refusals():
     assert stop_reason([promoted, refused, {**refused, "round": 3}], track) == "2 refused round(s) in a row (track.stop_after_refusals)"
     assert "round 2's training examples were right 0.50 of the time" in stop_reason([promoted, {**refused, "precision": 0.5}], track)
     assert stop_reason([{**refused, "precision": None}] * 2, TrackConfig(name="t", stop_after_refusals=0)) is None
+
+
+def test_a_guard_drop_inside_its_noise_does_not_refuse_and_one_beyond_it_does():
+    """The rule is a paired test: a 5-point drop whose interval reaches above -tolerance is noise on a 100-item
+    guard set; the same drop with its whole interval below -tolerance refuses. The diversity floor likewise."""
+    track = TrackConfig(name="arith", guard_tolerance=0.02, diversity_floor=1.5)
+    better = dict(delta=0.1, ci_low=0.05, ci_high=0.15, n=200)
+    noisy = Evidence(**better, guard_delta=-0.05, guard_ci_low=-0.12, guard_ci_high=0.02)
+    assert decide(noisy, track) == (True, "promoted: paired delta +0.100 [+0.050, +0.150] on 200 items; "
+                                          "guard set -0.050 [-0.120, +0.020]")
+    worse = Evidence(**better, guard_delta=-0.06, guard_ci_low=-0.09, guard_ci_high=-0.03)
+    assert decide(worse, track) == (False, "refused: guard set pass@1 fell by 0.060; its interval [-0.090, -0.030] "
+                                           "lies below -0.020 (the tolerance)")
+    at_bound = Evidence(**better, guard_delta=-0.05, guard_ci_low=-0.08, guard_ci_high=-0.02)
+    assert decide(at_bound, track)[0]  # an interval reaching the bound itself is not below it
+    assert decide(Evidence(**better, diversity=1.2, diversity_ci_low=1.0, diversity_ci_high=1.6), track)[0]
+    assert decide(Evidence(**better, diversity=1.2, diversity_ci_low=1.0, diversity_ci_high=1.4), track)[1] == (
+        "refused: 1.20 [1.00, 1.40] distinct answers per seed is below the floor 1.50, the whole interval")

@@ -143,20 +143,24 @@ def test_measured_guard_and_diversity_evidence_refuse_a_round(tiny_model, lake, 
     from selfimprove.flows.rounds import rounds
 
     GUARD_ANSWERS.update({i["question"]: i["answer"] for i in builtin("syllogism", SeedSource(size=200, seed=777))})
-    o = _on_track(tiny_model, "g", margin=-2.0, guard_size=6, guard_tolerance=0.5, diversity_k=0, stop_after_refusals=1)
+    o = _on_track(tiny_model, "g", margin=-2.0, guard_size=6, guard_tolerance=0.1, diversity_k=0, stop_after_refusals=1)
     o["backend"] = {**o["backend"], "kind": "scripted-guard-api"}
     rounds.fn(rounds=1, lake=lake.location, overrides=o)
-    (promoted, guard, champion_guard, reason), = _rows(
-        lake, "SELECT promoted, guard_pass1, champion_guard_pass1, reason FROM promotions WHERE track = 'g'")
+    (promoted, guard, champion_guard, reason, low, high), = _rows(
+        lake, "SELECT promoted, guard_pass1, champion_guard_pass1, reason, guard_ci_low, guard_ci_high FROM promotions "
+              "WHERE track = 'g'")
     assert not promoted and champion_guard == 1.0 and guard < 0.5, (guard, champion_guard)
-    assert reason == f"refused: guard set pass@1 fell by {1.0 - guard:.3f} (tolerance 0.500)"
+    assert low <= guard - 1.0 <= high < -0.1  # the paired interval, recorded, lies below -tolerance
+    assert reason == (f"refused: guard set pass@1 fell by {1.0 - guard:.3f}; its interval [{low:+.3f}, {high:+.3f}] "
+                      "lies below -0.100 (the tolerance)")
 
     o = _on_track(tiny_model, "d", margin=-2.0, guard=None, diversity_k=2, diversity_floor=3.0, stop_after_refusals=1)
     rounds.fn(rounds=1, lake=lake.location, overrides=o)
-    (promoted, diversity, reason), = _rows(
-        lake, "SELECT promoted, diversity, reason FROM promotions WHERE track = 'd'")
-    assert not promoted and diversity <= 2.0  # 2 samples per item: at most 2 distinct answers, under the floor
-    assert reason == f"refused: {diversity:.2f} distinct answers per seed is below the floor 3.00"
+    (promoted, diversity, reason, low, high), = _rows(
+        lake, "SELECT promoted, diversity, reason, diversity_ci_low, diversity_ci_high FROM promotions WHERE track = 'd'")
+    assert not promoted and diversity <= high <= 2.0  # 2 samples per item: at most 2 distinct answers, under the floor
+    assert reason == (f"refused: {diversity:.2f} [{low:.2f}, {high:.2f}] distinct answers per seed is below the floor "
+                      "3.00, the whole interval")
     assert registry.champion(lake, "g") is None and registry.champion(lake, "d") is None
 
 
