@@ -38,6 +38,7 @@ def test_an_experiment_of_two_methods_by_two_repeats_resumes_after_a_kill(tiny_m
     first = dict(query(lake, "SELECT run_id, status FROM runs")[1])
     assert sorted(first.values()) == ["completed", "completed", "completed", "failed"]
     finished = {r: lake.read_manifest(r, "train")["finished_at"] for r in first}
+    updated = dict(query(lake, "SELECT run_id, updated_at FROM runs WHERE status = 'completed'")[1])
 
     monkeypatch.setattr(pipeline, "evaluate_models", real)
     result = experiment.fn(methods=["svd", "random_keep"], repeats=2, lake=lake.location, overrides=overrides,
@@ -45,6 +46,8 @@ def test_an_experiment_of_two_methods_by_two_repeats_resumes_after_a_kill(tiny_m
     after = dict(query(lake, "SELECT run_id, status FROM runs")[1])
     assert after.keys() == first.keys() and set(after.values()) == {"completed"}  # the failed run resumed, no new one
     assert {r: lake.read_manifest(r, "train")["finished_at"] for r in first} == finished  # nothing trained again
+    assert dict(query(lake, "SELECT run_id, updated_at FROM runs WHERE run_id IN (SELECT unnest($r))",
+                      {"r": list(updated)})[1]) == updated  # a completed arm is not even started again
     arms = query(lake, "SELECT json_extract_string(config_json, '$.experiment'), run_id, reuse, "
                        "json_extract(config_json, '$.seeds.seed')::INT, json_extract(config_json, '$.sampling.seed')::INT "
                        "FROM runs ORDER BY 1")[1]

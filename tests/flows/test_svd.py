@@ -164,6 +164,11 @@ def test_from_stage_keeps_upstream_and_recomputes_the_rest(tiny_model, finished_
     from selfimprove.flows.pipeline import STAGES
     from selfimprove.warehouse.provenance import stage_manifests
 
+    import os
+    import time
+
+    later = time.time() + 60  # the seeds manifest committed last: time order is not run order
+    os.utime(lake.root / lake.manifest_key(second, "seeds"), (later, later))
     listed = [m["stage"] for m in stage_manifests(lake, second)]
     assert [m["order"] for m in stage_manifests(lake, second)] == [STAGES.index(s.split("@")[0]) for s in listed]
     assert listed[:4] == ["seeds", "candidates", "judge", "select"]
