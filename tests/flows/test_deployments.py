@@ -34,6 +34,8 @@ def test_every_deployment_registers_against_a_local_server(prefect_harness):
         assert got[f"svd-from-{stage}"].parameters["from_stage"] == stage
     assert got["svd-from-eval"].parameters["from_stage"] == "eval-base"
     assert got["evaluate"].parameters["method"] == "greedy"
+    assert got["experiment"].parameters["methods"] == ["svd", "random_keep", "no_filter", "rft"]
+    assert got["experiment"].parameters["overrides"] == {"majority": {"enabled": True}}
     assert got["sdzero"].parameters["reward"] == "ground_truth"
     assert got["sdzero-self-verified"].parameters["reward"] == "self_verified"
     assert got["sdzero-from-distill"].parameters["from_stage"] == "distill"
