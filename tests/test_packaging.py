@@ -14,8 +14,8 @@ def test_the_wheel_has_one_top_level_name_and_every_package(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"selfimprove"}
-    for folder in ("flows", "tasks", "warehouse"):  # the top-level folders install under the one name
-        assert f"selfimprove/{folder}/__init__.py" in names
+    for folder in ("flows", "tasks", "warehouse", "reporting", "reporting/views"):  # installed under the one name,
+        assert f"selfimprove/{folder}/__init__.py" in names, folder  # their own packages found by setup.py
     source_packages = {str(p.parent.relative_to(ROOT / "selfimprove")) for p in (ROOT / "selfimprove").rglob("__init__.py")}
     for package in source_packages:
         prefix = "selfimprove/" if package == "." else f"selfimprove/{package}/"
