@@ -29,7 +29,7 @@ def t_interval(values: list[float]) -> tuple[float, float | None, float | None]:
     if len(values) < 2:
         return m, None, None
     df = len(values) - 1
-    t = _T95[max(k for k in _T95 if k <= df)] if df <= 30 else 1.96
+    t = _T95[max(k for k in _T95 if k <= df)]  # past 30 df, 30's (wider than the exact value, never narrower)
     half = t * stdev(values) / math.sqrt(len(values))
     return m, m - half, m + half
 

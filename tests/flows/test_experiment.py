@@ -86,3 +86,12 @@ def test_an_experiment_of_two_methods_by_two_repeats_resumes_after_a_kill(tiny_m
     assert got["tokens per point"] == "no gain" or float(got["tokens per point"].replace(",", "")) > 0
     assert bool(notes) == (delta[1] <= 0 <= delta[2])  # said in words exactly when the interval holds 0
     assert "base maj@k %" in table and table.count("—") < 4
+
+
+def test_the_interval_over_repeats_is_students_t():
+    from selfimprove.reporting.experiment import t_interval
+
+    mean, low, high = t_interval([0.30, 0.35, 0.40])  # sd 0.05, n 3: half-width t(0.975, 2) 4.303 x 0.05 / sqrt 3
+    assert (round(mean, 4), round(low, 4), round(high, 4)) == (0.35, 0.2258, 0.4742)
+    assert t_interval([0.3]) == (0.3, None, None)
+    assert round(t_interval([0.3, 0.4] * 20)[2] - 0.35, 4) == round(2.042 * 0.05064 / 40 ** 0.5, 4)  # df 39: t(30)
