@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import selfimprove.flows  # noqa: F401  (offline environment defaults, before anything reads them)
+import selfimprove.methods  # noqa: F401  (every method package's tables, for the lake's views)
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}  # name → (help, add_arguments, run)
 

@@ -138,6 +138,7 @@ def undocumented() -> list[str]:
 
 # -- tables -------------------------------------------------------------------------------------
 def tables_page() -> str:
+    import selfimprove.methods  # noqa: F401  (the method packages declare their tables when they load)
     from selfimprove.warehouse.schemas import TABLES
 
     files = [ROOT / "warehouse" / "schemas.py", *sorted((ROOT / "selfimprove" / "methods").glob("*/tables.py"))]

@@ -1,15 +1,17 @@
-"""Column names and types of every lake table: the shared stages' here, each method package's from the method
-registry (`MethodPackage.tables`). Every table starts with run_id."""
+"""Column names and types of every lake table: the shared stages' here, and those the method packages declare
+(`selfimprove.storage.tables`, filled when the method registry loads). Every table starts with run_id."""
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
 
 import pyarrow as pa
 
-from selfimprove.methods import package_tables
+from selfimprove.storage.tables import DECLARED
 
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 LS = pa.list_(pa.string())
 
-TABLES: dict[str, pa.Schema] = {
+SHARED: dict[str, pa.Schema] = {
     "runs": pa.schema([("run_id", S), ("flow", S), ("preset", S), ("started_at", pa.timestamp("us", tz="UTC")),
                        ("config_json", S), ("model", S), ("model_path", S), ("model_hash", S), ("library_version", S),
                        # where its stages may come from: the reused run and the first recomputed stage
@@ -82,7 +84,22 @@ TABLES: dict[str, pa.Schema] = {
                              ("guard_ci_low", F), ("guard_ci_high", F), ("diversity_ci_low", F), ("diversity_ci_high", F)]),
 }
 
-TABLES.update(package_tables())
+
+
+class _Tables(Mapping):
+    """The shared tables, then the declared ones, as they are when asked (a package loaded later is seen)."""
+
+    def __getitem__(self, name: str) -> pa.Schema:
+        return SHARED[name] if name in SHARED else DECLARED[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*SHARED, *(n for n in DECLARED if n not in SHARED)])
+
+    def __len__(self) -> int:
+        return len(set(SHARED) | set(DECLARED))
+
+
+TABLES: Mapping[str, pa.Schema] = _Tables()
 
 _DUCK = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN"}
 

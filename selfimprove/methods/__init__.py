@@ -13,7 +13,7 @@ import importlib.metadata
 
 from selfimprove.methods.registry import (METHODS, PACKAGES, Method, MethodPackage, Option, TrainingText,  # noqa: F401
                                           default_method, flow_module, flows_of_command, get_method, methods_of_flow,
-                                          options_of_flow, package_tables, package_training_text, packages,
+                                          options_of_flow, package_training_text, packages,
                                           register_method, tracked_flows)
 
 PACKAGES_BUILT_IN = ("core", "sdzero", "opsd")

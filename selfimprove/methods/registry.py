@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from selfimprove.storage.tables import declare
+
 
 @dataclass(frozen=True)
 class Option:
@@ -114,6 +116,7 @@ PACKAGES: dict[str, MethodPackage] = {}
 def register_method(method: Method) -> Method:
     if method.package is not None:
         PACKAGES.setdefault(method.package.name, method.package)
+        declare(method.package.tables)  # the warehouse reads them from the storage layer
     if method.view is None:
         method = replace(method, view=method.package.view if method.package else "cascade")
     METHODS[method.name] = method
@@ -152,11 +155,6 @@ def flows_of_command(command: str) -> list[str]:
 
 def packages() -> list[MethodPackage]:
     return list(PACKAGES.values())
-
-
-def package_tables() -> dict[str, Any]:
-    """Every package's lake tables (name → Arrow schema)."""
-    return {name: schema for p in PACKAGES.values() for name, schema in p.tables.items()}
 
 
 def package_training_text() -> dict[str, TrainingText]:

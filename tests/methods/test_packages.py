@@ -88,3 +88,12 @@ def test_without_the_entry_point_the_package_is_not_there(tmp_path):
     done = subprocess.run([sys.executable, "-c", "from selfimprove import config; print(hasattr(config.RunConfig(), 'toy'))"],
                           capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_the_lake_facade_sees_a_package_table_though_nothing_imported_a_method(lake):
+    lake.write("seeds", "r", [{"seed_id": "s", "question": "1+1?", "answer": "2", "domain": "math"}])
+    code = ("import sys, selfimprove; from selfimprove.warehouse.schemas import TABLES; "
+            "r = selfimprove.open_lake(sys.argv[1]); print(r.table('privileged_info').columns, 'privileged_info' in TABLES)")
+    done = subprocess.run([sys.executable, "-c", code, str(lake.root)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("]")[0].count("'") == 16 and done.stdout.strip().endswith("True")  # its 8 columns, typed
