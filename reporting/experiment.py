@@ -81,10 +81,11 @@ def experiment_table(lake: Lake, experiment: str) -> list[Item]:
             vs_placebo = paired([(eval_rows(lake, by[(placebo, rep)], "tuned", f"{rep}:"),
                                   eval_rows(lake, run[rep], "tuned", f"{rep}:")) for rep in scored if (placebo, rep) in by],
                                 f"{method} vs {placebo}")
-        votes = [v[0] for rep in scored if (v := majority(lake, run[rep]))]
+        votes = [v for rep in scored if (v := majority(lake, run[rep]))]
         tokens = mean(made_tokens(lake, run[rep]) for rep in scored)
         rows.append((method, len(scored), _percent(m, lo, hi), points(vs_base), points(vs_placebo),
-                     _percent(mean(votes)) if votes else "—", f"{tokens:,.0f}", per_point(tokens, vs_base[0])))
+                     f"{_percent(mean(v[0] for v in votes))} (k={max(v[1] for v in votes):.0f})" if votes else "—",
+                     f"{tokens:,.0f}", per_point(tokens, vs_base[0])))
         if no_gain_over_placebo(vs_placebo):
             verdicts.append(f"{method}: the filter adds no measurable gain over random selection here "
                             f"({points(vs_placebo)} points over {placebo}, on {vs_placebo[3]} items x repeats)")

@@ -85,7 +85,7 @@ def test_an_experiment_of_two_methods_by_two_repeats_resumes_after_a_kill(tiny_m
     assert got["base maj@k"].endswith("at k=4")
     assert got["tokens per point"] == "no gain" or float(got["tokens per point"].replace(",", "")) > 0
     assert bool(notes) == (delta[1] <= 0 <= delta[2])  # said in words exactly when the interval holds 0
-    assert "base maj@k %" in table and table.count("—") < 4
+    assert "base maj@k %" in table and "(k=4)" in table and table.count("—") < 4
 
 
 def test_the_interval_over_repeats_is_students_t():
