@@ -43,11 +43,17 @@ def made_tokens(lake: Lake, run_id: str) -> int:
                if not str(m.get("stage", "")).startswith(("eval-", "guard-")) for b in m.get("backends", []))
 
 
+def stored(lake: Lake, run_id: str, model: str, metric: str) -> Delta | None:
+    """(value, ci_low, ci_high, n) of a metric the run's evaluation stored for `model`; None when it has none."""
+    _, rows = query(lake, "SELECT value, ci_low, ci_high, n FROM eval_metrics WHERE run_id = $r AND model = $m "
+                          "AND metric = $x", {"r": run_id, "m": model, "x": metric})
+    return rows[0] if rows else None
+
+
 def majority(lake: Lake, run_id: str) -> tuple[float, float] | None:
     """(pass@1, samples per item) of the base model's majority vote, when the run evaluated it."""
-    _, rows = query(lake, "SELECT max(value) FILTER (WHERE metric = 'pass@1'), max(value) FILTER (WHERE metric = "
-                          "'calls_per_item') FROM eval_metrics WHERE run_id = $r AND model = 'base+majority'", {"r": run_id})
-    return rows[0] if rows and rows[0][0] is not None else None
+    pass1, calls = (stored(lake, run_id, "base+majority", m) for m in ("pass@1", "calls_per_item"))
+    return (pass1[0], calls[0]) if pass1 and calls else None
 
 
 def points(delta: Delta | tuple) -> str:
@@ -93,7 +99,9 @@ def evidence(lake: Lake, run_id: str) -> dict:
     tuned = eval_rows(lake, run_id, "tuned")
     if not tuned:
         return {}
-    vs_base = paired([(eval_rows(lake, run_id, "base"), tuned)], "tuned vs base")
+    # the delta the run's evaluation stored (its own bootstrap settings), so the summary states one interval
+    vs_base = stored(lake, run_id, "tuned", "pass@1_delta_vs_base") or paired([(eval_rows(lake, run_id, "base"), tuned)],
+                                                                              "tuned vs base")
     placebo = placebo_of(lake, run_id)
     vs_placebo = paired([(eval_rows(lake, placebo, "tuned"), tuned)], "tuned vs placebo") if placebo else (None,) * 3 + (0,)
     tokens = made_tokens(lake, run_id)

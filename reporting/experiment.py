@@ -13,7 +13,8 @@ import math
 from statistics import mean, stdev
 
 from selfimprove.methods import get_method
-from selfimprove.reporting.evidence import eval_rows, made_tokens, majority, no_gain_over_placebo, paired, per_point, points
+from selfimprove.reporting.evidence import (eval_rows, made_tokens, majority, no_gain_over_placebo, paired, per_point,
+                                            points, stored)
 from selfimprove.warehouse.document import Item, Table
 from selfimprove.warehouse.lake import Lake
 from selfimprove.warehouse.views import query
@@ -47,12 +48,6 @@ def experiment_runs(lake: Lake, experiment: str) -> list[dict]:
     return sorted(out, key=lambda r: (r["repeat"], r["run_id"]))
 
 
-def _pass1(lake: Lake, run_id: str) -> float | None:
-    _, rows = query(lake, "SELECT value FROM eval_metrics WHERE run_id = $r AND model = 'tuned' AND metric = 'pass@1'",
-                    {"r": run_id})
-    return rows[0][0] if rows else None
-
-
 def _percent(value: float, low: float | None = None, high: float | None = None) -> str:
     return f"{value * 100:.1f}" + (f" [{low * 100:.1f}, {high * 100:.1f}]" if low is not None else "")
 
@@ -67,12 +62,12 @@ def experiment_table(lake: Lake, experiment: str) -> list[Item]:
     rows, verdicts = [], []
     for method in methods:
         repeats = sorted(rep for (m, rep) in by if m == method)
-        tuned = {rep: _pass1(lake, by[(method, rep)]) for rep in repeats}
+        tuned = {rep: stored(lake, by[(method, rep)], "tuned", "pass@1") for rep in repeats}
         scored = [rep for rep in repeats if tuned[rep] is not None]
         if not scored:
             rows.append((method, len(repeats), "—", "—", "—", "—", "—", "—"))
             continue
-        m, lo, hi = t_interval([tuned[rep] for rep in scored])
+        m, lo, hi = t_interval([tuned[rep][0] for rep in scored])
         run = {rep: by[(method, rep)] for rep in scored}
         vs_base = paired([(eval_rows(lake, run[rep], "base", f"{rep}:"), eval_rows(lake, run[rep], "tuned", f"{rep}:"))
                           for rep in scored], f"{method} vs base")
