@@ -1,6 +1,7 @@
 """Sampling throughput of each engine against its own raw engine and the full-batch ceiling, one run.
 
     python bench/backend_throughput.py [--backend transformers transformers/static vllm openai] [--prompts 32] [--n 8]
+                                       [--samplers topk_first reference] [--stop on off]
 
 The same chat-formatted arithmetic prompts, n samples each, up to 64 new tokens, T 0.8:
 - stage: the sampling stage's own call (`generation.sampling.sample` through the Backend);
@@ -8,15 +9,21 @@ The same chat-formatted arithmetic prompts, n samples each, up to 64 new tokens,
 - own raw engine: transformers `model.generate` on the same batches, or one `generate_batch`
   call with the stage's paged-cache sizing; vLLM: one completions request with every prompt,
   straight to the engine (`openai` uses the same server);
-- ceiling: raw transformers `generate` with every sequence forced to the full 64 tokens, so no
-  batch slot idles after an early EOS (the issue's 358 tok/s measurement).
-Reported: useful tokens/s (tokens up to EOS), the ratios stage/ceiling and stage/own raw, and
-the engine's start-up time. `openai` is served by a `vllm serve` this script starts.
+- ceiling: the model's forward throughput at the stage's batch size: raw transformers `generate`, greedy, every
+  sequence forced to the full 64 tokens (no sampler, no early stop, no idle slot), so the sampler's cost counts
+  against the stage;
+- sampled ceiling (the earlier definition, kept beside it): the same forced to 64 tokens but sampling through
+  transformers' own top-k/top-p chain.
+transformers runs once per sampler (`--samplers`) and stop setting (`--stop`: end a candidate at its boxed answer).
+Reported: useful tokens/s (tokens up to EOS or the stop), tokens per candidate, the stage's seconds, the ratios
+stage/ceiling, stage/sampled ceiling and stage/own raw, and the engine's start-up time. `openai` is served by a
+`vllm serve` this script starts.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 
 import selfimprove.flows  # noqa: F401  (offline environment defaults)
@@ -31,26 +38,28 @@ def useful(rows: list[dict]) -> int:
     return sum(r["n_tokens"] for r in rows)
 
 
-def ceiling(path, seeds, cfg: SamplingConfig, batch_size: int) -> tuple[float, float]:
-    """(useful tok/s of raw generate, tok/s of raw generate forced to full length) on the stage's batches."""
+def ceiling(path, seeds, cfg: SamplingConfig, batch_size: int) -> dict[str, float]:
+    """tok/s of raw `generate` on the stage's batches: greedy forced to full length (`ceiling`), sampling forced to
+    full length (`sampled`), and sampling until EOS (`raw`, useful tokens)."""
     import torch
 
     hf = TransformersBackend(path, BackendConfig(dtype="bfloat16", batch_size=batch_size))
     texts = [hf.render(user_message(s["question"], cfg.prompt)) for s in seeds]
-    rates = []
-    for forced in (False, True):
+    sampled = dict(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
+    rates = {}
+    for name, kwargs, forced in (("ceiling", {"do_sample": False}, True), ("sampled", sampled, True), ("raw", sampled, False)):
         tokens, start = 0, time.time()
         for idx, enc in hf._batches(texts, cfg.n):
             torch.manual_seed(0)
-            kwargs = {"min_new_tokens": cfg.max_new_tokens} if forced else {}
+            rows = {k: v.repeat_interleave(cfg.n, dim=0) for k, v in enc.items()}
             with torch.inference_mode():
-                out = hf.model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
-                                        top_p=cfg.top_p, top_k=cfg.top_k, num_return_sequences=cfg.n, **kwargs)
+                out = hf.model.generate(**rows, max_new_tokens=cfg.max_new_tokens, **kwargs,
+                                        **({"min_new_tokens": cfg.max_new_tokens} if forced else {}))
             new = out[:, enc["input_ids"].shape[1]:]
             tokens += new.numel() if forced else sum(length_until_eos(seq.tolist(), hf._stop) for seq in new)
-        rates.append(tokens / (time.time() - start))
+        rates[name] = tokens / (time.time() - start)
     hf.close()
-    return rates[0], rates[1]
+    return rates
 
 
 def raw_continuous(backend: TransformersBackend, texts: list[str], cfg: SamplingConfig) -> float:
@@ -83,49 +92,63 @@ def raw_vllm(base_url: str, texts: list[str], cfg: SamplingConfig) -> float:
     return response.usage.completion_tokens / (time.time() - start)
 
 
+def variants(name: str, samplers: list[str], stops: list[str]) -> list[tuple[str, dict, bool]]:
+    """(label, transformers settings, stop) for each run of an engine: transformers once per sampler and stop."""
+    kind, _, batching = name.partition("/")
+    if kind != "transformers":
+        return [(name, {}, stop == "on") for stop in stops]
+    return [(f"{name} {sampler}{' +stop' if stop == 'on' else ''}", {"batching": batching or "continuous", "sampler": sampler},
+             stop == "on") for sampler in samplers for stop in stops]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="default")
     ap.add_argument("--backend", nargs="+", default=["transformers", "transformers/static", "vllm", "openai"])
+    ap.add_argument("--samplers", nargs="+", default=["topk_first", "reference"])
+    ap.add_argument("--stop", nargs="+", default=["on", "off"], choices=["on", "off"])
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=64)
     args = ap.parse_args()
     path = models.resolve(args.model)
     seeds = generate(SeedSource(size=args.prompts))
-    cfg = SamplingConfig(n=args.n, max_new_tokens=64)
-    raw_hf, full = ceiling(path, seeds, cfg, args.batch_size)
-    print(f"{args.prompts} prompts x {args.n} samples, up to 64 tokens, T 0.8, bf16, 2 CPU cores")
-    print(f"ceiling (raw generate, every sequence forced to 64 tokens): {full:.1f} tok/s; raw generate: {raw_hf:.1f} useful tok/s")
+    rates = ceiling(path, seeds, SamplingConfig(n=args.n, max_new_tokens=64), args.batch_size)
+    print(f"{args.prompts} prompts x {args.n} samples, up to 64 tokens, T 0.8, bf16, {os.cpu_count()} CPU cores")
+    print(f"ceiling (raw generate, greedy, forced to 64 tokens): {rates['ceiling']:.1f} tok/s; sampled ceiling (transformers' "
+          f"sampler, forced to 64): {rates['sampled']:.1f} tok/s; raw generate: {rates['raw']:.1f} useful tok/s")
     server = None
     for name in args.backend:
-        kind, _, batching = name.partition("/")
-        config = BackendConfig(kind=kind, dtype="bfloat16", batch_size=args.batch_size,
-                               transformers={"batching": batching or "continuous"})
-        start = time.time()
-        if kind == "openai":
-            from selfimprove.inference.vllm_backend import EngineProcess
+        kind = name.partition("/")[0]
+        for label, settings, stop in variants(name, args.samplers, args.stop):
+            cfg = SamplingConfig(n=args.n, max_new_tokens=64, stop_at_answer=stop)
+            config = BackendConfig(kind=kind, dtype="bfloat16", batch_size=args.batch_size, transformers=settings)
+            start = time.time()
+            if kind == "openai":
+                from selfimprove.inference.vllm_backend import EngineProcess
 
-            server = EngineProcess(str(path), BackendConfig(kind="vllm"))
-            config = BackendConfig(kind="openai", openai={"base_url": server.base_url, "send_seed": False,
-                                                          "tokenizer": str(path), "max_concurrency": 64})
-        backend = load_backend(path, config)
-        startup = time.time() - start
-        sample(backend, seeds[:2], SamplingConfig(n=1, max_new_tokens=4))  # warm-up, not timed
-        t0 = time.time()
-        rows = sample(backend, seeds, cfg)
-        rate = useful(rows) / (time.time() - t0)
-        texts = [backend.render(user_message(s["question"], cfg.prompt)) for s in seeds]
-        if kind == "transformers":
-            own = raw_hf if config.transformers.batching == "static" else raw_continuous(backend, texts, cfg)
-        else:
-            own = raw_vllm(server.base_url if kind == "openai" else backend.engine.base_url, texts, cfg)
-        print(f"{name:20s} stage {rate:6.1f} useful tok/s | stage/ceiling {rate / full:.2f} | stage/own raw {rate / own:.2f} "
-              f"(own raw {own:.1f}) | start-up {startup:.1f} s")
-        backend.close()
-        if server:
-            server.stop()
-            server = None
+                server = EngineProcess(str(path), BackendConfig(kind="vllm"))
+                config = BackendConfig(kind="openai", openai={"base_url": server.base_url, "send_seed": False,
+                                                              "tokenizer": str(path), "max_concurrency": 64})
+            backend = load_backend(path, config)
+            startup = time.time() - start
+            sample(backend, seeds[:2], SamplingConfig(n=1, max_new_tokens=4))  # warm-up, not timed
+            t0 = time.time()
+            rows = sample(backend, seeds, cfg)
+            seconds = time.time() - t0
+            rate = useful(rows) / seconds
+            texts = [backend.render(user_message(s["question"], cfg.prompt)) for s in seeds]
+            if kind == "transformers":
+                own = rates["raw"] if settings["batching"] == "static" else raw_continuous(backend, texts, cfg)
+            else:
+                own = raw_vllm(server.base_url if kind == "openai" else backend.engine.base_url, texts, cfg)
+            print(f"{label:34s} stage {rate:6.1f} useful tok/s, {useful(rows) / len(rows):5.1f} tok/candidate, {seconds:6.1f} s "
+                  f"| stage/ceiling {rate / rates['ceiling']:.2f} | stage/sampled ceiling {rate / rates['sampled']:.2f} "
+                  f"| stage/own raw {rate / own:.2f} (own raw {own:.1f}) | start-up {startup:.1f} s", flush=True)
+            backend.close()
+            if server:
+                server.stop()
+                server = None
 
 
 if __name__ == "__main__":

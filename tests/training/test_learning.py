@@ -56,11 +56,12 @@ def test_the_sft_rows_mask_every_prompt_token_and_no_completion_token(tiny_model
         assert row["completion"] in completion and completion.rstrip().endswith(tok.eos_token)
 
 
-def test_a_few_steps_on_one_repeated_row_lower_its_loss_and_change_the_weights(tiny_model, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_few_steps_on_one_repeated_row_lower_its_loss_and_change_the_weights(tiny_model, tmp_path, precision):
     before = _completion_nll(tiny_model, ROW)
     out = train(tiny_model, [ROW] * 8, tmp_path / "ckpt",
                 TrainConfig(epochs=3, batch_size=4, learning_rate=1e-2, warmup_ratio=0.0, lr_scheduler="constant",
-                            max_length=128))
+                            max_length=128, precision=precision))
     after = _completion_nll(tmp_path / "ckpt", ROW)
     print(f"completion NLL before {before:.3f}, after 6 steps {after:.3f}")
     assert out["steps"] == 6 and len(out["log"]) == 6
@@ -69,6 +70,23 @@ def test_a_few_steps_on_one_repeated_row_lower_its_loss_and_change_the_weights(t
     assert model_identity(tmp_path / "ckpt") != model_identity(tiny_model)
     # it learned this completion, not text in general
     assert _completion_nll(tmp_path / "ckpt", {**ROW, "completion": "Blue is a colour."}) > after
+
+
+@pytest.mark.parametrize("cpu_bf16, auto", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_is_bf16_mixed_precision_where_the_cpu_has_bf16_units(tiny_model, tmp_path, monkeypatch,
+                                                                             cpu_bf16, auto):
+    import torch
+
+    from selfimprove.training import sft
+
+    monkeypatch.setattr(sft, "cpu_has_bf16", lambda: cpu_bf16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert sft.resolve_precision("auto") == auto and sft.resolve_precision("fp32") == "fp32"
+    trainer, _ = build_trainer(tiny_model, [ROW] * 2, tmp_path, TrainConfig(batch_size=2))
+    assert trainer.args.bf16 == (auto == "bf16")
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}  # master weights stay fp32
+    with pytest.raises(ValueError, match="training.precision must be one of"):
+        TrainConfig(precision="fp8")
 
 
 def test_the_self_distillation_loss_reads_the_response_tokens_only_and_moves_the_student(tiny_model, tmp_path):

@@ -109,3 +109,24 @@ def test_constrained_votes_are_independent_draws(backend):
     assert all(j["decision"] in ("Y", "N") and j["p_yes"] is not None for j in judgments)
     # the tiny model's P(Y) sits near one half, so 4 independent draws over 8 candidates disagree somewhere
     assert len({j["decision"] for j in judgments}) == 2
+
+
+def test_advisory_stages_after_the_last_gate_judge_every_round_in_one_call():
+    from selfimprove.inference.scripted import ScriptedBackend
+
+    class Counting(ScriptedBackend):
+        scored: list[int] = []
+
+        def choice_probs(self, prompts, assistant_prefix, choices):
+            self.scored.append(len(prompts))
+            return super().choice_probs(prompts, assistant_prefix, choices)
+
+    # first_valid with an agreement gate at 0.5: s0 is decided in round 0, s2 (no answer first) in round 1
+    backend = Counting()
+    cfg = CascadeConfig(stages=[StageConfig("agreement", threshold=0.5),
+                                StageConfig("factuality", scoring="probability", gate=False)])
+    judgments, verdicts = run_cascade(backend, SEEDS, candidates(), cfg)
+    rounds = {j["candidate_id"]: j["round"] for j in judgments if j["stage"] == "factuality"}
+    assert rounds == {"s0#0": 0, "s2#1": 1}  # each judged once, its round recorded
+    assert backend.scored == [2]  # one call for both rounds' survivors
+    assert [v["candidate_id"] for v in verdicts if v["accepted"]] == ["s0#0", "s2#1"]
