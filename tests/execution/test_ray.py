@@ -1,6 +1,9 @@
 """The tiny-model flow on a local Ray cluster with its lake on S3 (moto's server): 2 engine workers, one of
 them killed mid-shard, give the rows a local run on a local lake gives, lose none and compute no finished
-shard twice; Ray Train's worker publishes the checkpoint to the bucket and the tuned evaluation loads it."""
+shard twice; Ray Train's worker publishes the checkpoint to the bucket and the tuned evaluation loads it
+(`-m slow`); the default run checks that no credential reaches a worker."""
+import pytest
+
 from selfimprove.warehouse.views import query
 from tests.tiny_model import tiny_overrides
 
@@ -11,6 +14,7 @@ def _rows(lake, run, sql):
     return query(lake, sql, {"run": run})[1]
 
 
+@pytest.mark.slow  # about 70 s on 2 cores: it runs in CI's `-m slow` command, not the default one
 def test_a_ray_run_with_a_worker_killed_mid_shard_equals_a_local_run(tiny_model, ray_cluster, s3_lake, prefect_harness,
                                                                      tmp_path, monkeypatch):
     from selfimprove.flows.svd import svd

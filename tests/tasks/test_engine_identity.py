@@ -10,6 +10,7 @@ def test_dtype_or_engine_change_recomputes_model_stages_and_nothing_else(tiny_mo
     from selfimprove.flows.svd import svd
     from selfimprove.tasks import common
 
+    common.release_engines()  # an engine another test left warm
     loads = []
     monkeypatch.setattr(common, "load_backend", lambda path, config: loads.append(path) or load_backend(path, config))
     o = tiny_overrides(tiny_model)
