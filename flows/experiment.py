@@ -72,8 +72,9 @@ def experiment(methods: list[str], repeats: int = 3, preset: str = "quickstart",
     lk = Lake(lake_location(lake))
     done = {(r["repeat"], r["method"]): r for r in experiment_runs(lk, exp)}
     for repeat in range(1, repeats + 1):
+        # the held-out set is fixed, and each repeat's seeds leave out its questions: every repeat scores the same items
         seeds = {"seeds": {"seed": base.seeds.seed + SEED_STRIDE * (repeat - 1)},
-                 "sampling": {"seed": base.sampling.seed + repeat - 1}}
+                 "sampling": {"seed": base.sampling.seed + repeat - 1}, "evaluation": {"fixed": True}}
         runs: dict[str, str] = {}
         for method, controls in order:
             arm = f"{exp}/{repeat}/{method}"

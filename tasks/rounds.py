@@ -59,15 +59,15 @@ def taken_questions(lake: str, cfg: RunConfig, run_id: str | None) -> set[str]:
 
 
 def round_seeds(cfg: RunConfig, taken: set[str]) -> tuple[list[dict], list[dict]]:
-    """(training seeds, held-out items). On a track the held-out set is the track's own, the same every round,
-    and the seeds leave out every question it holds or an earlier round took; off a track the held-out set
-    leaves out the seeds' questions."""
-    if not cfg.track.name:
+    """(training seeds, held-out items). On a track, or with `evaluation.fixed` (an experiment's repeats), the
+    held-out set is the same whatever the seeds, and the seeds leave out every question it holds (and on a track
+    every question an earlier round took); otherwise the held-out set leaves out the seeds' questions."""
+    if not cfg.track.name and not cfg.evaluation.fixed:
         rows = seedlib.load(cfg.seeds)
         return rows, load_items(cfg.evaluation, exclude_questions={seedlib.question_key(r["question"]) for r in rows})
     items = load_items(cfg.evaluation)
     rows = seedlib.load(cfg.seeds, taken | {seedlib.question_key(i["question"]) for i in items})
-    if not rows:
+    if not rows and cfg.track.name:
         where = cfg.seeds.inbox or cfg.seeds.path or "the generator"
         raise InputError(f"no new seed question for round {cfg.track.round} of track {cfg.track.name}: earlier rounds "
                          f"took all {len(taken)} of {where}'s" + (" (drop new files into the inbox)" if cfg.seeds.inbox else ""),

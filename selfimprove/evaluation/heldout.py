@@ -46,6 +46,7 @@ class EvalConfig:
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # limits for code items
     temperature_sweep: list[NonNegative] = field(default_factory=list)  # SSD: evaluate base and tuned at each T_eval too
     sweep_samples: AtLeast1 = 2  # samples per item at each swept T > 0 (pass@1 = their mean)
+    fixed: bool = False  # the held-out set ignores the seeds and the seeds leave out its questions (experiments, tracks)
 
     def __post_init__(self) -> None:
         if isinstance(self.sandbox, dict):

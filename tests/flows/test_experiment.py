@@ -98,3 +98,21 @@ def test_the_interval_over_repeats_is_students_t():
 
     many = [0.3, 0.4] * 20  # df 39: the 30-df quantile, a little wider than exact, never narrower
     assert abs(t_interval(many)[2] - 0.35 - 2.042 * stdev(many) / 40 ** 0.5) < 1e-12
+
+
+def test_every_repeat_scores_the_same_heldout_items():
+    from selfimprove import config as configlib
+    from selfimprove.data.seeds import question_key
+    from selfimprove.tasks.rounds import round_seeds
+
+    def split(seed: int, fixed: bool):
+        seeds, items = round_seeds(configlib.requested("quickstart", None, {"seeds": {"seed": seed},
+                                                                          "evaluation": {"fixed": fixed}}), set())
+        return {question_key(s["question"]) for s in seeds}, [i["item_id"] for i in items], items
+
+    # left to themselves, the held-out items skip each repeat's seeds, so two repeats score different sets
+    assert split(0, False)[1] != split(1009, False)[1]
+    (seeds_a, ids_a, items), (seeds_b, ids_b, _) = split(0, True), split(1009, True)
+    assert ids_a == ids_b and len(ids_a) == 200  # fixed: one set for every repeat
+    assert not (seeds_a | seeds_b) & {question_key(i["question"]) for i in items}  # and no seed is a held-out item
+    assert len(seeds_a) == len(seeds_b) == 240
