@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ def run(site: Path, lake: Path, config: Path | None) -> dict:
     command = [sys.executable, "-c", "from selfimprove.flows.cli import main; main()", "run", "svd", "--lake", str(lake)]
     start = time.time()
     subprocess.run(command + (["--config", str(config)] if config else []), check=True, cwd=lake.parent,
-                   env={**__import__("os").environ, "PYTHONPATH": str(site)}, stdout=subprocess.DEVNULL)
+                   env={**os.environ, "PYTHONPATH": str(site)}, stdout=subprocess.DEVNULL)
     wall = time.time() - start
     (manifests,) = (lake / "_manifests").iterdir()
     stages = {}
