@@ -1,7 +1,7 @@
 """Sampling throughput of each engine against its own raw engine and the full-batch ceiling, one run.
 
     python bench/backend_throughput.py [--backend transformers transformers/static vllm openai] [--prompts 32] [--n 8]
-                                       [--samplers topk_first reference] [--stop on off]
+                                       [--samplers topk_first reference] [--stop on off] [--attention segmented dense]
 
 The same chat-formatted arithmetic prompts, n samples each, up to 64 new tokens, T 0.8:
 - stage: the sampling stage's own call (`generation.sampling.sample` through the Backend);
@@ -14,7 +14,8 @@ The same chat-formatted arithmetic prompts, n samples each, up to 64 new tokens,
   against the stage;
 - sampled ceiling (the earlier definition, kept beside it): the same forced to 64 tokens but sampling through
   transformers' own top-k/top-p chain.
-transformers runs once per sampler (`--samplers`) and stop setting (`--stop`: end a candidate at its boxed answer).
+transformers runs once per sampler (`--samplers`), stop setting (`--stop`: end a candidate at its boxed answer) and
+continuous batching's attention (`--attention`).
 Reported: useful tokens/s (tokens up to EOS or the stop), tokens per candidate, the stage's seconds, the ratios
 stage/ceiling, stage/sampled ceiling and stage/own raw, and the engine's start-up time. `openai` is served by a
 `vllm serve` this script starts.
@@ -92,13 +93,16 @@ def raw_vllm(base_url: str, texts: list[str], cfg: SamplingConfig) -> float:
     return response.usage.completion_tokens / (time.time() - start)
 
 
-def variants(name: str, samplers: list[str], stops: list[str]) -> list[tuple[str, dict, bool]]:
-    """(label, transformers settings, stop) for each run of an engine: transformers once per sampler and stop."""
+def variants(name: str, samplers: list[str], stops: list[str], attentions: list[str]) -> list[tuple[str, dict, bool]]:
+    """(label, transformers settings, stop) for each run of an engine: transformers once per sampler, stop and (in
+    continuous batching) attention."""
     kind, _, batching = name.partition("/")
     if kind != "transformers":
         return [(name, {}, stop == "on") for stop in stops]
-    return [(f"{name} {sampler}{' +stop' if stop == 'on' else ''}", {"batching": batching or "continuous", "sampler": sampler},
-             stop == "on") for sampler in samplers for stop in stops]
+    batching = batching or "continuous"
+    return [(f"{name} {sampler}{' +stop' if stop == 'on' else ''}{f' {attention}' if batching == 'continuous' else ''}",
+             {"batching": batching, "sampler": sampler, "attention": attention}, stop == "on")
+            for sampler in samplers for stop in stops for attention in (attentions if batching == "continuous" else attentions[:1])]
 
 
 def main() -> None:
@@ -107,6 +111,7 @@ def main() -> None:
     ap.add_argument("--backend", nargs="+", default=["transformers", "transformers/static", "vllm", "openai"])
     ap.add_argument("--samplers", nargs="+", default=["topk_first", "reference"])
     ap.add_argument("--stop", nargs="+", default=["on", "off"], choices=["on", "off"])
+    ap.add_argument("--attention", nargs="+", default=["segmented", "dense"], choices=["segmented", "dense"])
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=64)
@@ -120,7 +125,7 @@ def main() -> None:
     server = None
     for name in args.backend:
         kind = name.partition("/")[0]
-        for label, settings, stop in variants(name, args.samplers, args.stop):
+        for label, settings, stop in variants(name, args.samplers, args.stop, args.attention):
             cfg = SamplingConfig(n=args.n, max_new_tokens=64, stop_at_answer=stop)
             config = BackendConfig(kind=kind, dtype="bfloat16", batch_size=args.batch_size, transformers=settings)
             start = time.time()
@@ -142,7 +147,7 @@ def main() -> None:
                 own = rates["raw"] if settings["batching"] == "static" else raw_continuous(backend, texts, cfg)
             else:
                 own = raw_vllm(server.base_url if kind == "openai" else backend.engine.base_url, texts, cfg)
-            print(f"{label:34s} stage {rate:6.1f} useful tok/s, {useful(rows) / len(rows):5.1f} tok/candidate, {seconds:6.1f} s "
+            print(f"{label:44s} stage {rate:6.1f} useful tok/s, {useful(rows) / len(rows):5.1f} tok/candidate, {seconds:6.1f} s "
                   f"| stage/ceiling {rate / rates['ceiling']:.2f} | stage/sampled ceiling {rate / rates['sampled']:.2f} "
                   f"| stage/own raw {rate / own:.2f} (own raw {own:.1f}) | start-up {startup:.1f} s", flush=True)
             backend.close()

@@ -78,17 +78,24 @@ class TransformersSettings:
         sampler: `topk_first` (top-k, then temperature and top-p within the k, one draw among them) or `reference`
             (transformers' own chain over the whole vocabulary, as lakes before it were sampled). The same
             distribution, another random stream (`inference/decoding.py`): part of the engine's identity.
+        attention: continuous batching's attention, `segmented` (within each request: decoding requests as one
+            padded batch, prefilling ones one at a time; `inference/paged_attention.py`) or `dense`
+            (transformers' `paged|sdpa`: one masked attention over every request of a step, quadratic in the
+            requests in flight). The same attention up to float order: part of the engine's identity.
     """
 
     batching: str = "continuous"
     max_prompt_tokens: AtLeast1 = 1024
     sampler: str = "topk_first"
+    attention: str = "segmented"
 
     def __post_init__(self) -> None:
         if self.batching not in ("continuous", "static"):
             raise ValueError(f"backend batching must be continuous or static, got {self.batching!r}")
         if self.sampler not in ("topk_first", "reference"):
             raise ValueError(f"backend sampler must be topk_first or reference, got {self.sampler!r}")
+        if self.attention not in ("segmented", "dense"):
+            raise ValueError(f"backend attention must be segmented or dense, got {self.attention!r}")
 
 
 @dataclass

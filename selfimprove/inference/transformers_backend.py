@@ -43,7 +43,7 @@ class TransformersBackend(LocalTokenizer, Backend):
     @classmethod
     def settings(cls, config: BackendConfig) -> dict:
         return {**super().settings(config), "device": resolve_device(config.device).split(":")[0],
-                **{k: getattr(config.transformers, k) for k in ("batching", "max_prompt_tokens", "sampler")}}
+                **{k: getattr(config.transformers, k) for k in ("batching", "max_prompt_tokens", "sampler", "attention")}}
 
     def run_notes(self) -> dict:
         seeded = "one seed per batch" if self.config.transformers.batching == "static" else "one seed per call, requests queued up front"
@@ -124,7 +124,7 @@ class TransformersBackend(LocalTokenizer, Backend):
         from transformers import ContinuousBatchingConfig, GenerationConfig
         from transformers.generation.continuous_batching.utils import WorkloadHints
 
-        from . import decoding
+        from . import decoding, paged_attention
 
         ids = [self.tokenizer(t, add_special_tokens=False, truncation=True, max_length=self.config.transformers.max_prompt_tokens).input_ids
                for t in texts]
@@ -136,15 +136,19 @@ class TransformersBackend(LocalTokenizer, Backend):
         hints = WorkloadHints(max_prompt_length=max(map(len, ids)), max_generated_length=sampling["max_new_tokens"],
                               num_requests=len(ids) * n)
         done: list[dict[int, list[int]]] = [{} for _ in texts]
-        manager = self.model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching,
-                                                      workload_hints=hints)
         stop = [decoding.StopAtAnswerBatched(decoding.AnswerWatch(self.tokenizer, rule), self._end)] if rule else []
-        decoding.install_batched(manager, self.model, generation, custom + stop)
-        # every request is queued before the loop starts, so the schedule (and with it the samples)
-        # repeats for the same seed
-        owner = {rid: i for i, rid in enumerate(manager.add_requests(ids, max_new_tokens=sampling["max_new_tokens"]))}
-        manager.start()
+        attention = self.model.config._attn_implementation
+        if self.config.transformers.attention == "segmented":
+            self.model.set_attn_implementation(paged_attention.register())
+        manager = None
         try:
+            manager = self.model.init_continuous_batching(generation_config=generation, continuous_batching_config=batching,
+                                                          workload_hints=hints)
+            decoding.install_batched(manager, self.model, generation, custom + stop)
+            # every request is queued before the loop starts, so the schedule (and with it the samples)
+            # repeats for the same seed
+            owner = {rid: i for i, rid in enumerate(manager.add_requests(ids, max_new_tokens=sampling["max_new_tokens"]))}
+            manager.start()
             left = len(ids) * n
             while left:
                 out = manager.get_result(timeout=1)
@@ -161,8 +165,10 @@ class TransformersBackend(LocalTokenizer, Backend):
                 if len(done[i]) == n and progress:
                     progress(1)
         finally:
-            manager.stop(block=True, timeout=30)
-            manager.destroy()
+            if manager is not None:
+                manager.stop(block=True, timeout=30)
+                manager.destroy()
+            self.model.set_attn_implementation(attention)
         self.counters.generate_calls += len(ids)
         self.counters.prompt_tokens += sum(map(len, ids)) * n
         return [[self._completion(d[k]) for k in sorted(d)] for d in done]
