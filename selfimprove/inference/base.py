@@ -81,7 +81,8 @@ class TransformersSettings:
         attention: continuous batching's attention, `segmented` (within each request: decoding requests as one
             padded batch, prefilling ones one at a time; `inference/paged_attention.py`) or `dense`
             (transformers' `paged|sdpa`: one masked attention over every request of a step, quadratic in the
-            requests in flight). The same attention up to float order: part of the engine's identity.
+            requests in flight). The same attention up to float order: part of the engine's identity. Models with
+            sliding-window layers always run `dense`.
     """
 
     batching: str = "continuous"

@@ -44,10 +44,17 @@ _last: tuple[tuple, _Plan] | None = None
 
 def _plan(cu_q: torch.Tensor, cu_k: torch.Tensor) -> _Plan:
     global _last
-    key = (tuple(cu_q.tolist()), tuple(cu_k.tolist()))
-    if _last is None or _last[0] != key:
-        _last = (key, _Plan(list(key[0]), list(key[1]), cu_q.device))
-    return _last[1]
+    key, last = (tuple(cu_q.tolist()), tuple(cu_k.tolist())), _last
+    if last is None or last[0] != key:
+        last = _last = (key, _Plan(list(key[0]), list(key[1]), cu_q.device))
+    return last[1]
+
+
+def supports(model_config) -> bool:
+    """Whether every layer attends fully: sliding-window layers (Gemma, Mistral, some Qwen) need the window mask
+    transformers' own paged attentions apply, so their models run `dense`."""
+    layer_types = getattr(model_config, "layer_types", None) or []
+    return not getattr(model_config, "sliding_window", None) and all(t == "full_attention" for t in layer_types)
 
 
 def _decode(q, k, v, valid, scaling):

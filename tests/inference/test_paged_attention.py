@@ -31,3 +31,13 @@ def test_attention_is_part_of_the_identity(tiny_model):
     assert backend_identity(tiny_model, BackendConfig(dtype="float32", transformers={"attention": "dense"})) != base
     with pytest.raises(ValueError, match="attention must be segmented or dense"):
         BackendConfig(transformers={"attention": "flash"})
+
+
+def test_models_with_sliding_window_layers_run_dense():
+    from transformers import Gemma2Config, LlamaConfig, MistralConfig
+
+    from selfimprove.inference import paged_attention
+
+    assert paged_attention.supports(LlamaConfig())
+    assert not paged_attention.supports(Gemma2Config())  # alternating sliding and full layers
+    assert not paged_attention.supports(MistralConfig(sliding_window=4096))
