@@ -81,8 +81,9 @@ class TransformersSettings:
         attention: continuous batching's attention, `segmented` (within each request: decoding requests as one
             padded batch, prefilling ones one at a time; `inference/paged_attention.py`) or `dense`
             (transformers' `paged|sdpa`: one masked attention over every request of a step, quadratic in the
-            requests in flight). The same attention up to float order: part of the engine's identity. Models with
-            sliding-window layers always run `dense`.
+            requests in flight). The same attention up to float order: part of the engine's identity. It applies on
+            CPU only, and models with sliding-window layers always run `dense`; on a GPU transformers picks its
+            own (flash paged attention where installed).
     """
 
     batching: str = "continuous"

@@ -50,11 +50,13 @@ def _plan(cu_q: torch.Tensor, cu_k: torch.Tensor) -> _Plan:
     return last[1]
 
 
-def supports(model_config) -> bool:
-    """Whether every layer attends fully: sliding-window layers (Gemma, Mistral, some Qwen) need the window mask
-    transformers' own paged attentions apply, so their models run `dense`."""
+def applies(model_config, device: str) -> bool:
+    """Whether `segmented` runs: on CPU (where it was measured; on a GPU transformers' own choice stands, flash
+    paged attention where installed), for models whose every layer attends fully (sliding-window layers, as in
+    Gemma or Mistral, need the window mask transformers' own paged attentions apply)."""
     layer_types = getattr(model_config, "layer_types", None) or []
-    return not getattr(model_config, "sliding_window", None) and all(t == "full_attention" for t in layer_types)
+    return (device.split(":")[0] == "cpu" and not getattr(model_config, "sliding_window", None)
+            and all(t == "full_attention" for t in layer_types))
 
 
 def _decode(q, k, v, valid, scaling):

@@ -138,7 +138,7 @@ class TransformersBackend(LocalTokenizer, Backend):
         done: list[dict[int, list[int]]] = [{} for _ in texts]
         stop = [decoding.StopAtAnswerBatched(decoding.AnswerWatch(self.tokenizer, rule), self._end)] if rule else []
         attention = self.model.config._attn_implementation
-        if self.config.transformers.attention == "segmented" and paged_attention.supports(self.model.config):
+        if self.config.transformers.attention == "segmented" and paged_attention.applies(self.model.config, self.device):
             self.model.set_attn_implementation(paged_attention.register())
         manager = None
         try:

@@ -33,11 +33,12 @@ def test_attention_is_part_of_the_identity(tiny_model):
         BackendConfig(transformers={"attention": "flash"})
 
 
-def test_models_with_sliding_window_layers_run_dense():
+def test_segmented_applies_on_cpu_to_models_without_sliding_window_layers():
     from transformers import Gemma2Config, LlamaConfig, MistralConfig
 
     from selfimprove.inference import paged_attention
 
-    assert paged_attention.supports(LlamaConfig())
-    assert not paged_attention.supports(Gemma2Config())  # alternating sliding and full layers
-    assert not paged_attention.supports(MistralConfig(sliding_window=4096))
+    assert paged_attention.applies(LlamaConfig(), "cpu")
+    assert not paged_attention.applies(LlamaConfig(), "cuda:0")  # transformers' flash paged attention there
+    assert not paged_attention.applies(Gemma2Config(), "cpu")  # alternating sliding and full layers
+    assert not paged_attention.applies(MistralConfig(sliding_window=4096), "cpu")
