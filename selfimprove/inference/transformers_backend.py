@@ -137,8 +137,10 @@ class TransformersBackend(LocalTokenizer, Backend):
                               num_requests=len(ids) * n)
         done: list[dict[int, list[int]]] = [{} for _ in texts]
         stop = [decoding.StopAtAnswerBatched(decoding.AnswerWatch(self.tokenizer, rule), self._end)] if rule else []
-        attention = self.model.config._attn_implementation
+        # transformers restores the attention it switched itself; the one switched here is restored here
+        restore = None
         if self.config.transformers.attention == "segmented" and paged_attention.applies(self.model.config, self.device):
+            restore = self.model.config._attn_implementation
             self.model.set_attn_implementation(paged_attention.register())
         manager = None
         try:
@@ -168,7 +170,8 @@ class TransformersBackend(LocalTokenizer, Backend):
             if manager is not None:
                 manager.stop(block=True, timeout=30)
                 manager.destroy()
-            self.model.set_attn_implementation(attention)
+            if restore is not None:
+                self.model.set_attn_implementation(restore)
         self.counters.generate_calls += len(ids)
         self.counters.prompt_tokens += sum(map(len, ids)) * n
         return [[self._completion(d[k]) for k in sorted(d)] for d in done]
